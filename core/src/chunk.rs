@@ -1,0 +1,359 @@
+//! Content-defined chunking (FastCDC 2020) and zero detection.
+//!
+//! The chunker runs over any `Read` with one fixed buffer, so memory is constant whatever
+//! the image size, and cut points depend only on the bytes — never on how the reader
+//! happened to split them (a property test pins this). All-zero chunks are reported as
+//! such so that callers turn them into holes without hashing or storing them.
+//!
+//! Cut points are only computed once at least `max` bytes are buffered (or at end of
+//! input), so every cut the FastCDC slice API returns is final.
+
+use std::io::{self, Read};
+
+/// Which algorithm places cut points; recorded in every recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChunkerKind {
+    /// FastCDC as published in 2020 (the `fastcdc` crate's `v2020`), normalization level 1.
+    FastCdc2020,
+    /// Fixed-size chunks of `avg` bytes (min = avg = max); cheap, but a shifted byte
+    /// breaks dedup for the rest of the file.
+    Fixed,
+}
+
+impl ChunkerKind {
+    /// Byte used for this kind in the recipe header.
+    pub fn code(self) -> u8 {
+        match self {
+            ChunkerKind::FastCdc2020 => 1,
+            ChunkerKind::Fixed => 2,
+        }
+    }
+
+    /// Inverse of [`ChunkerKind::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(ChunkerKind::FastCdc2020),
+            2 => Some(ChunkerKind::Fixed),
+            _ => None,
+        }
+    }
+}
+
+/// Chunker parameters; part of the recipe so a seed can be chunked exactly like the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChunkerParams {
+    /// Algorithm.
+    pub kind: ChunkerKind,
+    /// Smallest chunk (except the last of an image).
+    pub min: u32,
+    /// Target average chunk.
+    pub avg: u32,
+    /// Largest chunk; also the largest plaintext a block may hold.
+    pub max: u32,
+}
+
+/// Largest chunk any recipe may declare; bounds every allocation driven by input.
+pub const MAX_CHUNK: u32 = 16 * 1024 * 1024;
+
+/// Parameters that cannot produce valid chunks.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid chunker parameters min={min} avg={avg} max={max}: {why}")]
+pub struct ChunkerParamsError {
+    min: u32,
+    avg: u32,
+    max: u32,
+    why: &'static str,
+}
+
+impl ChunkerParams {
+    /// FastCDC with the usual spread: min = avg/4, max = avg*4.
+    pub fn fastcdc(avg: u32) -> Self {
+        ChunkerParams {
+            kind: ChunkerKind::FastCdc2020,
+            min: avg / 4,
+            avg,
+            max: avg.saturating_mul(4),
+        }
+    }
+
+    /// Fixed-size chunks.
+    pub fn fixed(size: u32) -> Self {
+        ChunkerParams {
+            kind: ChunkerKind::Fixed,
+            min: size,
+            avg: size,
+            max: size,
+        }
+    }
+
+    /// Checks the bounds the algorithm needs; recipes are validated with this too.
+    pub fn validate(&self) -> Result<(), ChunkerParamsError> {
+        let err = |why| ChunkerParamsError {
+            min: self.min,
+            avg: self.avg,
+            max: self.max,
+            why,
+        };
+        if self.max > MAX_CHUNK {
+            return Err(err("max exceeds 16 MiB"));
+        }
+        match self.kind {
+            ChunkerKind::Fixed => {
+                if self.avg == 0 || self.min != self.avg || self.max != self.avg {
+                    return Err(err("fixed chunks need min = avg = max > 0"));
+                }
+            }
+            ChunkerKind::FastCdc2020 => {
+                use fastcdc::v2020 as f;
+                if !(f::MINIMUM_MIN..=f::MINIMUM_MAX).contains(&self.min)
+                    || !(f::AVERAGE_MIN..=f::AVERAGE_MAX).contains(&self.avg)
+                    || !(f::MAXIMUM_MIN..=f::MAXIMUM_MAX).contains(&self.max)
+                {
+                    return Err(err("outside the ranges FastCDC supports"));
+                }
+                if !(self.min <= self.avg && self.avg <= self.max) {
+                    return Err(err("need min <= avg <= max"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for ChunkerParams {
+    /// 64 KiB average FastCDC: the starting point DESIGN.md names.
+    fn default() -> Self {
+        ChunkerParams::fastcdc(64 * 1024)
+    }
+}
+
+/// True when every byte is zero. Word-at-a-time so it runs near memory bandwidth.
+pub fn is_zero(data: &[u8]) -> bool {
+    let (head, body, tail) = unsafe { data.align_to::<u128>() };
+    head.iter().all(|&b| b == 0)
+        && body.chunks(16).all(|c| c.iter().fold(0u128, |acc, &w| acc | w) == 0)
+        && tail.iter().all(|&b| b == 0)
+}
+
+/// One chunk, borrowed from the chunker's buffer until the next call.
+#[derive(Debug)]
+pub struct Chunk<'a> {
+    /// Offset of the chunk in the image.
+    pub offset: u64,
+    /// The bytes.
+    pub data: &'a [u8],
+}
+
+impl Chunk<'_> {
+    /// Whether this chunk is a hole (all zeros).
+    pub fn is_zero(&self) -> bool {
+        is_zero(self.data)
+    }
+}
+
+/// Streaming chunker over a reader, with one buffer of fixed size.
+pub struct Chunker<R> {
+    reader: R,
+    params: ChunkerParams,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    offset: u64,
+    /// FastCDC's small/large masks for `avg` at normalization level 1, computed once.
+    masks: [u64; 2],
+}
+
+impl<R: Read> Chunker<R> {
+    /// A chunker whose buffer holds several maximum-size chunks (fewer refills, fewer copies).
+    pub fn new(reader: R, params: ChunkerParams) -> Self {
+        let size = (params.max as usize * 4).max(4 * 1024 * 1024);
+        Chunker {
+            reader,
+            params,
+            buf: vec![0; size],
+            start: 0,
+            end: 0,
+            eof: false,
+            offset: 0,
+            masks: {
+                use fastcdc::v2020::{logarithm2, MASKS};
+                let bits = logarithm2(params.avg.max(2)) as usize;
+                [MASKS[(bits + 1).min(25)], MASKS[bits.saturating_sub(1)]]
+            },
+        }
+    }
+
+    /// Bytes of input consumed into chunks so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        while self.end < self.buf.len() && !self.eof {
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next chunk, or `None` at end of input.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk<'_>>> {
+        let max = self.params.max as usize;
+        if self.end - self.start < max && !self.eof {
+            self.fill()?;
+        }
+        let avail = self.end - self.start;
+        if avail == 0 {
+            return Ok(None);
+        }
+        let len = match self.params.kind {
+            ChunkerKind::Fixed => avail.min(max),
+            ChunkerKind::FastCdc2020 => {
+                let window = &self.buf[self.start..self.start + avail.min(max)];
+                let m = self.masks;
+                let (_, cut) = fastcdc::v2020::cut(
+                    window,
+                    self.params.min as usize,
+                    self.params.avg as usize,
+                    max,
+                    m[0],
+                    m[1],
+                    m[0] << 1,
+                    m[1] << 1,
+                );
+                cut.max(1)
+            }
+        };
+        let offset = self.offset;
+        let data = &self.buf[self.start..self.start + len];
+        self.start += len;
+        self.offset += len as u64;
+        Ok(Some(Chunk { offset, data }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A reader that hands out at most `step` bytes per call.
+    struct Dribble<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+    impl Read for Dribble<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn cuts(reader: impl Read, params: ChunkerParams) -> Vec<(u64, usize)> {
+        let mut c = Chunker::new(reader, params);
+        let mut out = vec![];
+        while let Some(ch) = c.next_chunk().unwrap() {
+            out.push((ch.offset, ch.data.len()));
+        }
+        out
+    }
+
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn zero_detection() {
+        assert!(is_zero(&[]));
+        assert!(is_zero(&[0; 1000]));
+        let mut v = vec![0u8; 1000];
+        for i in [0, 1, 15, 16, 17, 500, 999] {
+            v[i] = 1;
+            assert!(!is_zero(&v), "byte {i}");
+            assert!(!is_zero(&v[1..]) || i == 0);
+            v[i] = 0;
+        }
+    }
+
+    #[test]
+    fn chunks_cover_input_within_bounds() {
+        let data = noise(3 * 1024 * 1024 + 17, 7);
+        let p = ChunkerParams::fastcdc(16 * 1024);
+        let cs = cuts(&data[..], p);
+        let mut pos = 0;
+        for (i, (off, len)) in cs.iter().enumerate() {
+            assert_eq!(*off, pos);
+            assert!(*len <= p.max as usize);
+            if i + 1 < cs.len() {
+                assert!(*len >= p.min as usize);
+            }
+            pos += *len as u64;
+        }
+        assert_eq!(pos, data.len() as u64);
+    }
+
+    #[test]
+    fn zero_runs_become_zero_chunks() {
+        let mut data = noise(200_000, 3);
+        data.extend(vec![0u8; 2 * 1024 * 1024]);
+        data.extend(noise(100_000, 4));
+        let p = ChunkerParams::fastcdc(16 * 1024);
+        let mut c = Chunker::new(&data[..], p);
+        let mut zero_bytes = 0;
+        while let Some(ch) = c.next_chunk().unwrap() {
+            if ch.is_zero() {
+                zero_bytes += ch.data.len();
+            }
+        }
+        // All but the chunks straddling the edges of the run are holes.
+        assert!(zero_bytes >= 2 * 1024 * 1024 - 2 * p.max as usize, "{zero_bytes}");
+    }
+
+    #[test]
+    fn fixed_chunks() {
+        let data = noise(10_000, 1);
+        let cs = cuts(&data[..], ChunkerParams::fixed(4096));
+        assert_eq!(cs, vec![(0, 4096), (4096, 4096), (8192, 1808)]);
+    }
+
+    #[test]
+    fn params_validation() {
+        assert!(ChunkerParams::default().validate().is_ok());
+        assert!(ChunkerParams::fixed(0).validate().is_err());
+        assert!(ChunkerParams::fastcdc(64 * 1024 * 1024).validate().is_err());
+        let mut p = ChunkerParams::fastcdc(4096);
+        p.min = 8192;
+        assert!(p.validate().is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn boundaries_independent_of_read_sizes(len in 0usize..400_000, seed: u64, step in 1usize..70_000) {
+            let data = noise(len, seed);
+            let p = ChunkerParams::fastcdc(4096);
+            prop_assert_eq!(cuts(&data[..], p), cuts(Dribble { data: &data, step }, p));
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! bonsai-core: everything that turns a disk image into encrypted, content-addressed
+//! blocks and a recipe, and back.
+//!
+//! # Brief overview
+//! - [`chunk`] cuts an image into content-defined chunks and spots all-zero ones (holes).
+//! - [`codec`] turns a chunk into a block object: convergent key, zstd, AES-256-GCM, and
+//!   an id that is the BLAKE3 of the object, so the store can verify every upload.
+//! - [`recipe`] records how to rebuild the image: a compact, checksummed binary list.
+//! - [`store`] is the block store as the engines see it, with the HTTP client.
+//! - [`push`] and [`pull`] orchestrate; [`seed`] finds blocks in local files;
+//!   [`image`] reads raw and sparse images; [`stats`] holds the reported figures.
+//!
+//! # Example
+//! ```
+//! use bonsai_core::{codec, Convergence, Encoder};
+//! let conv = Convergence::public();
+//! let block = Encoder::new().encode(&conv, b"some disk bytes");
+//! let back = codec::decode(&conv, &block.id, &block.key, &block.object).unwrap();
+//! assert_eq!(back, b"some disk bytes");
+//! ```
+
+pub mod chunk;
+pub mod codec;
+pub mod error;
+pub mod id;
+pub mod image;
+pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod recipe;
+pub mod seed;
+pub mod stats;
+pub mod store;
+
+pub use chunk::{ChunkerKind, ChunkerParams};
+pub use codec::{Convergence, Encoder};
+pub use error::Error;
+pub use id::{BlockId, BlockKey, ImageHash};
+pub use progress::{NoProgress, Progress};
+pub use pull::{pull, PullOptions};
+pub use push::{push, PushOptions};
+pub use recipe::{Recipe, RecipeError};
+pub use stats::{PullReport, PushReport};
+pub use store::{BlockStore, StoreError, StoreStats};

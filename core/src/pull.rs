@@ -1,0 +1,324 @@
+//! Pull: recipe → plan (resume, seeds, store) → fetch → verify → write → whole-image check.
+//!
+//! ```text
+//! plan:    for each distinct block: already in the partial file from an interrupted pull?
+//!          in a --seed file (matched by key)?  otherwise: fetch from the store
+//! local:   read the plaintext, re-derive its key, write it at every offset that uses it
+//! fetch:   batches of ids, several requests in flight; each object is verified
+//!          (id, tag, length, key) before a byte of it is written
+//! finish:  fsync; BLAKE3 the whole file and compare with the recipe's image hash;
+//!          only then rename the partial file to OUT
+//! ```
+//!
+//! Writes go to `.OUT.<image-hash-prefix>.bonsai-partial` beside OUT, created sparse at
+//! the logical size; holes are never written, so they stay holes. An interrupted pull
+//! leaves that partial file; a re-run of the same recipe finds what it already wrote by
+//! re-hashing each block's first occurrence, and fetches only the rest. A failed check
+//! removes the partial file; OUT is never a half-written image.
+
+use crate::codec::{decode, Convergence};
+use crate::error::{Error, IoContext};
+use crate::id::{BlockId, BlockKey, ImageHash};
+use crate::progress::Progress;
+use crate::recipe::{Extent, Recipe};
+use crate::stats::PullReport;
+use crate::store::{limits, BlockStore};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// How to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Convergence secret the image was pushed with.
+    pub convergence: Convergence,
+    /// Local files to take matching blocks from.
+    pub seeds: Vec<PathBuf>,
+    /// Concurrent download requests.
+    pub network_threads: usize,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            convergence: Convergence::public(),
+            seeds: Vec::new(),
+            network_threads: 4,
+        }
+    }
+}
+
+/// Where the partial output of a pull of `recipe` to `out` lives.
+pub fn partial_path(out: &Path, recipe: &Recipe) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let tag = &recipe.image_hash.to_hex()[..16];
+    out.with_file_name(format!(".{name}.{tag}.bonsai-partial"))
+}
+
+/// Rebuilds the image described by `recipe` at `out`, verified.
+pub fn pull(
+    recipe: &Recipe,
+    store: &dyn BlockStore,
+    out: &Path,
+    opts: &PullOptions,
+    progress: &dyn Progress,
+) -> Result<PullReport, Error> {
+    let started = Instant::now();
+    let conv = &opts.convergence;
+    if recipe.header.fingerprint != conv.fingerprint() {
+        return Err(Error::WrongSecret {
+            recipe: hex::encode(recipe.header.fingerprint),
+            ours: hex::encode(conv.fingerprint()),
+        });
+    }
+    let partial = partial_path(out, recipe);
+    let resuming = partial
+        .metadata()
+        .map(|m| m.len() == recipe.logical_size)
+        .unwrap_or(false);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&partial)
+        .at(&partial)?;
+    if !resuming {
+        file.set_len(0).at(&partial)?;
+    }
+    file.set_len(recipe.logical_size).at(&partial)?;
+
+    // Offsets at which each distinct block is used.
+    let mut offsets: Vec<Vec<u64>> = vec![Vec::new(); recipe.blocks.len()];
+    for (off, _, e) in recipe.extents_with_offsets() {
+        if let Extent::Block { index } = e {
+            offsets[*index as usize].push(off);
+        }
+    }
+    let mut report = PullReport {
+        logical_bytes: recipe.logical_size,
+        zero_bytes: recipe.hole_bytes(),
+        unique_chunks: recipe.blocks.len() as u64,
+        output: out.display().to_string(),
+        ..Default::default()
+    };
+    let total: u64 = recipe
+        .blocks
+        .iter()
+        .zip(&offsets)
+        .map(|(b, o)| b.len as u64 * o.len() as u64)
+        .sum();
+    progress.start("pull", Some(total));
+
+    let mut done = vec![false; recipe.blocks.len()];
+
+    // 1. Resume: blocks an interrupted pull already wrote at their first offset.
+    if resuming {
+        let found: Vec<u32> = (0..recipe.blocks.len() as u32)
+            .into_par_iter()
+            .filter(|&i| {
+                let b = &recipe.blocks[i as usize];
+                let mut buf = vec![0u8; b.len as usize];
+                file.read_exact_at(&mut buf, offsets[i as usize][0]).is_ok()
+                    && conv.key_for(&buf) == b.key
+            })
+            .collect();
+        for i in found {
+            let b = &recipe.blocks[i as usize];
+            let mut buf = vec![0u8; b.len as usize];
+            file.read_exact_at(&mut buf, offsets[i as usize][0]).at(&partial)?;
+            write_all_offsets(&file, &partial, &buf, &offsets[i as usize][1..])?;
+            report.resumed_bytes += b.len as u64;
+            progress.advance(b.len as u64 * offsets[i as usize].len() as u64);
+            done[i as usize] = true;
+        }
+    }
+
+    // 2. Seeds, matched by key.
+    if !opts.seeds.is_empty() {
+        let wanted: HashMap<BlockKey, u32> = recipe
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !done[*i])
+            .map(|(i, b)| (b.key, i as u32))
+            .collect();
+        let hits = crate::seed::find_in_seeds(recipe, conv, &opts.seeds, &wanted)?;
+        let mut open: HashMap<PathBuf, File> = HashMap::new();
+        for (index, hit) in hits {
+            let b = &recipe.blocks[index as usize];
+            if !open.contains_key(&hit.path) {
+                open.insert(hit.path.clone(), File::open(&hit.path).at(&hit.path)?);
+            }
+            let mut buf = vec![0u8; b.len as usize];
+            open[&hit.path]
+                .read_exact_at(&mut buf, hit.offset)
+                .at(&hit.path)?;
+            if conv.key_for(&buf) != b.key {
+                continue; // the seed changed under us: fetch this one instead
+            }
+            write_all_offsets(&file, &partial, &buf, &offsets[index as usize])?;
+            report.seeded_bytes += b.len as u64;
+            progress.advance(b.len as u64 * offsets[index as usize].len() as u64);
+            done[index as usize] = true;
+        }
+    }
+
+    // 3. Fetch the rest in batches, several in flight.
+    let todo: Vec<u32> = (0..recipe.blocks.len() as u32)
+        .filter(|&i| !done[i as usize])
+        .collect();
+    let mut batches: Vec<Vec<u32>> = Vec::new();
+    let mut cur: Vec<u32> = Vec::new();
+    let mut cur_bytes = 0usize;
+    for i in todo {
+        cur_bytes += recipe.blocks[i as usize].len as usize;
+        cur.push(i);
+        if cur_bytes >= limits::BATCH_BYTES || cur.len() >= 4096 {
+            batches.push(std::mem::take(&mut cur));
+            cur_bytes = 0;
+        }
+    }
+    if !cur.is_empty() {
+        batches.push(cur);
+    }
+    let fetched_blocks = AtomicU64::new(0);
+    let fetched_bytes = AtomicU64::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let queue = Mutex::new(batches.into_iter());
+    std::thread::scope(|s| {
+        for _ in 0..opts.network_threads.max(1) {
+            s.spawn(|| loop {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Some(batch) = queue.lock().expect("lock").next() else {
+                    return;
+                };
+                let r = fetch_batch(recipe, store, conv, &file, &partial, &offsets, &batch, progress);
+                match r {
+                    Ok(bytes) => {
+                        fetched_blocks.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        fetched_bytes.fetch_add(bytes, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        failed.store(true, Ordering::SeqCst);
+                        first_error.lock().expect("lock").get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("lock") {
+        // Verified blocks stay in the partial file for a re-run; OUT is untouched.
+        progress.finish();
+        return Err(e);
+    }
+    report.fetched_blocks = fetched_blocks.into_inner();
+    report.fetched_bytes = fetched_bytes.into_inner();
+
+    // 4. The whole image, as written, must hash to the recipe's image hash.
+    file.sync_all().at(&partial)?;
+    progress.finish();
+    let got = hash_file(&file, recipe.logical_size).at(&partial)?;
+    if got != recipe.image_hash {
+        drop(file);
+        let _ = std::fs::remove_file(&partial);
+        return Err(Error::ImageMismatch {
+            expected: recipe.image_hash,
+            got,
+        });
+    }
+    drop(file);
+    std::fs::rename(&partial, out).at(out)?;
+    report.verified = true;
+    report.wall_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fetch_batch(
+    recipe: &Recipe,
+    store: &dyn BlockStore,
+    conv: &Convergence,
+    file: &File,
+    partial: &Path,
+    offsets: &[Vec<u64>],
+    batch: &[u32],
+    progress: &dyn Progress,
+) -> Result<u64, Error> {
+    let ids: Vec<BlockId> = batch
+        .iter()
+        .map(|&i| recipe.blocks[i as usize].id)
+        .collect();
+    let objects = store.get(&ids)?;
+    let bytes: u64 = objects.iter().map(|o| o.len() as u64).sum();
+    batch
+        .par_iter()
+        .zip(objects.par_iter())
+        .try_for_each(|(&i, object)| -> Result<(), Error> {
+            let b = &recipe.blocks[i as usize];
+            let plain = decode(conv, &b.id, &b.key, object)?;
+            write_all_offsets(file, partial, &plain, &offsets[i as usize])?;
+            progress.advance(b.len as u64 * offsets[i as usize].len() as u64);
+            Ok(())
+        })?;
+    Ok(bytes)
+}
+
+fn write_all_offsets(file: &File, path: &Path, data: &[u8], offsets: &[u64]) -> Result<(), Error> {
+    for &o in offsets {
+        file.write_all_at(data, o).at(path)?;
+    }
+    Ok(())
+}
+
+/// BLAKE3 of the first `len` bytes of `file`, skipping holes (hashed as zeros, not read).
+pub fn hash_file(file: &File, len: u64) -> std::io::Result<ImageHash> {
+    let mut hasher = blake3::Hasher::new();
+    let zeros = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 4 << 20];
+    let mut pos = 0u64;
+    while pos < len {
+        let (data_start, data_end) = crate::image::next_data(file, pos, len)?;
+        // hole [pos, data_start)
+        let mut hole = data_start - pos;
+        while hole > 0 {
+            let n = hole.min(zeros.len() as u64) as usize;
+            hasher.update(&zeros[..n]);
+            hole -= n as u64;
+        }
+        pos = data_start;
+        while pos < data_end {
+            let n = ((data_end - pos) as usize).min(buf.len());
+            file.read_exact_at(&mut buf[..n], pos)?;
+            hasher.update(&buf[..n]);
+            pos += n as u64;
+        }
+    }
+    Ok(ImageHash(*hasher.finalize().as_bytes()))
+}
+
+/// BLAKE3 of everything a reader yields; for images read as streams.
+pub fn hash_reader(mut r: impl Read) -> std::io::Result<ImageHash> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(ImageHash(*hasher.finalize().as_bytes()))
+}
