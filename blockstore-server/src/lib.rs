@@ -1,1 +1,134 @@
+//! bonsai-blockstore: the shared store that holds every distinct encrypted block once.
+//!
+//! # Brief overview
+//! - [`storage`] lays block files out on disk (temp → rename, fan-out directories);
+//! - [`index`] is the SQLite index of blocks and registered images;
+//! - [`ingest`] is the one write path: verify BLAKE3(object) == id, write, sync, index;
+//! - [`api`] is the axum HTTP API v1, [`auth`] its bearer tokens, [`state`] its state;
+//! - [`local`] is the embedded store: core's `BlockStore` over a directory, no server.
+//!
+//! [`open_store`] turns a `--store` argument into a store of either kind.
 
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod index;
+pub mod ingest;
+pub mod local;
+pub mod state;
+pub mod storage;
+
+use anyhow::Context;
+use bonsai_core::store::http::HttpStore;
+use bonsai_core::BlockStore;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Opens `--store STORE`: `http(s)://host:port` is a running server, anything else a
+/// directory used as an embedded store.
+pub fn open_store(arg: &str, token: Option<String>) -> anyhow::Result<Box<dyn BlockStore>> {
+    if arg.starts_with("http://") || arg.starts_with("https://") {
+        Ok(Box::new(HttpStore::new(arg, token)?))
+    } else {
+        let store = local::LocalStore::open(std::path::Path::new(arg))
+            .with_context(|| format!("opening embedded store {arg}"))?;
+        Ok(Box::new(store))
+    }
+}
+
+/// Options of `bonsai serve` and `bonsai-blockstore`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port (printed at start). Keep it on
+    /// 127.0.0.1 behind a TLS-terminating reverse proxy for anything but a trusted network.
+    #[arg(long, default_value = "127.0.0.1:7412")]
+    pub listen: SocketAddr,
+    /// Store directory (blocks/, tmp/, index.sqlite); created if missing.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// File of `ROLE TOKEN` lines (role `read` or `write`). Without it the store accepts
+    /// every request: use that only on loopback or a trusted network.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Let reads (queries, downloads, stats) through without a token; writes still need one.
+    #[arg(long)]
+    pub public_read: bool,
+    /// Largest request body in bytes (batch uploads, manifests).
+    #[arg(long, default_value_t = bonsai_core::store::limits::MAX_REQUEST_BYTES)]
+    pub max_request_bytes: usize,
+    /// Most ids in one existence query or batch download.
+    #[arg(long, default_value_t = bonsai_core::store::limits::MAX_IDS_PER_QUERY)]
+    pub max_ids: usize,
+    /// Seconds a request may take before the server answers 408.
+    #[arg(long, default_value_t = 300)]
+    pub request_timeout_secs: u64,
+}
+
+/// Runs the store until SIGTERM or Ctrl-C, finishing in-flight requests first.
+/// Prints `listening on http://ADDR` on stdout once the socket is bound.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let tokens = match &args.token_file {
+        Some(p) => Some(Arc::new(auth::Tokens::load(p).map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
+    if tokens.is_none() {
+        tracing::warn!("no --token-file: every client may read and write this store");
+    }
+    let data = args.data.clone();
+    let store = tokio::task::spawn_blocking(move || ingest::Store::open(&data))
+        .await?
+        .with_context(|| format!("opening store directory {}", args.data.display()))?;
+    let state = state::AppState {
+        store: Arc::new(store),
+        tokens,
+        public_read: args.public_read,
+        limits: state::Limits {
+            max_request_bytes: args.max_request_bytes,
+            max_ids: args.max_ids,
+            request_timeout: Duration::from_secs(args.request_timeout_secs),
+            ..Default::default()
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, data = %args.data.display(), "block store ready");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("block store stopped");
+    Ok(())
+}
+
+/// Runs [`serve`] on its own runtime, for binaries that are otherwise synchronous.
+pub fn serve_blocking(args: ServeArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

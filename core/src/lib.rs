@@ -19,6 +19,7 @@
 //! assert_eq!(back, b"some disk bytes");
 //! ```
 
+pub mod analyze;
 pub mod chunk;
 pub mod codec;
 pub mod error;

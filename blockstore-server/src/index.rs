@@ -1,0 +1,182 @@
+//! The SQLite index: which blocks the store holds, their sizes and first-seen times; which
+//! images are registered and the blocks they use; running totals for statistics.
+//!
+//! WAL mode with `synchronous=NORMAL`: after a power cut the newest commits may be lost,
+//! never corrupted. That is safe here because a row is written only after its block is
+//! durable; a lost row only means the block is uploaded again.
+
+use bonsai_core::store::StoreStats;
+use bonsai_core::BlockId;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Schema version stored in `meta`; bump with a migration when the schema changes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The index; one connection behind a mutex (SQLite serialises writers anyway).
+pub struct Index {
+    db: Mutex<Connection>,
+}
+
+/// Index failures: the database is damaged, locked or the disk is full.
+pub type IndexError = rusqlite::Error;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Index {
+    /// Opens or creates the index at `path`.
+    pub fn open(path: &Path) -> Result<Self, IndexError> {
+        let db = Connection::open(path)?;
+        db.busy_timeout(std::time::Duration::from_secs(30))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS blocks(
+                 id BLOB PRIMARY KEY, size INTEGER NOT NULL, first_seen INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS images(
+                 name TEXT PRIMARY KEY, logical_bytes INTEGER NOT NULL,
+                 blocks INTEGER NOT NULL, registered INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS image_blocks(
+                 name TEXT NOT NULL, id BLOB NOT NULL, PRIMARY KEY(name, id)
+             ) WITHOUT ROWID;
+             INSERT OR IGNORE INTO meta VALUES ('schema', 1), ('blocks', 0), ('stored_bytes', 0);",
+        )?;
+        let v: i64 = db.query_row("SELECT value FROM meta WHERE key='schema'", [], |r| r.get(0))?;
+        if v != SCHEMA_VERSION {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "index schema version {v} is not supported (expected {SCHEMA_VERSION})"
+            )));
+        }
+        Ok(Index { db: Mutex::new(db) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions).
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The ids among `ids` that are not indexed, in order.
+    pub fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, IndexError> {
+        let db = self.conn();
+        let mut stmt = db.prepare_cached("SELECT 1 FROM blocks WHERE id = ?1")?;
+        let mut out = Vec::new();
+        for id in ids {
+            if !stmt.exists([&id.as_bytes()[..]])? {
+                out.push(*id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Size of an indexed block.
+    pub fn size_of(&self, id: &BlockId) -> Result<Option<u64>, IndexError> {
+        let db = self.conn();
+        let mut stmt = db.prepare_cached("SELECT size FROM blocks WHERE id = ?1")?;
+        stmt.query_row([&id.as_bytes()[..]], |r| r.get::<_, i64>(0))
+            .optional()
+            .map(|o| o.map(|s| s as u64))
+    }
+
+    /// Indexes durable blocks; returns how many were new (others were indexed meanwhile).
+    pub fn insert(&self, blocks: &[(BlockId, u64)]) -> Result<u64, IndexError> {
+        let mut db = self.conn();
+        let tx = db.transaction()?;
+        let mut added = 0u64;
+        let mut bytes = 0u64;
+        {
+            let mut stmt =
+                tx.prepare_cached("INSERT OR IGNORE INTO blocks(id, size, first_seen) VALUES (?1, ?2, ?3)")?;
+            let t = now();
+            for (id, size) in blocks {
+                if stmt.execute(params![&id.as_bytes()[..], *size as i64, t])? == 1 {
+                    added += 1;
+                    bytes += size;
+                }
+            }
+            tx.execute(
+                "UPDATE meta SET value = value + ?1 WHERE key = 'blocks'",
+                [added as i64],
+            )?;
+            tx.execute(
+                "UPDATE meta SET value = value + ?1 WHERE key = 'stored_bytes'",
+                [bytes as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    /// Registers (or replaces) an image manifest. Every id must be indexed: a manifest is
+    /// the store's promise that the image can be pulled. Returns the first missing id.
+    pub fn register(
+        &self,
+        name: &str,
+        logical: u64,
+        ids: &[BlockId],
+    ) -> Result<Option<BlockId>, IndexError> {
+        let mut db = self.conn();
+        let tx = db.transaction()?;
+        {
+            let mut exists = tx.prepare_cached("SELECT 1 FROM blocks WHERE id = ?1")?;
+            for id in ids {
+                if !exists.exists([&id.as_bytes()[..]])? {
+                    return Ok(Some(*id));
+                }
+            }
+            tx.execute("DELETE FROM image_blocks WHERE name = ?1", [name])?;
+            let mut ins =
+                tx.prepare_cached("INSERT OR IGNORE INTO image_blocks(name, id) VALUES (?1, ?2)")?;
+            for id in ids {
+                ins.execute(params![name, &id.as_bytes()[..]])?;
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO images(name, logical_bytes, blocks, registered) VALUES (?1, ?2, ?3, ?4)",
+                params![name, logical as i64, ids.len() as i64, now()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(None)
+    }
+
+    /// Registered images: (name, logical bytes, distinct blocks, registered at).
+    pub fn images(&self) -> Result<Vec<(String, u64, u64, i64)>, IndexError> {
+        let db = self.conn();
+        let mut stmt =
+            db.prepare("SELECT name, logical_bytes, blocks, registered FROM images ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64, r.get(3)?))
+        })?;
+        rows.collect()
+    }
+
+    /// Store-wide figures from the running totals (constant time).
+    pub fn stats(&self) -> Result<StoreStats, IndexError> {
+        let db = self.conn();
+        let get = |k: &str| -> Result<u64, IndexError> {
+            db.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get::<_, i64>(0))
+                .map(|v| v as u64)
+        };
+        let (images, logical): (i64, i64) = db.query_row(
+            "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM images",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(StoreStats {
+            blocks: get("blocks")?,
+            stored_bytes: get("stored_bytes")?,
+            images: images as u64,
+            logical_bytes: logical as u64,
+            dedup_ratio: 0.0,
+        }
+        .with_ratio())
+    }
+}

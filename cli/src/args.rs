@@ -1,0 +1,215 @@
+//! The command line (clap derive). Flags become core options before anything runs.
+
+use bonsai_core::{ChunkerParams, Convergence};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// bonsai moves virtual-machine disk images by sending only the blocks the far side lacks.
+///
+/// An image is cut into content-defined chunks; each chunk is compressed and encrypted
+/// with a key derived from its own content, so identical chunks from any VM become the
+/// same block and are stored once. `push` uploads what the store lacks and writes a small
+/// recipe; `pull` rebuilds the image from the recipe, verified end to end.
+///
+/// STORE is `http(s)://host:port` (a `bonsai serve`) or a directory (an embedded store,
+/// no server needed).
+#[derive(Parser, Debug)]
+#[command(name = "bonsai", version, propagate_version = true)]
+pub struct Cli {
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Upload the blocks of IMAGE that the store lacks and write a recipe.
+    ///
+    /// Example: bonsai push vm.raw --store http://store:7412 -o vm.recipe
+    Push(PushArgs),
+    /// Rebuild an image from a recipe, fetching only blocks not found locally.
+    ///
+    /// Example: bonsai pull vm.recipe --store http://store:7412 -o vm.raw --seed old-vm.raw
+    Pull(PullArgs),
+    /// Run the block store server.
+    ///
+    /// Example: bonsai serve --listen 127.0.0.1:7412 --data /srv/bonsai --token-file tokens
+    Serve(bonsai_blockstore::ServeArgs),
+    /// Show store-wide figures: blocks, bytes stored, images, dedup ratio.
+    Stats(StatsArgs),
+    /// Dedup figures for images in order, without a store: what would each one add?
+    ///
+    /// Example: bonsai analyze debian-minimal.raw debian-web.raw debian-db.raw
+    Analyze(AnalyzeArgs),
+    /// The whole story in a few seconds: two related images pushed to an embedded
+    /// store in a temporary directory, the second pulled back and verified.
+    Demo(DemoArgs),
+    /// Inspect a recipe.
+    #[command(subcommand)]
+    Recipe(RecipeCommand),
+}
+
+/// `bonsai recipe ...`
+#[derive(Subcommand, Debug)]
+pub enum RecipeCommand {
+    /// Print what a recipe holds (--json: every extent with id and key).
+    Show {
+        /// The recipe file.
+        recipe: PathBuf,
+        /// Full JSON rendering.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How to reach a store.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// `http(s)://host:port` or a directory path (embedded store).
+    #[arg(long, short = 's', value_name = "STORE")]
+    pub store: String,
+    /// File holding the bearer token (else the BONSAI_TOKEN environment variable).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The token from the file or the environment.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        use anyhow::Context;
+        if let Some(p) = &self.token_file {
+            let t = std::fs::read_to_string(p)
+                .with_context(|| format!("reading token file {}", p.display()))?;
+            return Ok(Some(t.trim().to_string()));
+        }
+        Ok(std::env::var("BONSAI_TOKEN").ok().filter(|t| !t.is_empty()))
+    }
+}
+
+/// Convergence secret and chunking.
+#[derive(Args, Debug, Clone)]
+pub struct SecretArgs {
+    /// File with a private convergence secret. Dedup then works only among holders of the
+    /// same secret, and outsiders cannot confirm guesses about your data. Default: the
+    /// public secret (dedup with everyone).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl SecretArgs {
+    /// The convergence secret to use.
+    pub fn convergence(&self) -> anyhow::Result<Convergence> {
+        use anyhow::Context;
+        match &self.secret_file {
+            None => Ok(Convergence::public()),
+            Some(p) => {
+                let s = std::fs::read(p)
+                    .with_context(|| format!("reading secret file {}", p.display()))?;
+                anyhow::ensure!(!s.is_empty(), "secret file {} is empty", p.display());
+                Ok(Convergence::from_secret(&s))
+            }
+        }
+    }
+}
+
+/// Chunker choice.
+#[derive(Args, Debug, Clone)]
+pub struct ChunkArgs {
+    /// Average chunk size in KiB (FastCDC: min = avg/4, max = avg*4).
+    #[arg(long, default_value_t = 64, value_name = "KIB")]
+    pub chunk_kib: u32,
+    /// Fixed-size chunks of --chunk-kib instead of content-defined ones.
+    #[arg(long)]
+    pub fixed: bool,
+}
+
+impl ChunkArgs {
+    /// The chunker parameters, validated.
+    pub fn params(&self) -> anyhow::Result<ChunkerParams> {
+        let size = self.chunk_kib.saturating_mul(1024);
+        let p = if self.fixed {
+            ChunkerParams::fixed(size)
+        } else {
+            ChunkerParams::fastcdc(size)
+        };
+        p.validate()?;
+        Ok(p)
+    }
+}
+
+/// `bonsai push`
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Raw disk image or block device.
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where to write the recipe [default: ./IMAGE-NAME.recipe].
+    #[arg(long, short = 'o', value_name = "RECIPE")]
+    pub output: Option<PathBuf>,
+    /// Name to register the image under in the store [default: the image's file name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print the figures as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    #[command(flatten)]
+    pub chunk: ChunkArgs,
+}
+
+/// `bonsai pull`
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Recipe written by `bonsai push`.
+    pub recipe: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where to write the image (written beside it under a temporary name, renamed when verified).
+    #[arg(long, short = 'o', value_name = "OUT")]
+    pub output: PathBuf,
+    /// Local file whose matching chunks are used instead of downloading (repeatable);
+    /// an older version of the same image is ideal.
+    #[arg(long, value_name = "FILE")]
+    pub seed: Vec<PathBuf>,
+    /// Print the figures as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// `bonsai stats`
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `bonsai analyze`
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    /// Images, in the order they would be pushed.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Print JSON (one object with a row per image).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub chunk: ChunkArgs,
+}
+
+/// `bonsai demo`
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Keep the demo's files in this directory instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+}

@@ -1,0 +1,8 @@
+//! One file per command: options → one core call → render.
+
+pub mod analyze;
+pub mod demo;
+pub mod pull;
+pub mod push;
+pub mod recipe;
+pub mod stats;

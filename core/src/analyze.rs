@@ -1,0 +1,146 @@
+//! Dedup figures without a store: chunk images in order and count what each one would add.
+//! Keys are enough to tell chunks apart (a key determines its block), so nothing is
+//! compressed or encrypted: this runs at hashing speed.
+
+use crate::chunk::{Chunker, ChunkerParams};
+use crate::codec::Convergence;
+use crate::id::BlockKey;
+use crate::stats::DedupCounter;
+use rayon::prelude::*;
+use std::io::{self, Read};
+
+/// One image's row in `bonsai analyze`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ImageAnalysis {
+    /// The image as named by the user.
+    pub image: String,
+    /// Virtual size.
+    pub logical_bytes: u64,
+    /// Bytes in all-zero chunks.
+    pub zero_bytes: u64,
+    /// Non-zero bytes.
+    pub data_bytes: u64,
+    /// Non-zero chunks.
+    pub chunks: u64,
+    /// Bytes of chunks distinct within this image.
+    pub distinct_bytes: u64,
+    /// Bytes of chunks no earlier image (nor this one before) had: what a store would gain.
+    pub new_bytes: u64,
+    /// Logical bytes of all images so far / new bytes of all images so far.
+    pub cumulative_ratio: f64,
+}
+
+/// Analyses images in order; each is counted against all before it.
+pub struct Analyzer {
+    params: ChunkerParams,
+    conv: Convergence,
+    seen: DedupCounter,
+    logical: u64,
+}
+
+impl Analyzer {
+    /// An analyzer that has seen no image.
+    pub fn new(params: ChunkerParams, conv: Convergence) -> Self {
+        Analyzer {
+            params,
+            conv,
+            seen: DedupCounter::new(),
+            logical: 0,
+        }
+    }
+
+    /// Chunks the next image and returns its row.
+    pub fn add(&mut self, name: &str, image: impl Read) -> io::Result<ImageAnalysis> {
+        let mut row = analyze_image(name, image, self.params, &self.conv, &mut self.seen)?;
+        self.logical += row.logical_bytes;
+        row.cumulative_ratio = if self.seen.distinct_bytes == 0 {
+            0.0
+        } else {
+            self.logical as f64 / self.seen.distinct_bytes as f64
+        };
+        Ok(row)
+    }
+}
+
+fn analyze_image(
+    name: &str,
+    image: impl Read,
+    params: ChunkerParams,
+    conv: &Convergence,
+    seen: &mut DedupCounter,
+) -> io::Result<ImageAnalysis> {
+    let mut row = ImageAnalysis {
+        image: name.to_string(),
+        ..Default::default()
+    };
+    let mut own = DedupCounter::new();
+    let mut chunks = Chunker::new(image, params);
+    let mut batch: Vec<u8> = Vec::new();
+    let mut spans: Vec<usize> = Vec::new();
+    let mut flush = |batch: &mut Vec<u8>, spans: &mut Vec<usize>, row: &mut ImageAnalysis| {
+        let mut slices = Vec::with_capacity(spans.len());
+        let mut pos = 0;
+        for &len in spans.iter() {
+            slices.push(&batch[pos..pos + len]);
+            pos += len;
+        }
+        let keys: Vec<BlockKey> = slices.par_iter().map(|s| conv.key_for(s)).collect();
+        for (key, len) in keys.into_iter().zip(spans.iter()) {
+            let len = *len as u64;
+            own.add(key, len);
+            if seen.add(key, len) {
+                row.new_bytes += len;
+            }
+        }
+        batch.clear();
+        spans.clear();
+    };
+    while let Some(c) = chunks.next_chunk()? {
+        row.logical_bytes += c.data.len() as u64;
+        if c.is_zero() {
+            row.zero_bytes += c.data.len() as u64;
+            continue;
+        }
+        row.data_bytes += c.data.len() as u64;
+        row.chunks += 1;
+        batch.extend_from_slice(c.data);
+        spans.push(c.data.len());
+        if batch.len() >= 16 << 20 {
+            flush(&mut batch, &mut spans, &mut row);
+        }
+    }
+    flush(&mut batch, &mut spans, &mut row);
+    row.distinct_bytes = own.distinct_bytes;
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_image_adds_only_its_difference() {
+        let mut x = 1u64;
+        let os: Vec<u8> = (0..2_000_000)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (x >> 56) as u8
+            })
+            .collect();
+        let mut a = os.clone();
+        a.extend(vec![0u8; 1_000_000]);
+        let mut b = os.clone();
+        b.extend((0..300_000usize).map(|i| (i * 31 % 251) as u8));
+        let p = ChunkerParams::fastcdc(16 * 1024);
+        let mut an = Analyzer::new(p, Convergence::public());
+        let ra = an.add("a", &a[..]).unwrap();
+        let rb = an.add("b", &b[..]).unwrap();
+        assert_eq!(ra.logical_bytes, 3_000_000);
+        assert!(ra.zero_bytes >= 900_000);
+        assert_eq!(ra.new_bytes, ra.distinct_bytes);
+        assert!(rb.new_bytes < 400_000, "{}", rb.new_bytes);
+        let expected = 5_300_000.0 / (ra.new_bytes + rb.new_bytes) as f64;
+        assert!((rb.cumulative_ratio - expected).abs() < 1e-9);
+        assert!(rb.cumulative_ratio > ra.cumulative_ratio);
+    }
+}
