@@ -1,1 +1,6 @@
-fn main(){}
+//! End-to-end tests: the real `bonsai` binary against a real block store (`bonsai serve`)
+//! on loopback, or an embedded store directory. One test binary; helpers in `util`.
+
+mod failures;
+mod push_pull;
+mod util;

@@ -1,0 +1,174 @@
+//! Helpers: run `bonsai`, start and stop a store, make images.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_bonsai")
+}
+
+/// Runs bonsai with `args`; returns the output whatever the exit status.
+pub fn bonsai(args: &[&str]) -> Output {
+    bonsai_env(args, &[])
+}
+
+pub fn bonsai_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).env_remove("BONSAI_TOKEN").env("BONSAI_LOG", "error");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run bonsai")
+}
+
+/// Runs bonsai, asserts success, returns parsed `--json` stdout.
+pub fn bonsai_json(args: &[&str]) -> serde_json::Value {
+    let out = bonsai(args);
+    assert!(
+        out.status.success(),
+        "bonsai {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("bad json from {args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout))
+    })
+}
+
+/// Asserts failure with exactly one line on stderr containing `needle`; returns it.
+pub fn fails_with(out: &Output, needle: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "expected failure, got success: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected a one-line error, got: {err}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "error {err:?} does not mention {needle:?}"
+    );
+    err
+}
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    data: PathBuf,
+    args: Vec<String>,
+}
+
+impl Server {
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Self::start_on(data, "127.0.0.1:0", extra)
+    }
+
+    fn start_on(data: &Path, listen: &str, extra: &[&str]) -> Server {
+        let mut child = Command::new(bin())
+            .args(["serve", "--listen", listen, "--data"])
+            .arg(data)
+            .args(extra)
+            .env("BONSAI_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bonsai serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("server did not start: {line:?}"))
+            .to_string();
+        Server {
+            child,
+            url,
+            data: data.to_path_buf(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts again on the same address and directory.
+    pub fn restart(mut self) -> Server {
+        self.kill();
+        let listen = self.url.trim_start_matches("http://").to_string();
+        let args: Vec<&str> = self.args.iter().map(|s| s.as_str()).collect();
+        Server::start_on(&self.data.clone(), &listen, &args)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Compressible, text-like bytes.
+pub fn text(len: usize, seed: u64) -> Vec<u8> {
+    noise(len, seed)
+        .iter()
+        .map(|b| b"etaoin shrdlu\n"[(*b % 14) as usize])
+        .collect()
+}
+
+/// A sparse file of `size` with `parts` written at their offsets.
+pub fn image(path: &Path, size: u64, parts: &[(u64, &[u8])]) {
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(size).unwrap();
+    for (off, data) in parts {
+        f.write_all_at(data, *off).unwrap();
+    }
+}
+
+pub fn allocated(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
+}
+
+/// Paths in a test directory, as strings for argument lists.
+pub struct Dir(pub tempfile::TempDir);
+
+impl Dir {
+    pub fn new() -> Dir {
+        Dir(tempfile::tempdir().unwrap())
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+    pub fn s(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+/// Files in a directory (to prove a failed pull left nothing that looks complete).
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
