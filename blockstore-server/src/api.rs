@@ -94,9 +94,12 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("request body incomplete: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("request body incomplete: {e}")))?;
         if out.len() + chunk.len() > limit {
-            return Err(ApiError::too_large(format!("request body exceeds {limit} bytes")));
+            return Err(ApiError::too_large(format!(
+                "request body exceeds {limit} bytes"
+            )));
         }
         out.extend_from_slice(&chunk);
     }
@@ -104,14 +107,16 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
 }
 
 fn parse_ids(body: &[u8], max: usize) -> Result<Vec<BlockId>, ApiError> {
-    if body.len() % 32 != 0 {
+    if !body.len().is_multiple_of(32) {
         return Err(ApiError::bad_request(format!(
             "body of {} bytes is not a whole number of 32-byte ids",
             body.len()
         )));
     }
     if body.len() / 32 > max {
-        return Err(ApiError::too_large(format!("more than {max} ids in one request")));
+        return Err(ApiError::too_large(format!(
+            "more than {max} ids in one request"
+        )));
     }
     Ok(body
         .chunks_exact(32)
@@ -126,7 +131,10 @@ fn parse_id(hex: &str) -> Result<BlockId, ApiError> {
 
 fn octets(bytes: Vec<u8>) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
         bytes,
     )
         .into_response()
@@ -144,7 +152,10 @@ async fn missing(State(st): State<AppState>, body: Body) -> Result<Response, Api
     Ok(octets(out))
 }
 
-async fn get_block(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_block(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let store = st.store.clone();
     match blocking(move || Ok(store.get(&id)?)).await? {
@@ -208,7 +219,9 @@ async fn upload_batch(State(st): State<AppState>, body: Body) -> Result<Response
                 buf.extend_from_slice(&chunk);
             }
             Some(Err(e)) => {
-                return Err(ApiError::bad_request(format!("request body incomplete: {e}")))
+                return Err(ApiError::bad_request(format!(
+                    "request body incomplete: {e}"
+                )))
             }
             None => eof = true,
         }
@@ -293,9 +306,7 @@ async fn fetch(State(st): State<AppState>, body: Body) -> Result<Response, ApiEr
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.chars().any(|c| c.is_control() || c == '/')
+    !name.is_empty() && name.len() <= 255 && !name.chars().any(|c| c.is_control() || c == '/')
 }
 
 async fn register(
@@ -310,7 +321,9 @@ async fn register(
     }
     let body = read_body(body, st.limits.max_request_bytes).await?;
     if body.len() < 8 {
-        return Err(ApiError::bad_request("manifest must start with the 8-byte logical size"));
+        return Err(ApiError::bad_request(
+            "manifest must start with the 8-byte logical size",
+        ));
     }
     let logical = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
     let ids = parse_ids(&body[8..], usize::MAX)?;

@@ -81,7 +81,8 @@ mod tests {
 
     #[test]
     fn parses_and_checks() {
-        let t = Tokens::parse("# comment\nread aaaaaaaaaaaaaaaa\nwrite bbbbbbbbbbbbbbbb # admin\n").unwrap();
+        let t = Tokens::parse("# comment\nread aaaaaaaaaaaaaaaa\nwrite bbbbbbbbbbbbbbbb # admin\n")
+            .unwrap();
         assert_eq!(t.role_of("aaaaaaaaaaaaaaaa"), Some(Role::Read));
         assert_eq!(t.role_of("bbbbbbbbbbbbbbbb"), Some(Role::Write));
         assert_eq!(t.role_of("cccccccccccccccc"), None);

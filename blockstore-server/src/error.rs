@@ -36,7 +36,10 @@ impl ApiError {
     /// 500, logging the cause and hiding it from the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal storage error (see server log)")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal storage error (see server log)",
+        )
     }
 }
 

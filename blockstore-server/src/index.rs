@@ -50,7 +50,9 @@ impl Index {
              ) WITHOUT ROWID;
              INSERT OR IGNORE INTO meta VALUES ('schema', 1), ('blocks', 0), ('stored_bytes', 0);",
         )?;
-        let v: i64 = db.query_row("SELECT value FROM meta WHERE key='schema'", [], |r| r.get(0))?;
+        let v: i64 = db.query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
+            r.get(0)
+        })?;
         if v != SCHEMA_VERSION {
             return Err(rusqlite::Error::InvalidParameterName(format!(
                 "index schema version {v} is not supported (expected {SCHEMA_VERSION})"
@@ -93,8 +95,9 @@ impl Index {
         let mut added = 0u64;
         let mut bytes = 0u64;
         {
-            let mut stmt =
-                tx.prepare_cached("INSERT OR IGNORE INTO blocks(id, size, first_seen) VALUES (?1, ?2, ?3)")?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO blocks(id, size, first_seen) VALUES (?1, ?2, ?3)",
+            )?;
             let t = now();
             for (id, size) in blocks {
                 if stmt.execute(params![&id.as_bytes()[..], *size as i64, t])? == 1 {
@@ -153,7 +156,12 @@ impl Index {
         let mut stmt =
             db.prepare("SELECT name, logical_bytes, blocks, registered FROM images ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64, r.get(3)?))
+            Ok((
+                r.get(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+                r.get(3)?,
+            ))
         })?;
         rows.collect()
     }
@@ -162,8 +170,10 @@ impl Index {
     pub fn stats(&self) -> Result<StoreStats, IndexError> {
         let db = self.conn();
         let get = |k: &str| -> Result<u64, IndexError> {
-            db.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get::<_, i64>(0))
-                .map(|v| v as u64)
+            db.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|v| v as u64)
         };
         let (images, logical): (i64, i64) = db.query_row(
             "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM images",

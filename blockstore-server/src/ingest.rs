@@ -90,7 +90,10 @@ impl Store {
             if bytes.len() > MAX_OBJECT {
                 out.rejected.push(Rejected {
                     id: *id,
-                    reason: format!("object of {} bytes exceeds the block size limit", bytes.len()),
+                    reason: format!(
+                        "object of {} bytes exceeds the block size limit",
+                        bytes.len()
+                    ),
                 });
                 continue;
             }
@@ -105,10 +108,12 @@ impl Store {
                 out.existed += 1;
                 continue;
             }
-            self.blobs.write(id, bytes).map_err(|source| StorageError::Io {
-                path: self.blobs.path_of(id),
-                source,
-            })?;
+            self.blobs
+                .write(id, bytes)
+                .map_err(|source| StorageError::Io {
+                    path: self.blobs.path_of(id),
+                    source,
+                })?;
             written.push((*id, bytes.len() as u64));
         }
         if !written.is_empty() {
@@ -181,19 +186,29 @@ mod tests {
         {
             let s = Store::open(dir.path()).unwrap();
             let out = s
-                .put_many(&[(good.id, &good.object), (good.id, &other.object), (good.id, &good.object)])
+                .put_many(&[
+                    (good.id, &good.object),
+                    (good.id, &other.object),
+                    (good.id, &good.object),
+                ])
                 .unwrap();
             assert_eq!(out.stored, 1);
             assert_eq!(out.existed, 1);
             assert_eq!(out.rejected.len(), 1);
             assert_eq!(s.missing(&[good.id, other.id]).unwrap(), vec![other.id]);
-            assert_eq!(s.register("img", 100, &[good.id, other.id]).unwrap(), Some(other.id));
+            assert_eq!(
+                s.register("img", 100, &[good.id, other.id]).unwrap(),
+                Some(other.id)
+            );
             assert_eq!(s.register("img", 100, &[good.id]).unwrap(), None);
         }
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.get(&good.id).unwrap().unwrap(), good.object);
         assert_eq!(s.get(&other.id).unwrap(), None);
         let st = s.stats().unwrap();
-        assert_eq!((st.blocks, st.stored_bytes, st.images, st.logical_bytes), (1, good.object.len() as u64, 1, 100));
+        assert_eq!(
+            (st.blocks, st.stored_bytes, st.images, st.logical_bytes),
+            (1, good.object.len() as u64, 1, 100)
+        );
     }
 }

@@ -42,7 +42,9 @@ fn to_store_error(name: &str, e: StorageError) -> StoreError {
 
 impl BlockStore for LocalStore {
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError> {
-        self.store.missing(ids).map_err(|e| to_store_error(&self.name, e))
+        self.store
+            .missing(ids)
+            .map_err(|e| to_store_error(&self.name, e))
     }
 
     fn put(&self, blocks: &[(BlockId, &[u8])]) -> Result<PutOutcome, StoreError> {
@@ -85,7 +87,9 @@ impl BlockStore for LocalStore {
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.store.stats().map_err(|e| to_store_error(&self.name, e))
+        self.store
+            .stats()
+            .map_err(|e| to_store_error(&self.name, e))
     }
 
     fn describe(&self) -> String {

@@ -96,7 +96,11 @@ fn frames(blocks: &[(BlockId, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn missing(c: &Client, s: &Server, ids: &[BlockId]) -> Vec<BlockId> {
-    let r = c.post(s.url("blocks/missing")).body(ids_body(ids)).send().unwrap();
+    let r = c
+        .post(s.url("blocks/missing"))
+        .body(ids_body(ids))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     r.bytes()
         .unwrap()
@@ -117,10 +121,18 @@ fn single_upload_download_round_trip_and_refusal() {
     let s = Server::start(&dir.path().join("data"), None);
     let c = Client::new();
     let (id, obj) = block(1, 50_000);
-    let r = c.put(s.url(&format!("blocks/{id}"))).body(obj.clone()).send().unwrap();
+    let r = c
+        .put(s.url(&format!("blocks/{id}")))
+        .body(obj.clone())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     // idempotent
-    let r = c.put(s.url(&format!("blocks/{id}"))).body(obj.clone()).send().unwrap();
+    let r = c
+        .put(s.url(&format!("blocks/{id}")))
+        .body(obj.clone())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let got = c.get(s.url(&format!("blocks/{id}"))).send().unwrap();
     assert_eq!(got.status(), StatusCode::OK);
@@ -128,7 +140,11 @@ fn single_upload_download_round_trip_and_refusal() {
 
     // bytes that do not hash to the id are refused and not stored
     let (other, _) = block(2, 1000);
-    let r = c.put(s.url(&format!("blocks/{other}"))).body(obj.clone()).send().unwrap();
+    let r = c
+        .put(s.url(&format!("blocks/{other}")))
+        .body(obj.clone())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().unwrap().contains("does not match its id"));
     assert_eq!(missing(&c, &s, &[other]), vec![other]);
@@ -149,7 +165,9 @@ fn existence_query_batch_upload_and_fetch() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(&dir.path().join("data"), None);
     let c = Client::new();
-    let blocks: Vec<_> = (0..40).map(|i| block(100 + i, 3000 + i as usize * 100)).collect();
+    let blocks: Vec<_> = (0..40)
+        .map(|i| block(100 + i, 3000 + i as usize * 100))
+        .collect();
     // a bad block in the middle: right length, wrong bytes
     let mut batch = blocks[..20].to_vec();
     let (bad_id, _) = block(999, 500);
@@ -167,26 +185,46 @@ fn existence_query_batch_upload_and_fetch() {
     expect.push(bad_id);
     assert_eq!(absent, expect);
 
-    let r = c.post(s.url("blocks")).body(frames(&blocks)).send().unwrap();
+    let r = c
+        .post(s.url("blocks"))
+        .body(frames(&blocks))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let v = r.json_value();
-    assert_eq!((v["stored"].as_u64(), v["existed"].as_u64()), (Some(20), Some(20)));
+    assert_eq!(
+        (v["stored"].as_u64(), v["existed"].as_u64()),
+        (Some(20), Some(20))
+    );
 
     // batch download, in the order asked
     let want: Vec<BlockId> = blocks.iter().rev().map(|b| b.0).collect();
-    let r = c.post(s.url("blocks/fetch")).body(ids_body(&want)).send().unwrap();
+    let r = c
+        .post(s.url("blocks/fetch"))
+        .body(ids_body(&want))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let body = r.bytes().unwrap();
     let mut rest = &body[..];
     for id in &want {
-        let (got, skip, len) = bonsai_core::store::parse_frame(rest, 1 << 25).unwrap().unwrap();
+        let (got, skip, len) = bonsai_core::store::parse_frame(rest, 1 << 25)
+            .unwrap()
+            .unwrap();
         assert_eq!(got, *id);
-        assert_eq!(BlockId(*blake3::hash(&rest[skip..skip + len]).as_bytes()), *id);
+        assert_eq!(
+            BlockId(*blake3::hash(&rest[skip..skip + len]).as_bytes()),
+            *id
+        );
         rest = &rest[skip + len..];
     }
     assert!(rest.is_empty());
     // a download naming an absent block is refused up front
-    let r = c.post(s.url("blocks/fetch")).body(ids_body(&[want[0], bad_id])).send().unwrap();
+    let r = c
+        .post(s.url("blocks/fetch"))
+        .body(ids_body(&[want[0], bad_id]))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.text().unwrap().contains(&bad_id.to_hex()));
 
@@ -212,7 +250,11 @@ fn malformed_oversized_and_truncated_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(&dir.path().join("data"), None);
     let c = Client::new();
-    let r = c.post(s.url("blocks/missing")).body(vec![0u8; 33]).send().unwrap();
+    let r = c
+        .post(s.url("blocks/missing"))
+        .body(vec![0u8; 33])
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = c
         .post(s.url("blocks/missing"))
@@ -251,9 +293,15 @@ fn malformed_oversized_and_truncated_bodies() {
     sock.shutdown(std::net::Shutdown::Write).unwrap();
     let mut reply = String::new();
     let _ = sock.read_to_string(&mut reply);
-    assert!(reply.is_empty() || reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 400"),
+        "{reply}"
+    );
     // and the server is still healthy
-    assert_eq!(c.get(s.url("health")).send().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        c.get(s.url("health")).send().unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 #[test]
@@ -273,13 +321,25 @@ fn tokens_guard_writes_and_reads() {
     let r = put(None);
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.text().unwrap().contains("missing bearer token"));
-    assert_eq!(put(Some("wrong-token-0123456789")).status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        put(Some("wrong-token-0123456789")).status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(put(Some(READ_TOKEN)).status(), StatusCode::FORBIDDEN);
-    assert_eq!(missing_with(&c, &s, None).status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        missing_with(&c, &s, None).status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(put(Some(WRITE_TOKEN)).status(), StatusCode::CREATED);
-    assert_eq!(missing_with(&c, &s, Some(READ_TOKEN)).status(), StatusCode::OK);
+    assert_eq!(
+        missing_with(&c, &s, Some(READ_TOKEN)).status(),
+        StatusCode::OK
+    );
     // health needs no token
-    assert_eq!(c.get(s.url("health")).send().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        c.get(s.url("health")).send().unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 fn missing_with(c: &Client, s: &Server, token: Option<&str>) -> reqwest::blocking::Response {
@@ -311,8 +371,9 @@ fn concurrent_clients_with_overlapping_sets() {
     let c = Client::new();
     let ids: Vec<BlockId> = blocks.iter().map(|b| b.0).collect();
     let st = c.get(s.url("stats")).send().unwrap().json_value();
-    let covered: std::collections::HashSet<usize> =
-        (0..32).flat_map(|t| (0..32).map(move |i| (t * 2 + i) % 96)).collect();
+    let covered: std::collections::HashSet<usize> = (0..32)
+        .flat_map(|t| (0..32).map(move |i| (t * 2 + i) % 96))
+        .collect();
     assert_eq!(st["blocks"], covered.len() as u64);
     let expect_bytes: usize = covered.iter().map(|&i| blocks[i].1.len()).sum();
     assert_eq!(st["stored_bytes"], expect_bytes as u64);
@@ -325,12 +386,20 @@ fn restart_keeps_everything() {
     let s = Server::start(&dir.path().join("data"), None);
     let c = Client::new();
     let blocks: Vec<_> = (0..10).map(|i| block(50 + i, 10_000)).collect();
-    c.post(s.url("blocks")).body(frames(&blocks)).send().unwrap();
+    c.post(s.url("blocks"))
+        .body(frames(&blocks))
+        .send()
+        .unwrap();
     let s = s.restart();
     let ids: Vec<BlockId> = blocks.iter().map(|b| b.0).collect();
     assert!(missing(&c, &s, &ids).is_empty());
     for (id, obj) in &blocks {
-        let got = c.get(s.url(&format!("blocks/{id}"))).send().unwrap().bytes().unwrap();
+        let got = c
+            .get(s.url(&format!("blocks/{id}")))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
         assert_eq!(&got[..], &obj[..]);
     }
 }
@@ -352,8 +421,14 @@ fn sigkill_during_batch_upload_restarts_consistent() {
             std::thread::sleep(std::time::Duration::from_millis(15));
             Ok::<_, std::io::Error>(c)
         });
-        let reader = IterReader { it: Box::new(stream), buf: Vec::new() };
-        let _ = c.post(url).body(reqwest::blocking::Body::new(reader)).send();
+        let reader = IterReader {
+            it: Box::new(stream),
+            buf: Vec::new(),
+        };
+        let _ = c
+            .post(url)
+            .body(reqwest::blocking::Body::new(reader))
+            .send();
     });
     // kill -9 as soon as the first group of the batch is indexed, then restart
     let c = Client::new();
@@ -367,20 +442,47 @@ fn sigkill_during_batch_upload_restarts_consistent() {
     let c = Client::new();
     let ids: Vec<BlockId> = blocks.iter().map(|b| b.0).collect();
     let absent = missing(&c, &s, &ids);
-    let present: Vec<BlockId> = ids.iter().filter(|i| !absent.contains(i)).copied().collect();
-    assert!(!present.is_empty() && !absent.is_empty(), "kill did not land mid-upload ({} present)", present.len());
-    let r = c.post(s.url("blocks/fetch")).body(ids_body(&present)).send().unwrap();
+    let present: Vec<BlockId> = ids
+        .iter()
+        .filter(|i| !absent.contains(i))
+        .copied()
+        .collect();
+    assert!(
+        !present.is_empty() && !absent.is_empty(),
+        "kill did not land mid-upload ({} present)",
+        present.len()
+    );
+    let r = c
+        .post(s.url("blocks/fetch"))
+        .body(ids_body(&present))
+        .send()
+        .unwrap();
     let body = r.bytes().unwrap();
     let mut rest = &body[..];
     for id in &present {
-        let (got, skip, len) = bonsai_core::store::parse_frame(rest, 1 << 25).unwrap().unwrap();
+        let (got, skip, len) = bonsai_core::store::parse_frame(rest, 1 << 25)
+            .unwrap()
+            .unwrap();
         assert_eq!(got, *id);
-        assert_eq!(BlockId(*blake3::hash(&rest[skip..skip + len]).as_bytes()), *id, "indexed block fails verification");
+        assert_eq!(
+            BlockId(*blake3::hash(&rest[skip..skip + len]).as_bytes()),
+            *id,
+            "indexed block fails verification"
+        );
         rest = &rest[skip + len..];
     }
     // no stray temporaries survive a restart, and the rest can still be uploaded
-    assert_eq!(std::fs::read_dir(dir.path().join("data/tmp")).unwrap().count(), 0);
-    let r = c.post(s.url("blocks")).body(frames(&blocks)).send().unwrap();
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("data/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let r = c
+        .post(s.url("blocks"))
+        .body(frames(&blocks))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(missing(&c, &s, &ids).is_empty());
 }

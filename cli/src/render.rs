@@ -51,7 +51,11 @@ pub fn push(r: &PushReport) {
 
 /// The summary after a pull.
 pub fn pull(r: &PullReport) {
-    println!("pulled {} (verified: {})", r.output, if r.verified { "yes" } else { "no" });
+    println!(
+        "pulled {} (verified: {})",
+        r.output,
+        if r.verified { "yes" } else { "no" }
+    );
     println!(
         "  image     {} logical, {} holes, {} distinct blocks",
         HumanBytes(r.logical_bytes),

@@ -123,7 +123,9 @@ mod tests {
         let mut x = 1u64;
         let os: Vec<u8> = (0..2_000_000)
             .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (x >> 56) as u8
             })
             .collect();

@@ -132,7 +132,9 @@ impl Default for ChunkerParams {
 pub fn is_zero(data: &[u8]) -> bool {
     let (head, body, tail) = unsafe { data.align_to::<u128>() };
     head.iter().all(|&b| b == 0)
-        && body.chunks(16).all(|c| c.iter().fold(0u128, |acc, &w| acc | w) == 0)
+        && body
+            .chunks(16)
+            .all(|c| c.iter().fold(0u128, |acc, &w| acc | w) == 0)
         && tail.iter().all(|&b| b == 0)
 }
 
@@ -327,7 +329,10 @@ mod tests {
             }
         }
         // All but the chunks straddling the edges of the run are holes.
-        assert!(zero_bytes >= 2 * 1024 * 1024 - 2 * p.max as usize, "{zero_bytes}");
+        assert!(
+            zero_bytes >= 2 * 1024 * 1024 - 2 * p.max as usize,
+            "{zero_bytes}"
+        );
     }
 
     #[test]

@@ -167,8 +167,12 @@ impl Encoder {
     pub fn encode_with_key(&mut self, key: BlockKey, plain: &[u8]) -> EncodedBlock {
         assert!(plain.len() <= MAX_PLAIN, "block larger than MAX_PLAIN");
         self.scratch.clear();
-        self.scratch.reserve(zstd::zstd_safe::compress_bound(plain.len()));
-        let compressed = self.zstd.compress_to_buffer(plain, &mut self.scratch).is_ok()
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(plain.len()));
+        let compressed = self
+            .zstd
+            .compress_to_buffer(plain, &mut self.scratch)
+            .is_ok()
             && self.scratch.len() < plain.len();
         let (codec, payload): (Codec, &[u8]) = if compressed {
             (Codec::Zstd, &self.scratch)
@@ -383,7 +387,10 @@ mod tests {
         }
         let cut = &b.object[..b.object.len() - 1];
         let id = BlockId(*blake3::hash(cut).as_bytes());
-        assert_eq!(decode(&conv, &id, &b.key, cut), Err(CodecError::Decrypt { id }));
+        assert_eq!(
+            decode(&conv, &id, &b.key, cut),
+            Err(CodecError::Decrypt { id })
+        );
     }
 
     #[test]
@@ -397,8 +404,14 @@ mod tests {
             decode(&conv, &id, &b.key, &bad).unwrap_err()
         };
         assert!(matches!(check(0, b'X'), CodecError::BadMagic { .. }));
-        assert!(matches!(check(4, 9), CodecError::UnsupportedVersion { version: 9, .. }));
-        assert!(matches!(check(5, 7), CodecError::UnknownCodec { codec: 7, .. }));
+        assert!(matches!(
+            check(4, 9),
+            CodecError::UnsupportedVersion { version: 9, .. }
+        ));
+        assert!(matches!(
+            check(5, 7),
+            CodecError::UnknownCodec { codec: 7, .. }
+        ));
         assert!(matches!(check(11, 0xff), CodecError::TooLarge { .. }));
     }
 

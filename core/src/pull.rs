@@ -135,7 +135,8 @@ pub fn pull(
         for i in found {
             let b = &recipe.blocks[i as usize];
             let mut buf = vec![0u8; b.len as usize];
-            file.read_exact_at(&mut buf, offsets[i as usize][0]).at(&partial)?;
+            file.read_exact_at(&mut buf, offsets[i as usize][0])
+                .at(&partial)?;
             write_all_offsets(&file, &partial, &buf, &offsets[i as usize][1..])?;
             report.resumed_bytes += b.len as u64;
             progress.advance(b.len as u64 * offsets[i as usize].len() as u64);
@@ -205,7 +206,9 @@ pub fn pull(
                 let Some(batch) = queue.lock().expect("lock").next() else {
                     return;
                 };
-                let r = fetch_batch(recipe, store, conv, &file, &partial, &offsets, &batch, progress);
+                let r = fetch_batch(
+                    recipe, store, conv, &file, &partial, &offsets, &batch, progress,
+                );
                 match r {
                     Ok(bytes) => {
                         fetched_blocks.fetch_add(batch.len() as u64, Ordering::Relaxed);

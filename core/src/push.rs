@@ -16,7 +16,7 @@
 //! An interrupted push leaves its uploaded blocks in the store, so a re-run sends only the
 //! rest (the store answers "already have" for them).
 
-use crate::chunk::{ChunkerParams, Chunker};
+use crate::chunk::{Chunker, ChunkerParams};
 use crate::codec::{Convergence, Encoder, OBJECT_VERSION};
 use crate::error::{Error, IoContext};
 use crate::id::{BlockId, BlockKey, ImageHash};
@@ -243,8 +243,8 @@ pub fn push(
     std::fs::rename(&tmp_path, recipe_path).at(recipe_path)?;
     std::mem::forget(cleanup);
     report.wall_seconds = started.elapsed().as_secs_f64();
-    report.dedup_ratio = (report.sent_bytes > 0)
-        .then(|| report.logical_bytes as f64 / report.sent_bytes as f64);
+    report.dedup_ratio =
+        (report.sent_bytes > 0).then(|| report.logical_bytes as f64 / report.sent_bytes as f64);
     Ok(report)
 }
 
@@ -292,7 +292,10 @@ fn encode_batch<W: Write>(
         })
         .collect();
     let mut encoded: Vec<Option<(BlockId, Vec<u8>)>> = encoded.into_iter().map(Some).collect();
-    let todo_ids: Vec<BlockId> = encoded.iter().map(|e| e.as_ref().expect("fresh").0).collect();
+    let todo_ids: Vec<BlockId> = encoded
+        .iter()
+        .map(|e| e.as_ref().expect("fresh").0)
+        .collect();
 
     let mut upload = UploadBatch { blocks: Vec::new() };
     let mut k = 0usize;

@@ -377,9 +377,7 @@ impl Recipe {
             avg: u32_at(12),
             max: u32_at(16),
         };
-        chunker
-            .validate()
-            .map_err(|e| bad(8, &e.to_string()))?;
+        chunker.validate().map_err(|e| bad(8, &e.to_string()))?;
         if h[6] != crate::codec::OBJECT_VERSION {
             return Err(bad(6, &format!("unknown block-object version {}", h[6])));
         }
@@ -600,7 +598,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 1;
-            assert!(Recipe::read_from(&bad[..]).is_err(), "flip at byte {i} accepted");
+            assert!(
+                Recipe::read_from(&bad[..]).is_err(),
+                "flip at byte {i} accepted"
+            );
         }
         let mut bad = bytes.clone();
         bad[40] ^= 1; // inside the first id: structure intact, checksum catches it

@@ -129,13 +129,29 @@ mod tests {
     fn push_report_has_contract_keys() {
         let v = serde_json::to_value(PushReport::default()).unwrap();
         for k in [
-            "logical_bytes", "zero_bytes", "chunks", "unique_chunks", "known_chunks",
-            "new_chunks", "new_plain_bytes", "sent_bytes", "dedup_ratio", "wall_seconds", "recipe",
+            "logical_bytes",
+            "zero_bytes",
+            "chunks",
+            "unique_chunks",
+            "known_chunks",
+            "new_chunks",
+            "new_plain_bytes",
+            "sent_bytes",
+            "dedup_ratio",
+            "wall_seconds",
+            "recipe",
         ] {
             assert!(v.get(k).is_some(), "{k}");
         }
         let v = serde_json::to_value(PullReport::default()).unwrap();
-        for k in ["logical_bytes", "fetched_blocks", "fetched_bytes", "seeded_bytes", "verified", "wall_seconds"] {
+        for k in [
+            "logical_bytes",
+            "fetched_blocks",
+            "fetched_bytes",
+            "seeded_bytes",
+            "verified",
+            "wall_seconds",
+        ] {
             assert!(v.get(k).is_some(), "{k}");
         }
     }

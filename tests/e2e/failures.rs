@@ -7,7 +7,15 @@ const MIB: usize = 1024 * 1024;
 fn pushed(d: &Dir, store: &str) {
     let img = d.path("vm.raw");
     image(&img, 4 * MIB as u64, &[(0, &noise(3 * MIB, 7))]);
-    bonsai_json(&["push", &d.s("vm.raw"), "--store", store, "-o", &d.s("vm.recipe"), "--json"]);
+    bonsai_json(&[
+        "push",
+        &d.s("vm.raw"),
+        "--store",
+        store,
+        "-o",
+        &d.s("vm.recipe"),
+        "--json",
+    ]);
 }
 
 fn pull_fails(d: &Dir, recipe: &str, store: &str, needle: &str) {
@@ -31,7 +39,12 @@ fn corrupt_and_truncated_recipes() {
     let mut newer = good.clone();
     newer[4] = 9;
     std::fs::write(d.path("newer.recipe"), &newer).unwrap();
-    pull_fails(&d, &d.s("newer.recipe"), &store, "unsupported recipe format version 9");
+    pull_fails(
+        &d,
+        &d.s("newer.recipe"),
+        &store,
+        "unsupported recipe format version 9",
+    );
     std::fs::write(d.path("text.recipe"), "not a recipe").unwrap();
     pull_fails(&d, &d.s("text.recipe"), &store, "not a bonsai recipe");
     pull_fails(&d, &d.s("absent.recipe"), &store, "no such file");
@@ -70,7 +83,11 @@ fn block_corrupted_on_the_servers_disk() {
 #[test]
 fn tokens_are_enforced() {
     let d = Dir::new();
-    std::fs::write(d.path("tokens"), "write writer-secret-token-1\nread reader-secret-token-1\n").unwrap();
+    std::fs::write(
+        d.path("tokens"),
+        "write writer-secret-token-1\nread reader-secret-token-1\n",
+    )
+    .unwrap();
     let s = Server::start(&d.path("data"), &["--token-file", &d.s("tokens")]);
     std::fs::write(d.path("w"), "writer-secret-token-1\n").unwrap();
     std::fs::write(d.path("r"), "reader-secret-token-1").unwrap();
@@ -78,21 +95,57 @@ fn tokens_are_enforced() {
     let img = d.path("vm.raw");
     image(&img, 2 * MIB as u64, &[(0, &noise(MIB, 8))]);
     let push = |token: &str| {
-        bonsai(&["push", &d.s("vm.raw"), "--store", &s.url, "-o", &d.s("vm.recipe"), "--token-file", &d.s(token)])
+        bonsai(&[
+            "push",
+            &d.s("vm.raw"),
+            "--store",
+            &s.url,
+            "-o",
+            &d.s("vm.recipe"),
+            "--token-file",
+            &d.s(token),
+        ])
     };
     fails_with(&push("bad"), "invalid token");
     assert!(!d.path("vm.recipe").exists(), "failed push left a recipe");
     fails_with(&push("r"), "may only read");
-    let out = bonsai(&["push", &d.s("vm.raw"), "--store", &s.url, "-o", &d.s("vm.recipe")]);
+    let out = bonsai(&[
+        "push",
+        &d.s("vm.raw"),
+        "--store",
+        &s.url,
+        "-o",
+        &d.s("vm.recipe"),
+    ]);
     fails_with(&out, "missing bearer token");
     assert!(push("w").status.success());
     // reads: the read token works, via the environment too
     let out = bonsai_env(
-        &["pull", &d.s("vm.recipe"), "--store", &s.url, "-o", &d.s("out.raw")],
+        &[
+            "pull",
+            &d.s("vm.recipe"),
+            "--store",
+            &s.url,
+            "-o",
+            &d.s("out.raw"),
+        ],
         &[("BONSAI_TOKEN", "reader-secret-token-1")],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = bonsai(&["pull", &d.s("vm.recipe"), "--store", &s.url, "-o", &d.s("out2.raw"), "--token-file", &d.s("bad")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bonsai(&[
+        "pull",
+        &d.s("vm.recipe"),
+        "--store",
+        &s.url,
+        "-o",
+        &d.s("out2.raw"),
+        "--token-file",
+        &d.s("bad"),
+    ]);
     fails_with(&out, "invalid token");
     assert!(!d.path("out2.raw").exists());
 }
@@ -102,10 +155,21 @@ fn server_that_is_down() {
     let d = Dir::new();
     pushed(&d, &d.s("store"));
     // a port nothing listens on: bind, note it, release it
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
     pull_fails(&d, &d.s("vm.recipe"), &url, "unreachable");
-    let out = bonsai(&["push", &d.s("vm.raw"), "--store", &url, "-o", &d.s("x.recipe")]);
+    let out = bonsai(&[
+        "push",
+        &d.s("vm.raw"),
+        "--store",
+        &url,
+        "-o",
+        &d.s("x.recipe"),
+    ]);
     fails_with(&out, "unreachable");
     assert!(!d.path("x.recipe").exists());
 }
@@ -119,7 +183,15 @@ fn store_killed_mid_push_then_rerun_completes() {
     let img = d.path("big.raw");
     image(&img, 96 * MIB as u64, &[(0, &noise(96 * MIB, 9))]);
     let mut push = std::process::Command::new(bin())
-        .args(["push", &d.s("big.raw"), "--store", &s.url, "-o", &d.s("big.recipe"), "--quiet"])
+        .args([
+            "push",
+            &d.s("big.raw"),
+            "--store",
+            &s.url,
+            "-o",
+            &d.s("big.recipe"),
+            "--quiet",
+        ])
         .env("BONSAI_LOG", "error")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -127,7 +199,10 @@ fn store_killed_mid_push_then_rerun_completes() {
     // wait until the store has indexed some blocks, then kill it
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while bonsai_json(&["stats", "--store", &s.url, "--json"])["blocks"] == 0 {
-        assert!(std::time::Instant::now() < deadline, "push never started uploading");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "push never started uploading"
+        );
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     s.kill();
@@ -135,10 +210,29 @@ fn store_killed_mid_push_then_rerun_completes() {
     assert!(!status.success(), "push succeeded although the store died");
     assert!(!d.path("big.recipe").exists(), "failed push left a recipe");
     let s = s.restart();
-    let rerun = bonsai_json(&["push", &d.s("big.raw"), "--store", &s.url, "-o", &d.s("big.recipe"), "--json"]);
-    assert!(rerun["known_chunks"].as_u64().unwrap() > 0, "re-run resent everything: {rerun}");
+    let rerun = bonsai_json(&[
+        "push",
+        &d.s("big.raw"),
+        "--store",
+        &s.url,
+        "-o",
+        &d.s("big.recipe"),
+        "--json",
+    ]);
+    assert!(
+        rerun["known_chunks"].as_u64().unwrap() > 0,
+        "re-run resent everything: {rerun}"
+    );
     assert!(rerun["new_chunks"].as_u64().unwrap() > 0);
-    let pull = bonsai_json(&["pull", &d.s("big.recipe"), "--store", &s.url, "-o", &d.s("out.raw"), "--json"]);
+    let pull = bonsai_json(&[
+        "pull",
+        &d.s("big.recipe"),
+        "--store",
+        &s.url,
+        "-o",
+        &d.s("out.raw"),
+        "--json",
+    ]);
     assert_eq!(pull["verified"], true);
     assert!(same_file(&img, &d.path("out.raw")));
 }

@@ -4,11 +4,32 @@ use crate::util::*;
 
 const MIB: usize = 1024 * 1024;
 
-fn round_trip(store: &str, img: &std::path::Path, d: &Dir, tag: &str) -> (serde_json::Value, serde_json::Value) {
+fn round_trip(
+    store: &str,
+    img: &std::path::Path,
+    d: &Dir,
+    tag: &str,
+) -> (serde_json::Value, serde_json::Value) {
     let recipe = d.s(&format!("{tag}.recipe"));
     let out = d.path(&format!("{tag}.out"));
-    let push = bonsai_json(&["push", &img.display().to_string(), "--store", store, "-o", &recipe, "--json"]);
-    let pull = bonsai_json(&["pull", &recipe, "--store", store, "-o", &out.display().to_string(), "--json"]);
+    let push = bonsai_json(&[
+        "push",
+        &img.display().to_string(),
+        "--store",
+        store,
+        "-o",
+        &recipe,
+        "--json",
+    ]);
+    let pull = bonsai_json(&[
+        "pull",
+        &recipe,
+        "--store",
+        store,
+        "-o",
+        &out.display().to_string(),
+        "--json",
+    ]);
     assert_eq!(pull["verified"], true);
     assert!(same_file(img, &out), "{tag}: pulled image differs");
     (push, pull)
@@ -24,12 +45,28 @@ fn small_image_round_trip_and_second_push_sends_nothing() {
     image(&img, 6 * MIB as u64, &[(0, &data)]);
     let (push, pull) = round_trip(&s.url, &img, &d, "small");
     for key in [
-        "logical_bytes", "zero_bytes", "chunks", "unique_chunks", "known_chunks", "new_chunks",
-        "new_plain_bytes", "sent_bytes", "dedup_ratio", "wall_seconds", "recipe",
+        "logical_bytes",
+        "zero_bytes",
+        "chunks",
+        "unique_chunks",
+        "known_chunks",
+        "new_chunks",
+        "new_plain_bytes",
+        "sent_bytes",
+        "dedup_ratio",
+        "wall_seconds",
+        "recipe",
     ] {
         assert!(push.get(key).is_some(), "push --json lacks {key}");
     }
-    for key in ["logical_bytes", "fetched_blocks", "fetched_bytes", "seeded_bytes", "verified", "wall_seconds"] {
+    for key in [
+        "logical_bytes",
+        "fetched_blocks",
+        "fetched_bytes",
+        "seeded_bytes",
+        "verified",
+        "wall_seconds",
+    ] {
         assert!(pull.get(key).is_some(), "pull --json lacks {key}");
     }
     assert_eq!(push["logical_bytes"], 6 * MIB as u64);
@@ -40,12 +77,23 @@ fn small_image_round_trip_and_second_push_sends_nothing() {
     assert!(push["sent_bytes"].as_u64().unwrap() < push["new_plain_bytes"].as_u64().unwrap());
     assert_eq!(pull["fetched_blocks"], push["unique_chunks"]);
 
-    let again = bonsai_json(&["push", &img.display().to_string(), "--store", &s.url, "-o", &d.s("again.recipe"), "--json"]);
+    let again = bonsai_json(&[
+        "push",
+        &img.display().to_string(),
+        "--store",
+        &s.url,
+        "-o",
+        &d.s("again.recipe"),
+        "--json",
+    ]);
     assert_eq!(again["new_chunks"], 0);
     assert_eq!(again["sent_bytes"], 0);
     assert_eq!(again["known_chunks"], again["unique_chunks"]);
     assert!(again["dedup_ratio"].is_null());
-    assert_eq!(std::fs::read(d.path("again.recipe")).unwrap(), std::fs::read(d.path("small.recipe")).unwrap());
+    assert_eq!(
+        std::fs::read(d.path("again.recipe")).unwrap(),
+        std::fs::read(d.path("small.recipe")).unwrap()
+    );
 }
 
 #[test]
@@ -54,11 +102,21 @@ fn mostly_zero_image_pulls_sparse() {
     let s = Server::start(&d.path("data"), &[]);
     let img = d.path("sparse.raw");
     let size = 256 * MIB as u64;
-    image(&img, size, &[(10 * MIB as u64, &noise(MIB, 3)), (200 * MIB as u64, &text(MIB, 4))]);
+    image(
+        &img,
+        size,
+        &[
+            (10 * MIB as u64, &noise(MIB, 3)),
+            (200 * MIB as u64, &text(MIB, 4)),
+        ],
+    );
     let (push, _) = round_trip(&s.url, &img, &d, "sparse");
     assert!(push["zero_bytes"].as_u64().unwrap() > size - 3 * MIB as u64);
     let alloc = allocated(&d.path("sparse.out"));
-    assert!(alloc < 4 * MIB as u64, "pulled file allocates {alloc} bytes");
+    assert!(
+        alloc < 4 * MIB as u64,
+        "pulled file allocates {alloc} bytes"
+    );
 }
 
 #[test]
@@ -94,17 +152,52 @@ fn related_images_dedup_and_seeded_pull() {
     os2.splice(5 * MIB..5 * MIB, noise(300 * 1024, 13));
     let a = d.path("a.raw");
     let b = d.path("b.raw");
-    image(&a, 32 * MIB as u64, &[(MIB as u64, &os), (20 * MIB as u64, &noise(2 * MIB, 14))]);
-    image(&b, 32 * MIB as u64, &[(MIB as u64, &os2), (20 * MIB as u64, &noise(MIB, 15))]);
-    let pa = bonsai_json(&["push", &d.s("a.raw"), "--store", &s.url, "-o", &d.s("a.recipe"), "--json"]);
-    let pb = bonsai_json(&["push", &d.s("b.raw"), "--store", &s.url, "-o", &d.s("b.recipe"), "--json"]);
+    image(
+        &a,
+        32 * MIB as u64,
+        &[(MIB as u64, &os), (20 * MIB as u64, &noise(2 * MIB, 14))],
+    );
+    image(
+        &b,
+        32 * MIB as u64,
+        &[(MIB as u64, &os2), (20 * MIB as u64, &noise(MIB, 15))],
+    );
+    let pa = bonsai_json(&[
+        "push",
+        &d.s("a.raw"),
+        "--store",
+        &s.url,
+        "-o",
+        &d.s("a.recipe"),
+        "--json",
+    ]);
+    let pb = bonsai_json(&[
+        "push",
+        &d.s("b.raw"),
+        "--store",
+        &s.url,
+        "-o",
+        &d.s("b.recipe"),
+        "--json",
+    ]);
     let sent_a = pa["sent_bytes"].as_u64().unwrap();
     let sent_b = pb["sent_bytes"].as_u64().unwrap();
-    assert!(sent_b * 4 < sent_a, "second push sent {sent_b}, first {sent_a}");
+    assert!(
+        sent_b * 4 < sent_a,
+        "second push sent {sent_b}, first {sent_a}"
+    );
     assert!(pb["known_chunks"].as_u64().unwrap() > 0);
 
     let pull = bonsai_json(&[
-        "pull", &d.s("b.recipe"), "--store", &s.url, "-o", &d.s("b.out"), "--seed", &d.s("a.raw"), "--json",
+        "pull",
+        &d.s("b.recipe"),
+        "--store",
+        &s.url,
+        "-o",
+        &d.s("b.out"),
+        "--seed",
+        &d.s("a.raw"),
+        "--json",
     ]);
     assert!(same_file(&b, &d.path("b.out")));
     assert_eq!(pull["fetched_blocks"], pb["new_chunks"]);
@@ -120,7 +213,11 @@ fn related_images_dedup_and_seeded_pull() {
 fn embedded_store_round_trip_stats_and_recipe_show() {
     let d = Dir::new();
     let img = d.path("vm.raw");
-    image(&img, 8 * MIB as u64, &[(0, &text(2 * MIB, 20)), (5 * MIB as u64, &noise(MIB, 21))]);
+    image(
+        &img,
+        8 * MIB as u64,
+        &[(0, &text(2 * MIB, 20)), (5 * MIB as u64, &noise(MIB, 21))],
+    );
     let store = d.s("store");
     round_trip(&store, &img, &d, "vm");
     let stats = bonsai_json(&["stats", "--store", &store, "--json"]);
@@ -129,11 +226,26 @@ fn embedded_store_round_trip_stats_and_recipe_show() {
     assert!(show.status.success());
     let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(v["logical_size"], 8 * MIB as u64);
-    let hash = blake3::hash(&std::fs::read(&img).unwrap()).to_hex().to_string();
-    assert_eq!(v["image_hash"], hash, "image hash is b3sum of the raw image");
-    let human = bonsai(&["push", &d.s("vm.raw"), "--store", &store, "-o", &d.s("vm2.recipe")]);
+    let hash = blake3::hash(&std::fs::read(&img).unwrap())
+        .to_hex()
+        .to_string();
+    assert_eq!(
+        v["image_hash"], hash,
+        "image hash is b3sum of the raw image"
+    );
+    let human = bonsai(&[
+        "push",
+        &d.s("vm.raw"),
+        "--store",
+        &store,
+        "-o",
+        &d.s("vm2.recipe"),
+    ]);
     let text = String::from_utf8_lossy(&human.stdout);
-    assert!(text.contains("dedup ratio") && text.contains("8.00 MiB"), "{text}");
+    assert!(
+        text.contains("dedup ratio") && text.contains("8.00 MiB"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -143,18 +255,49 @@ fn private_secret_scopes_dedup_and_is_required_to_pull() {
     image(&img, 2 * MIB as u64, &[(0, &noise(2 * MIB, 30))]);
     std::fs::write(d.path("secret"), "our team's secret").unwrap();
     let store = d.s("store");
-    let public = bonsai_json(&["push", &d.s("vm.raw"), "--store", &store, "-o", &d.s("pub.recipe"), "--json"]);
+    let public = bonsai_json(&[
+        "push",
+        &d.s("vm.raw"),
+        "--store",
+        &store,
+        "-o",
+        &d.s("pub.recipe"),
+        "--json",
+    ]);
     let private = bonsai_json(&[
-        "push", &d.s("vm.raw"), "--store", &store, "-o", &d.s("priv.recipe"), "--json", "--secret-file", &d.s("secret"),
+        "push",
+        &d.s("vm.raw"),
+        "--store",
+        &store,
+        "-o",
+        &d.s("priv.recipe"),
+        "--json",
+        "--secret-file",
+        &d.s("secret"),
     ]);
     // different secret, different blocks: nothing deduplicates across the boundary
     assert_eq!(private["known_chunks"], 0);
     assert_eq!(private["new_chunks"], public["new_chunks"]);
-    let out = bonsai(&["pull", &d.s("priv.recipe"), "--store", &store, "-o", &d.s("out")]);
+    let out = bonsai(&[
+        "pull",
+        &d.s("priv.recipe"),
+        "--store",
+        &store,
+        "-o",
+        &d.s("out"),
+    ]);
     fails_with(&out, "different convergence secret");
     assert!(!d.path("out").exists());
     let ok = bonsai_json(&[
-        "pull", &d.s("priv.recipe"), "--store", &store, "-o", &d.s("out"), "--json", "--secret-file", &d.s("secret"),
+        "pull",
+        &d.s("priv.recipe"),
+        "--store",
+        &store,
+        "-o",
+        &d.s("out"),
+        "--json",
+        "--secret-file",
+        &d.s("secret"),
     ]);
     assert_eq!(ok["verified"], true);
     assert!(same_file(&img, &d.path("out")));
@@ -166,10 +309,24 @@ fn interrupted_pull_resumes_from_what_it_wrote() {
     let img = d.path("vm.raw");
     image(&img, 8 * MIB as u64, &[(0, &noise(6 * MIB, 40))]);
     let store = d.s("store");
-    bonsai_json(&["push", &d.s("vm.raw"), "--store", &store, "-o", &d.s("vm.recipe"), "--json"]);
+    bonsai_json(&[
+        "push",
+        &d.s("vm.raw"),
+        "--store",
+        &store,
+        "-o",
+        &d.s("vm.recipe"),
+        "--json",
+    ]);
     let show = bonsai(&["recipe", "show", &d.s("vm.recipe"), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
-    let last = v["extents"].as_array().unwrap().iter().rev().find(|e| e.get("id").is_some()).unwrap();
+    let last = v["extents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|e| e.get("id").is_some())
+        .unwrap();
     let id = last["id"].as_str().unwrap();
     let block = d.path(&format!("store/blocks/{}/{}/{}", &id[..2], &id[2..4], id));
     let good = std::fs::read(&block).unwrap();
@@ -177,22 +334,47 @@ fn interrupted_pull_resumes_from_what_it_wrote() {
     bad[40] ^= 1;
     std::fs::write(&block, &bad).unwrap();
 
-    let out = bonsai(&["pull", &d.s("vm.recipe"), "--store", &store, "-o", &d.s("out.raw")]);
+    let out = bonsai(&[
+        "pull",
+        &d.s("vm.recipe"),
+        "--store",
+        &store,
+        "-o",
+        &d.s("out.raw"),
+    ]);
     fails_with(&out, "does not match its id");
     assert!(!d.path("out.raw").exists(), "failed pull left OUT");
 
     std::fs::write(&block, &good).unwrap();
-    let pull = bonsai_json(&["pull", &d.s("vm.recipe"), "--store", &store, "-o", &d.s("out.raw"), "--json"]);
+    let pull = bonsai_json(&[
+        "pull",
+        &d.s("vm.recipe"),
+        "--store",
+        &store,
+        "-o",
+        &d.s("out.raw"),
+        "--json",
+    ]);
     assert!(same_file(&img, &d.path("out.raw")));
     assert!(pull["resumed_bytes"].as_u64().unwrap() > 0, "{pull}");
     assert!(pull["fetched_blocks"].as_u64().unwrap() < v["distinct_blocks"].as_u64().unwrap());
-    assert_eq!(listing(d.0.path()).iter().filter(|n| n.contains("partial")).count(), 0);
+    assert_eq!(
+        listing(d.0.path())
+            .iter()
+            .filter(|n| n.contains("partial"))
+            .count(),
+        0
+    );
 }
 
 #[test]
 fn demo_tells_the_whole_story() {
     let out = bonsai(&["demo", "--quiet"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("byte-identical: true"), "{text}");
 }

@@ -16,7 +16,9 @@ pub fn bonsai(args: &[&str]) -> Output {
 
 pub fn bonsai_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(bin());
-    cmd.args(args).env_remove("BONSAI_TOKEN").env("BONSAI_LOG", "error");
+    cmd.args(args)
+        .env_remove("BONSAI_TOKEN")
+        .env("BONSAI_LOG", "error");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -32,14 +34,20 @@ pub fn bonsai_json(args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("bad json from {args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "bad json from {args:?}: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 
 /// Asserts failure with exactly one line on stderr containing `needle`; returns it.
 pub fn fails_with(out: &Output, needle: &str) -> String {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "expected failure, got success: {err}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {err}"
+    );
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected a one-line error, got: {err}");
     assert!(

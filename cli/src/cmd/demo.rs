@@ -86,7 +86,10 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let mut out = std::io::stdout();
     writeln!(out, "bonsai demo in {}", dir.display())?;
-    writeln!(out, "building two 128 MiB VM images: a shared 24 MiB OS, an update, user data, zeros")?;
+    writeln!(
+        out,
+        "building two 128 MiB VM images: a shared 24 MiB OS, an update, user data, zeros"
+    )?;
     let mut rng = Rng(2026);
     let base = os(&mut rng);
     let update = rng.text(MIB);
@@ -106,7 +109,11 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         store: store.display().to_string(),
         token_file: None,
     };
-    writeln!(out, "pushing both to an embedded store at {}\n", store.display())?;
+    writeln!(
+        out,
+        "pushing both to an embedded store at {}\n",
+        store.display()
+    )?;
     writeln!(
         out,
         "  {:<8} {:>10} {:>10} {:>10} {:>10} {:>8}",

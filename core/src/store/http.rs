@@ -200,10 +200,14 @@ impl BlockStore for HttpStore {
             let body = ids_body(batch);
             let resp = self.send(|c| c.post(self.url("blocks/missing")).body(body.clone()))?;
             let reply = self.body(resp)?;
-            if reply.len() % 32 != 0 {
+            if !reply.len().is_multiple_of(32) {
                 return Err(self.protocol("missing-ids reply is not a multiple of 32 bytes"));
             }
-            out.extend(reply.chunks_exact(32).map(|c| BlockId::from_slice(c).expect("32")));
+            out.extend(
+                reply
+                    .chunks_exact(32)
+                    .map(|c| BlockId::from_slice(c).expect("32")),
+            );
         }
         Ok(out)
     }
@@ -263,7 +267,8 @@ impl BlockStore for HttpStore {
         let mut body = Vec::with_capacity(8 + ids.len() * 32);
         body.extend_from_slice(&logical.to_le_bytes());
         body.extend_from_slice(&ids_body(ids));
-        let mut url = reqwest::Url::parse(&self.url("images/")).map_err(|e| self.protocol(e.to_string()))?;
+        let mut url =
+            reqwest::Url::parse(&self.url("images/")).map_err(|e| self.protocol(e.to_string()))?;
         url.path_segments_mut()
             .map_err(|_| self.protocol("store address cannot take a path"))?
             .pop_if_empty()

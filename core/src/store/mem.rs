@@ -27,7 +27,11 @@ impl MemStore {
 impl BlockStore for MemStore {
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError> {
         let blocks = self.blocks.lock().expect("lock");
-        Ok(ids.iter().filter(|i| !blocks.contains_key(i)).copied().collect())
+        Ok(ids
+            .iter()
+            .filter(|i| !blocks.contains_key(i))
+            .copied()
+            .collect())
     }
 
     fn put(&self, items: &[(BlockId, &[u8])]) -> Result<PutOutcome, StoreError> {
@@ -59,7 +63,10 @@ impl BlockStore for MemStore {
         if let Some(id) = self.missing(ids)?.first() {
             return Err(StoreError::NotFound(*id));
         }
-        self.images.lock().expect("lock").insert(name.into(), logical);
+        self.images
+            .lock()
+            .expect("lock")
+            .insert(name.into(), logical);
         Ok(())
     }
 

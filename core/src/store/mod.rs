@@ -67,7 +67,9 @@ pub enum StoreError {
         reason: String,
     },
     /// A block the recipe needs is absent.
-    #[error("block {0} is not in the store (recipe made for another store, or the block was removed)")]
+    #[error(
+        "block {0} is not in the store (recipe made for another store, or the block was removed)"
+    )]
     NotFound(BlockId),
     /// The store refused a block (hash mismatch and the like).
     #[error("store rejected block {id}: {reason}")]
@@ -139,7 +141,9 @@ pub fn parse_frame(buf: &[u8], max_len: usize) -> Result<Option<(BlockId, usize,
     let id = BlockId::from_slice(&buf[..32]).expect("32 bytes");
     let len = u32::from_le_bytes(buf[32..36].try_into().expect("4 bytes")) as usize;
     if len > max_len {
-        return Err(format!("frame for block {id} declares {len} bytes, above the limit {max_len}"));
+        return Err(format!(
+            "frame for block {id} declares {len} bytes, above the limit {max_len}"
+        ));
     }
     if buf.len() < 36 + len {
         return Ok(None);
