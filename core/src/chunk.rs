@@ -165,13 +165,17 @@ pub struct Chunker<R> {
     offset: u64,
     /// FastCDC's small/large masks for `avg` at normalization level 1, computed once.
     masks: [u64; 2],
+    /// Where FastCDC cuts a run of zeros that starts at a chunk boundary. The cut at
+    /// position p depends only on the bytes before p, so when that many zeros follow,
+    /// the chunk is known without rolling the hash over them (zeros are most of a disk).
+    zero_cut: usize,
 }
 
 impl<R: Read> Chunker<R> {
     /// A chunker whose buffer holds several maximum-size chunks (fewer refills, fewer copies).
     pub fn new(reader: R, params: ChunkerParams) -> Self {
         let size = (params.max as usize * 4).max(4 * 1024 * 1024);
-        Chunker {
+        let mut chunker = Chunker {
             reader,
             params,
             buf: vec![0; size],
@@ -184,7 +188,28 @@ impl<R: Read> Chunker<R> {
                 let bits = logarithm2(params.avg.max(2)) as usize;
                 [MASKS[(bits + 1).min(25)], MASKS[bits.saturating_sub(1)]]
             },
-        }
+            zero_cut: 0,
+        };
+        chunker.zero_cut = match params.kind {
+            ChunkerKind::Fixed => params.max as usize,
+            ChunkerKind::FastCdc2020 => chunker.cdc_cut(&vec![0u8; params.max as usize]),
+        };
+        chunker
+    }
+
+    fn cdc_cut(&self, window: &[u8]) -> usize {
+        let m = self.masks;
+        let (_, cut) = fastcdc::v2020::cut(
+            window,
+            self.params.min as usize,
+            self.params.avg as usize,
+            self.params.max as usize,
+            m[0],
+            m[1],
+            m[0] << 1,
+            m[1] << 1,
+        );
+        cut.max(1)
     }
 
     /// Bytes of input consumed into chunks so far.
@@ -219,22 +244,16 @@ impl<R: Read> Chunker<R> {
         if avail == 0 {
             return Ok(None);
         }
+        let zero_cut = self.zero_cut;
         let len = match self.params.kind {
             ChunkerKind::Fixed => avail.min(max),
+            ChunkerKind::FastCdc2020
+                if avail >= zero_cut && is_zero(&self.buf[self.start..self.start + zero_cut]) =>
+            {
+                zero_cut
+            }
             ChunkerKind::FastCdc2020 => {
-                let window = &self.buf[self.start..self.start + avail.min(max)];
-                let m = self.masks;
-                let (_, cut) = fastcdc::v2020::cut(
-                    window,
-                    self.params.min as usize,
-                    self.params.avg as usize,
-                    max,
-                    m[0],
-                    m[1],
-                    m[0] << 1,
-                    m[1] << 1,
-                );
-                cut.max(1)
+                self.cdc_cut(&self.buf[self.start..self.start + avail.min(max)])
             }
         };
         let offset = self.offset;
@@ -352,8 +371,33 @@ mod tests {
         assert!(p.validate().is_err());
     }
 
+    /// Data with long zero runs, the case the zero shortcut handles.
+    fn holey(len: usize, seed: u64) -> Vec<u8> {
+        let mut v = noise(len, seed);
+        let mut x = seed as usize | 1;
+        for _ in 0..4 {
+            x = x.wrapping_mul(2654435761) % len.max(1);
+            let run = (x * 7919) % 300_000;
+            let end = (x + run).min(len);
+            v[x..end].fill(0);
+        }
+        v
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Our buffered chunker (with its zero-run shortcut) cuts exactly where the fastcdc
+        /// crate's own iterator cuts over the whole input.
+        #[test]
+        fn same_cuts_as_reference_fastcdc(len in 0usize..600_000, seed: u64, avg in prop::sample::select(vec![1024u32, 4096, 16384])) {
+            let data = holey(len, seed);
+            let p = ChunkerParams::fastcdc(avg);
+            let reference: Vec<(u64, usize)> = fastcdc::v2020::FastCDC::new(&data, p.min, p.avg, p.max)
+                .map(|c| (c.offset as u64, c.length))
+                .collect();
+            prop_assert_eq!(cuts(&data[..], p), reference);
+        }
+
         #[test]
         fn boundaries_independent_of_read_sizes(len in 0usize..400_000, seed: u64, step in 1usize..70_000) {
             let data = noise(len, seed);

@@ -33,7 +33,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// Plaintext bytes per batch handed between stages.
-pub const BATCH_BYTES: usize = 16 * 1024 * 1024;
+pub const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// How to push.
 #[derive(Debug, Clone)]
@@ -83,7 +83,12 @@ struct HashingRead<R> {
 impl<R: Read> Read for HashingRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        // Large reads are hashed on all cores: zero-heavy disks make hashing the bottleneck.
+        if n >= 1 << 20 {
+            self.hasher.update_rayon(&buf[..n]);
+        } else {
+            self.hasher.update(&buf[..n]);
+        }
         self.bytes += n as u64;
         Ok(n)
     }
@@ -134,7 +139,7 @@ pub fn push(
 
     let image_hash = std::thread::scope(|s| -> Result<(ImageHash, u64), Error> {
         let (read_tx, read_rx) = crossbeam_channel::bounded::<ReadBatch>(2);
-        let (up_tx, up_rx) = crossbeam_channel::bounded::<UploadBatch>(opts.network_threads.max(1));
+        let (up_tx, up_rx) = crossbeam_channel::bounded::<UploadBatch>(2);
         let chunker = opts.chunker;
         let failed_ref = &failed;
         let reader = s.spawn(move || -> io::Result<(ImageHash, u64)> {

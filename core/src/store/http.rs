@@ -6,6 +6,7 @@
 
 use super::{limits, parse_frame, write_frame, BlockStore, PutOutcome, StoreError, StoreStats};
 use crate::id::BlockId;
+use bytes::Bytes;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::StatusCode;
 use std::time::Duration;
@@ -137,13 +138,11 @@ impl HttpStore {
         }
     }
 
-    fn body(&self, resp: Response) -> Result<Vec<u8>, StoreError> {
-        resp.bytes()
-            .map(|b| b.to_vec())
-            .map_err(|e| StoreError::Unreachable {
-                store: self.base.clone(),
-                reason: format!("reading reply: {}", describe_reqwest(&e)),
-            })
+    fn body(&self, resp: Response) -> Result<Bytes, StoreError> {
+        resp.bytes().map_err(|e| StoreError::Unreachable {
+            store: self.base.clone(),
+            reason: format!("reading reply: {}", describe_reqwest(&e)),
+        })
     }
 
     /// Server version and API level, for `bonsai` to check before a long job.
@@ -197,7 +196,7 @@ impl BlockStore for HttpStore {
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError> {
         let mut out = Vec::new();
         for batch in ids.chunks(limits::MAX_IDS_PER_QUERY) {
-            let body = ids_body(batch);
+            let body = Bytes::from(ids_body(batch));
             let resp = self.send(|c| c.post(self.url("blocks/missing")).body(body.clone()))?;
             let reply = self.body(resp)?;
             if !reply.len().is_multiple_of(32) {
@@ -223,6 +222,8 @@ impl BlockStore for HttpStore {
                 write_frame(&mut body, &blocks[i].0, blocks[i].1);
                 i += 1;
             }
+            // Bytes: a retry re-sends the same buffer instead of copying it.
+            let body = Bytes::from(body);
             let resp = self.send(|c| c.post(self.url("blocks")).body(body.clone()))?;
             let b = self.body(resp)?;
             let reply: BatchReply =
@@ -242,7 +243,7 @@ impl BlockStore for HttpStore {
     fn get(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         for batch in ids.chunks(limits::MAX_IDS_PER_QUERY) {
-            let body = ids_body(batch);
+            let body = Bytes::from(ids_body(batch));
             let resp = self.send(|c| c.post(self.url("blocks/fetch")).body(body.clone()))?;
             let reply = self.body(resp)?;
             let mut rest = &reply[..];
@@ -267,6 +268,7 @@ impl BlockStore for HttpStore {
         let mut body = Vec::with_capacity(8 + ids.len() * 32);
         body.extend_from_slice(&logical.to_le_bytes());
         body.extend_from_slice(&ids_body(ids));
+        let body = Bytes::from(body);
         let mut url =
             reqwest::Url::parse(&self.url("images/")).map_err(|e| self.protocol(e.to_string()))?;
         url.path_segments_mut()
