@@ -517,3 +517,20 @@ impl JsonBody for reqwest::blocking::Response {
         serde_json::from_slice(&self.bytes().unwrap()).unwrap()
     }
 }
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(&dir.path().join("data"), None);
+    let c = Client::new();
+    let (id, obj) = block(77, 1000);
+    c.put(s.url(&format!("blocks/{id}")))
+        .body(obj)
+        .send()
+        .unwrap();
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "server exited with {status}");
+    let s = Server::start(&dir.path().join("data"), None);
+    assert!(missing(&c, &s, &[id]).is_empty());
+}

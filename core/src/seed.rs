@@ -6,7 +6,9 @@ use crate::chunk::Chunker;
 use crate::codec::Convergence;
 use crate::error::{Error, IoContext};
 use crate::id::BlockKey;
+use crate::image::SparseReader;
 use crate::recipe::Recipe;
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -41,18 +43,42 @@ fn scan(
     hits: &mut HashMap<u32, SeedHit>,
 ) -> Result<(), Error> {
     let file = std::fs::File::open(path).at(path)?;
-    let mut chunks = Chunker::new(file, recipe.header.chunker);
+    let len = file.metadata().at(path)?.len();
+    let mut chunks = Chunker::new(SparseReader::new(file, len), recipe.header.chunker);
+    // Keys are computed on all cores, a batch of chunks at a time.
+    let mut data: Vec<u8> = Vec::with_capacity(BATCH + recipe.header.chunker.max as usize);
+    let mut spans: Vec<(u64, usize)> = Vec::new();
+    let mut flush = |data: &mut Vec<u8>, spans: &mut Vec<(u64, usize)>| {
+        let mut slices = Vec::with_capacity(spans.len());
+        let mut pos = 0;
+        for &(_, l) in spans.iter() {
+            slices.push(&data[pos..pos + l]);
+            pos += l;
+        }
+        let keys: Vec<BlockKey> = slices.par_iter().map(|s| conv.key_for(s)).collect();
+        for (key, &(offset, _)) in keys.iter().zip(spans.iter()) {
+            if let Some(&index) = wanted.get(key) {
+                hits.entry(index).or_insert_with(|| SeedHit {
+                    path: path.to_path_buf(),
+                    offset,
+                });
+            }
+        }
+        data.clear();
+        spans.clear();
+    };
     while let Some(c) = chunks.next_chunk().at(path)? {
         if c.is_zero() {
             continue;
         }
-        let key = conv.key_for(c.data);
-        if let Some(&index) = wanted.get(&key) {
-            hits.entry(index).or_insert_with(|| SeedHit {
-                path: path.to_path_buf(),
-                offset: c.offset,
-            });
+        data.extend_from_slice(c.data);
+        spans.push((c.offset, c.data.len()));
+        if data.len() >= BATCH {
+            flush(&mut data, &mut spans);
         }
     }
+    flush(&mut data, &mut spans);
     Ok(())
 }
+
+const BATCH: usize = 8 << 20;

@@ -378,3 +378,31 @@ fn demo_tells_the_whole_story() {
     );
     assert!(text.contains("byte-identical: true"), "{text}");
 }
+
+#[test]
+fn analyze_shows_what_each_image_adds() {
+    let d = Dir::new();
+    let os = [text(2 * MIB, 50), noise(2 * MIB, 51)].concat();
+    image(&d.path("a.raw"), 8 * MIB as u64, &[(0, &os)]);
+    image(
+        &d.path("b.raw"),
+        8 * MIB as u64,
+        &[(0, &os), (5 * MIB as u64, &noise(MIB, 52))],
+    );
+    let v = bonsai_json(&["analyze", &d.s("a.raw"), &d.s("b.raw"), "--json"]);
+    let rows = v["images"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let new_a = rows[0]["new_bytes"].as_u64().unwrap();
+    let new_b = rows[1]["new_bytes"].as_u64().unwrap();
+    assert!(new_a >= 4 * MIB as u64 - 128 * 1024);
+    assert!(
+        new_b <= MIB as u64 + 256 * 1024,
+        "second image adds {new_b}"
+    );
+    assert!(
+        rows[1]["cumulative_ratio"].as_f64().unwrap()
+            > rows[0]["cumulative_ratio"].as_f64().unwrap()
+    );
+    let human = bonsai(&["analyze", &d.s("a.raw"), &d.s("b.raw")]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("cum.ratio"));
+}
