@@ -1,5 +1,6 @@
 //! The command line (clap derive). Flags become core options before anything runs.
 
+use bonsai_core::recipe::SourceFormat;
 use bonsai_core::{ChunkerParams, Convergence};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -50,6 +51,36 @@ pub enum Command {
     /// Inspect a recipe.
     #[command(subcommand)]
     Recipe(RecipeCommand),
+    /// Describe a disk image: format, virtual size, allocated bytes, backing chain.
+    ///
+    /// Example: bonsai inspect vm.qcow2
+    Inspect(InspectArgs),
+}
+
+/// `bonsai inspect`
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Image file or block device.
+    pub image: PathBuf,
+    /// Image format (detected from the content if not given).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<SourceFormat>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_format(s: &str) -> Result<SourceFormat, String> {
+    bonsai_core::image::parse_format(s)
+}
+
+/// Formats `pull` can write.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Raw disk image, sparse (holes are not written).
+    Raw,
+    /// qcow2 (the verified raw image converted with `qemu-img convert`).
+    Qcow2,
 }
 
 /// `bonsai recipe ...`
@@ -143,8 +174,11 @@ impl ChunkArgs {
 /// `bonsai push`
 #[derive(Args, Debug)]
 pub struct PushArgs {
-    /// Raw disk image or block device.
+    /// Disk image (raw, sparse raw, qcow2) or block device.
     pub image: PathBuf,
+    /// Image format (detected from the content if not given).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<SourceFormat>,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Where to write the recipe [default: ./IMAGE-NAME.recipe].
@@ -172,6 +206,9 @@ pub struct PullArgs {
     /// Where to write the image (written beside it under a temporary name, renamed when verified).
     #[arg(long, short = 'o', value_name = "OUT")]
     pub output: PathBuf,
+    /// Format to write.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Raw)]
+    pub output_format: OutputFormat,
     /// Local file whose matching chunks are used instead of downloading (repeatable);
     /// an older version of the same image is ideal.
     #[arg(long, value_name = "FILE")]

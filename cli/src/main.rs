@@ -30,6 +30,7 @@ fn main() {
         Command::Analyze(a) => cmd::analyze::run(a),
         Command::Demo(a) => cmd::demo::run(a, quiet),
         Command::Recipe(c) => cmd::recipe::run(c),
+        Command::Inspect(a) => cmd::inspect::run(a),
     };
     if let Err(e) = result {
         // One line: the context chain joined by ": ".

@@ -2,5 +2,6 @@
 //! on loopback, or an embedded store directory. One test binary; helpers in `util`.
 
 mod failures;
+mod formats;
 mod push_pull;
 mod util;

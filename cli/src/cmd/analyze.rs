@@ -12,7 +12,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     let mut analyzer = Analyzer::new(params, Convergence::public());
     let mut rows = Vec::new();
     for path in &args.images {
-        let image = bonsai_core::image::open_image(path)
+        let image = bonsai_core::image::open_image(path, None)
             .with_context(|| format!("cannot read image {}", path.display()))?;
         let row = analyzer
             .add(&path.display().to_string(), image.reader)

@@ -123,6 +123,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         let r = crate::cmd::push::push(
             &PushArgs {
                 image: vm.clone(),
+                format: None,
                 store: store_args.clone(),
                 output: Some(dir.join(format!("{name}.recipe"))),
                 name: Some(name.into()),
@@ -152,6 +153,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
             recipe: dir.join("vm2.recipe"),
             store: store_args,
             output: pulled.clone(),
+            output_format: crate::args::OutputFormat::Raw,
             seed: vec![],
             json: false,
             secret: SecretArgs { secret_file: None },

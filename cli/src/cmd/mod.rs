@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod demo;
+pub mod inspect;
 pub mod pull;
 pub mod push;
 pub mod recipe;

@@ -1,6 +1,6 @@
 //! `bonsai pull`
 
-use crate::args::PullArgs;
+use crate::args::{OutputFormat, PullArgs};
 use crate::{progress::Bar, render};
 use anyhow::Context;
 use bonsai_core::{PullOptions, PullReport, Recipe};
@@ -16,8 +16,23 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         ..Default::default()
     };
     let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));
-    bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
-        .with_context(|| format!("pull to {} failed", args.output.display()))
+    let fail = || format!("pull to {} failed", args.output.display());
+    if args.output_format == OutputFormat::Raw {
+        return bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
+            .with_context(fail);
+    }
+    // qcow2: rebuild and verify a raw image beside OUT, then convert it.
+    let name = args
+        .output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let raw = args.output.with_file_name(format!(".{name}.raw"));
+    let mut report =
+        bonsai_core::pull(&recipe, store.as_ref(), &raw, &opts, &bar).with_context(fail)?;
+    bonsai_core::image::convert_raw_to_qcow2(&raw, &args.output).with_context(fail)?;
+    report.output = args.output.display().to_string();
+    Ok(report)
 }
 
 /// Runs the command.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// Pushes an image and returns the figures (also used by `demo`).
 pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
-    let image = bonsai_core::image::open_image(&args.image)
+    let image = bonsai_core::image::open_image(&args.image, args.format)
         .with_context(|| format!("cannot read image {}", args.image.display()))?;
     let file_name = args
         .image

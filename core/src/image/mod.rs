@@ -1,9 +1,12 @@
 //! Reading disk images as the hypervisor sees them, and sparse-aware I/O.
 //!
-//! Raw images (and block devices) are read directly; holes of sparse files are found with
-//! `SEEK_DATA`/`SEEK_HOLE` and produced as zeros without reading the disk. Other container
-//! formats are detected by their magic and refused with a clear message until a reader
-//! for them exists (qcow2: convert with `qemu-img convert -O raw` first).
+//! What is chunked is always the guest-visible disk, never the container file, so a raw
+//! image and a qcow2 of the same disk give the same chunks and deduplicate. Raw images
+//! (and block devices) are read directly; holes of sparse files are found with
+//! `SEEK_DATA`/`SEEK_HOLE` and produced as zeros without reading the disk. qcow2 (v2, v3,
+//! compressed clusters, backing chains) is read through `imago` ([`qcow2`]).
+
+pub mod qcow2;
 
 use crate::recipe::SourceFormat;
 use std::fs::File;
@@ -100,6 +103,17 @@ pub fn detect_format(head: &[u8]) -> SourceFormat {
     }
 }
 
+/// Parses a `--format` value.
+pub fn parse_format(name: &str) -> Result<SourceFormat, String> {
+    match name {
+        "raw" => Ok(SourceFormat::Raw),
+        "qcow2" => Ok(SourceFormat::Qcow2),
+        other => Err(format!(
+            "unknown image format {other:?} (known: raw, qcow2)"
+        )),
+    }
+}
+
 /// An image opened for pushing: its logical bytes and what it was.
 pub struct OpenImage {
     /// The guest-visible disk, front to back.
@@ -110,8 +124,9 @@ pub struct OpenImage {
     pub format: SourceFormat,
 }
 
-/// Opens an image file or block device for reading its logical disk.
-pub fn open_image(path: &Path) -> io::Result<OpenImage> {
+/// Opens an image file or block device for reading its logical disk; the format is
+/// detected from the content unless `format` says.
+pub fn open_image(path: &Path, format: Option<SourceFormat>) -> io::Result<OpenImage> {
     let file = File::open(path)?;
     let meta = file.metadata()?;
     let len = if meta.file_type().is_file() {
@@ -124,18 +139,116 @@ pub fn open_image(path: &Path) -> io::Result<OpenImage> {
     };
     let mut head = [0u8; 4];
     let n = file.read_at(&mut head, 0)?;
-    let format = detect_format(&head[..n]);
-    if format == SourceFormat::Qcow2 {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "qcow2 images cannot be read yet; convert first: qemu-img convert -O raw IMAGE IMAGE.raw",
-        ));
+    let format = format.unwrap_or_else(|| detect_format(&head[..n]));
+    match format {
+        SourceFormat::Qcow2 => {
+            drop(file);
+            let reader = qcow2::Qcow2Reader::new(qcow2::open(path)?);
+            return Ok(OpenImage {
+                logical_size: reader.size(),
+                reader: Box::new(reader),
+                format,
+            });
+        }
+        SourceFormat::Other => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "unknown image format",
+            ))
+        }
+        SourceFormat::Raw => {}
     }
     Ok(OpenImage {
         reader: Box::new(SparseReader::new(file, len)),
         logical_size: len,
         format,
     })
+}
+
+/// What `bonsai inspect` reports: a user's first questions about an image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageInfo {
+    /// The file.
+    pub path: String,
+    /// Container format.
+    pub format: SourceFormat,
+    /// Size of the guest-visible disk.
+    pub virtual_size: u64,
+    /// Bytes of the disk stored in this file (not in holes, zero clusters or backing files).
+    pub allocated_bytes: u64,
+    /// Size of the file itself.
+    pub file_bytes: u64,
+    /// Backing files, nearest first.
+    pub backing_chain: Vec<String>,
+}
+
+/// Describes an image without reading its data.
+pub fn inspect(path: &Path, format: Option<SourceFormat>) -> io::Result<ImageInfo> {
+    let opened = open_image(path, format)?;
+    let meta = std::fs::metadata(path)?;
+    let (allocated_bytes, backing_chain) = match opened.format {
+        SourceFormat::Qcow2 => (
+            qcow2::allocated_bytes(path)?,
+            qcow2::backing_chain(path)?
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+        ),
+        _ => {
+            let file = File::open(path)?;
+            let mut pos = 0;
+            let mut allocated = 0;
+            while pos < opened.logical_size {
+                let (s, e) = next_data(&file, pos, opened.logical_size)?;
+                allocated += e - s;
+                if e <= pos {
+                    break;
+                }
+                pos = e;
+            }
+            (allocated, Vec::new())
+        }
+    };
+    Ok(ImageInfo {
+        path: path.display().to_string(),
+        format: opened.format,
+        virtual_size: opened.logical_size,
+        allocated_bytes,
+        file_bytes: meta.len(),
+        backing_chain,
+    })
+}
+
+/// Turns a verified raw image into a qcow2 at `out` with `qemu-img convert`, through a
+/// temporary name so `out` appears only when complete; `raw` is removed on success.
+/// (imago can write qcow2, but qemu-img's converter is the reference for compact output.)
+pub fn convert_raw_to_qcow2(raw: &Path, out: &Path) -> io::Result<()> {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let tmp = out.with_file_name(format!(".{name}.qcow2.tmp"));
+    let status = std::process::Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+        .arg(raw)
+        .arg(&tmp)
+        .status()
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("qcow2 output needs qemu-img (package qemu-utils): {e}"),
+            )
+        })?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io::Error::other(format!(
+            "qemu-img convert failed ({status})"
+        )));
+    }
+    File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, out)?;
+    std::fs::remove_file(raw)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -160,14 +273,17 @@ mod tests {
     }
 
     #[test]
-    fn qcow2_is_detected_and_refused_clearly() {
+    fn damaged_qcow2_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("img.qcow2");
         File::create(&p)
             .unwrap()
             .write_all(b"QFI\xfb\0\0\0\x03rest")
             .unwrap();
-        let err = open_image(&p).err().unwrap();
-        assert!(err.to_string().contains("qemu-img convert"));
+        let err = open_image(&p, None).err().unwrap();
+        assert!(
+            err.to_string().contains("not a readable qcow2 image"),
+            "{err}"
+        );
     }
 }
