@@ -194,6 +194,10 @@ pub struct PushArgs {
     pub secret: SecretArgs,
     #[command(flatten)]
     pub chunk: ChunkArgs,
+    /// Do not use the local key → id cache (~/.cache/bonsai; BONSAI_CACHE_DIR moves it),
+    /// which lets a re-push skip compressing and encrypting chunks seen before.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// `bonsai pull`
@@ -209,6 +213,9 @@ pub struct PullArgs {
     /// Format to write.
     #[arg(long, value_enum, default_value_t = OutputFormat::Raw)]
     pub output_format: OutputFormat,
+    /// Do not record the pulled blocks in the local key → id cache.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Local file whose matching chunks are used instead of downloading (repeatable);
     /// an older version of the same image is ideal.
     #[arg(long, value_name = "FILE")]

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod analyze;
+pub mod cache;
 pub mod chunk;
 pub mod codec;
 pub mod error;

@@ -42,6 +42,8 @@ pub struct PullOptions {
     pub seeds: Vec<PathBuf>,
     /// Concurrent download requests.
     pub network_threads: usize,
+    /// Key → id cache to fill with the verified blocks (so a re-push here is cheap).
+    pub cache: Option<std::sync::Arc<crate::cache::KeyCache>>,
 }
 
 impl Default for PullOptions {
@@ -50,6 +52,7 @@ impl Default for PullOptions {
             convergence: Convergence::public(),
             seeds: Vec::new(),
             network_threads: 4,
+            cache: None,
         }
     }
 }
@@ -245,6 +248,9 @@ pub fn pull(
     drop(file);
     std::fs::rename(&partial, out).at(out)?;
     report.verified = true;
+    if let Some(cache) = &opts.cache {
+        cache.insert(recipe.blocks.iter().map(|b| (b.key, b.id)));
+    }
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -16,6 +16,7 @@
 //! An interrupted push leaves its uploaded blocks in the store, so a re-run sends only the
 //! rest (the store answers "already have" for them).
 
+use crate::cache::KeyCache;
 use crate::chunk::{Chunker, ChunkerParams};
 use crate::codec::{Convergence, Encoder, OBJECT_VERSION};
 use crate::error::{Error, IoContext};
@@ -29,7 +30,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Plaintext bytes per batch handed between stages.
@@ -48,6 +49,8 @@ pub struct PushOptions {
     pub source_format: SourceFormat,
     /// Concurrent upload requests.
     pub network_threads: usize,
+    /// Key → id cache: known chunks are neither compressed nor encrypted again.
+    pub cache: Option<Arc<KeyCache>>,
 }
 
 impl Default for PushOptions {
@@ -58,6 +61,7 @@ impl Default for PushOptions {
             name: "image".into(),
             source_format: SourceFormat::Raw,
             network_threads: 4,
+            cache: None,
         }
     }
 }
@@ -68,9 +72,20 @@ struct ReadBatch {
     data: Vec<u8>,
 }
 
+/// A block seen for the first time in this image.
+struct UploadItem {
+    id: BlockId,
+    key: BlockKey,
+    len: u32,
+    /// Encoded object, or `None` when the id came from the cache (encoded only if the
+    /// store turns out to lack it, from `plain`).
+    object: Option<Vec<u8>>,
+    plain: Option<Vec<u8>>,
+}
+
 /// First-time blocks of a batch, bound for the store.
 struct UploadBatch {
-    blocks: Vec<(BlockId, Vec<u8>, u32)>,
+    blocks: Vec<UploadItem>,
 }
 
 /// Hashes everything read through it: the whole-image hash costs no extra pass.
@@ -128,7 +143,7 @@ pub fn push(
         recipe: recipe_path.display().to_string(),
         ..Default::default()
     };
-    let mut ids: Vec<BlockId> = Vec::new();
+    let mut firsts: Vec<(BlockKey, BlockId)> = Vec::new();
     let counters = Counters::default();
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
@@ -184,7 +199,7 @@ pub fn push(
                     if failed.load(Ordering::Relaxed) {
                         continue;
                     }
-                    if let Err(e) = upload(store, &batch, counters) {
+                    if let Err(e) = upload(store, &batch, counters, opts.cache.as_deref()) {
                         fail(e);
                     }
                 }
@@ -197,7 +212,7 @@ pub fn push(
             if failed.load(Ordering::Relaxed) {
                 break;
             }
-            let upload = match encode_batch(&batch, opts, &mut recipe, &mut ids, &mut report) {
+            let upload = match encode_batch(&batch, opts, &mut recipe, &mut firsts, &mut report) {
                 Ok(u) => u,
                 Err(e) => {
                     fail(e);
@@ -231,10 +246,14 @@ pub fn push(
     report.new_chunks = counters.new_chunks.into_inner();
     report.new_plain_bytes = counters.new_plain.into_inner();
     report.sent_bytes = counters.sent.into_inner();
-    report.unique_chunks = ids.len() as u64;
+    report.unique_chunks = firsts.len() as u64;
     report.known_chunks = report.unique_chunks - report.new_chunks;
 
+    let ids: Vec<BlockId> = firsts.iter().map(|f| f.1).collect();
     store.register(&opts.name, logical, &ids)?;
+    if let Some(cache) = &opts.cache {
+        cache.insert(firsts.iter().copied());
+    }
     let mut file = recipe
         .finish(logical, &image_hash)
         .at(&tmp_path)?
@@ -265,7 +284,7 @@ fn encode_batch<W: Write>(
     batch: &ReadBatch,
     opts: &PushOptions,
     recipe: &mut RecipeWriter<W>,
-    ids: &mut Vec<BlockId>,
+    firsts: &mut Vec<(BlockKey, BlockId)>,
     report: &mut PushReport,
 ) -> Result<UploadBatch, Error> {
     // Plaintext slices of non-zero chunks, in order.
@@ -289,18 +308,25 @@ fn encode_batch<W: Write>(
             todo.push(i);
         }
     }
-    let encoded: Vec<(BlockId, Vec<u8>)> = todo
+    // Ids the cache knows need no encoding (unless the store turns out to lack them).
+    let cached: Vec<Option<BlockId>> = match &opts.cache {
+        Some(c) => c.lookup(&todo.iter().map(|&i| keys[i]).collect::<Vec<_>>()),
+        None => vec![None; todo.len()],
+    };
+    report.cache_hits += cached.iter().filter(|c| c.is_some()).count() as u64;
+    let encoded: Vec<(BlockId, Option<Vec<u8>>)> = todo
         .par_iter()
-        .map_init(Encoder::new, |enc, &i| {
-            let b = enc.encode_with_key(keys[i], slices[i]);
-            (b.id, b.object)
+        .zip(cached.par_iter())
+        .map_init(Encoder::new, |enc, (&i, hit)| match hit {
+            Some(id) => (*id, None),
+            None => {
+                let b = enc.encode_with_key(keys[i], slices[i]);
+                (b.id, Some(b.object))
+            }
         })
         .collect();
-    let mut encoded: Vec<Option<(BlockId, Vec<u8>)>> = encoded.into_iter().map(Some).collect();
-    let todo_ids: Vec<BlockId> = encoded
-        .iter()
-        .map(|e| e.as_ref().expect("fresh").0)
-        .collect();
+    let todo_ids: Vec<BlockId> = encoded.iter().map(|e| e.0).collect();
+    let mut encoded: Vec<Option<Vec<u8>>> = encoded.into_iter().map(|e| e.1).collect();
 
     let mut upload = UploadBatch { blocks: Vec::new() };
     let mut k = 0usize;
@@ -315,7 +341,7 @@ fn encode_batch<W: Write>(
         report.chunks += 1;
         report.data_bytes += len as u64;
         let id = match recipe.index_of(&key) {
-            Some(i) => ids[i as usize],
+            Some(i) => firsts[i as usize].1,
             None => todo_ids[in_batch[&key]],
         };
         let first = recipe.block(&id, &key, len).map_err(|e| Error::Io {
@@ -323,33 +349,73 @@ fn encode_batch<W: Write>(
             source: e,
         })?;
         if first {
-            ids.push(id);
+            firsts.push((key, id));
             report.unique_bytes += len as u64;
-            let (id, object) = encoded[in_batch[&key]].take().expect("encoded once");
-            upload.blocks.push((id, object, len));
+            let object = encoded[in_batch[&key]].take();
+            let plain = object.is_none().then(|| slices[k - 1].to_vec());
+            upload.blocks.push(UploadItem {
+                id,
+                key,
+                len,
+                object,
+                plain,
+            });
         }
     }
     Ok(upload)
 }
 
-/// Asks which blocks the store lacks and uploads those.
-fn upload(store: &dyn BlockStore, batch: &UploadBatch, c: &Counters) -> Result<(), Error> {
-    let ids: Vec<BlockId> = batch.blocks.iter().map(|b| b.0).collect();
+/// Asks which blocks the store lacks and uploads those, encoding cache hits if needed.
+fn upload(
+    store: &dyn BlockStore,
+    batch: &UploadBatch,
+    c: &Counters,
+    cache: Option<&KeyCache>,
+) -> Result<(), Error> {
+    let ids: Vec<BlockId> = batch.blocks.iter().map(|b| b.id).collect();
     let missing: std::collections::HashSet<BlockId> = store.missing(&ids)?.into_iter().collect();
     if missing.is_empty() {
         return Ok(());
     }
+    let mut late: Vec<Vec<u8>> = Vec::new();
+    let mut enc: Option<Encoder> = None;
+    for b in batch.blocks.iter().filter(|b| missing.contains(&b.id)) {
+        if let (None, Some(plain)) = (&b.object, &b.plain) {
+            let e = enc
+                .get_or_insert_with(Encoder::new)
+                .encode_with_key(b.key, plain);
+            if e.id != b.id {
+                if let Some(cache) = cache {
+                    cache.forget(&b.key);
+                }
+                return Err(Error::Invalid(format!(
+                    "the key cache held a wrong id for block {} (entry removed); run the push again",
+                    b.id
+                )));
+            }
+            late.push(e.object);
+        }
+    }
+    let mut late_iter = late.iter();
     let send: Vec<(BlockId, &[u8])> = batch
         .blocks
         .iter()
-        .filter(|b| missing.contains(&b.0))
-        .map(|b| (b.0, &b.1[..]))
+        .filter(|b| missing.contains(&b.id))
+        .map(|b| match &b.object {
+            Some(o) => (b.id, &o[..]),
+            None => (b.id, &late_iter.next().expect("encoded late")[..]),
+        })
         .collect();
     store.put(&send)?;
-    for b in batch.blocks.iter().filter(|b| missing.contains(&b.0)) {
+    for (b, (_, obj)) in batch
+        .blocks
+        .iter()
+        .filter(|b| missing.contains(&b.id))
+        .zip(&send)
+    {
         c.new_chunks.fetch_add(1, Ordering::Relaxed);
-        c.new_plain.fetch_add(b.2 as u64, Ordering::Relaxed);
-        c.sent.fetch_add(b.1.len() as u64, Ordering::Relaxed);
+        c.new_plain.fetch_add(b.len as u64, Ordering::Relaxed);
+        c.sent.fetch_add(obj.len() as u64, Ordering::Relaxed);
     }
     Ok(())
 }

@@ -39,6 +39,8 @@ pub struct PushReport {
     pub image_hash: ImageHash,
     /// Name the manifest was registered under.
     pub name: String,
+    /// Distinct chunks whose id came from the local key cache (not encoded).
+    pub cache_hits: u64,
 }
 
 /// What `bonsai pull --json` prints.

@@ -61,3 +61,31 @@ fn corrupted_block_is_refused_and_nothing_written() {
     assert!(matches!(err, Error::Codec(_)), "{err}");
     assert!(!out.exists());
 }
+
+/// A wrong cache entry cannot reach a recipe: the block is re-encoded when the store lacks
+/// it, the mismatch fails the push and removes the entry, and the next push succeeds.
+#[test]
+fn wrong_cache_entry_fails_the_push_then_heals() {
+    use bonsai_core::cache::KeyCache;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(KeyCache::open(&dir.path().join("keys.sqlite")).unwrap());
+    let image: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 241) as u8).collect();
+    let mut o = opts(4096);
+    o.cache = Some(cache.clone());
+    let store = MemStore::new();
+    push(&image[..], &store, &dir.path().join("a"), &o, &NoProgress).unwrap();
+    let recipe = Recipe::open(&dir.path().join("a")).unwrap();
+    let victim = recipe.blocks[0];
+    cache.insert([(victim.key, bonsai_core::BlockId([7; 32]))]);
+    let empty = MemStore::new();
+    let err = push(&image[..], &empty, &dir.path().join("b"), &o, &NoProgress).unwrap_err();
+    assert!(err.to_string().contains("wrong id"), "{err}");
+    assert!(!dir.path().join("b").exists());
+    let ok = push(&image[..], &empty, &dir.path().join("b"), &o, &NoProgress).unwrap();
+    assert_eq!(ok.unique_chunks, recipe.blocks.len() as u64);
+    assert_eq!(
+        Recipe::open(&dir.path().join("b")).unwrap().blocks,
+        recipe.blocks
+    );
+}

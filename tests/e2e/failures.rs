@@ -193,6 +193,7 @@ fn store_killed_mid_push_then_rerun_completes() {
             "--quiet",
         ])
         .env("BONSAI_LOG", "error")
+        .env("BONSAI_CACHE_DIR", cache_dir())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -406,3 +406,73 @@ fn analyze_shows_what_each_image_adds() {
     let human = bonsai(&["analyze", &d.s("a.raw"), &d.s("b.raw")]);
     assert!(String::from_utf8_lossy(&human.stdout).contains("cum.ratio"));
 }
+
+/// A re-push takes every id from the key cache; with the store emptied, cached ids are
+/// encoded late and uploaded, and the image still pulls back identical.
+#[test]
+fn key_cache_skips_encoding_known_chunks() {
+    let d = Dir::new();
+    let img = d.path("vm.raw");
+    image(
+        &img,
+        6 * MIB as u64,
+        &[
+            (0, &text(2 * MIB, 80)),
+            (3 * MIB as u64, &noise(2 * MIB, 81)),
+        ],
+    );
+    let first = bonsai_json(&[
+        "push",
+        &d.s("vm.raw"),
+        "--store",
+        &d.s("s1"),
+        "-o",
+        &d.s("a.recipe"),
+        "--json",
+    ]);
+    let again = bonsai_json(&[
+        "push",
+        &d.s("vm.raw"),
+        "--store",
+        &d.s("s1"),
+        "-o",
+        &d.s("b.recipe"),
+        "--json",
+    ]);
+    assert_eq!(again["cache_hits"], first["unique_chunks"]);
+    assert_eq!(again["new_chunks"], 0);
+    // a fresh store: every cached id is missing there, so each is encoded and sent
+    let fresh = bonsai_json(&[
+        "push",
+        &d.s("vm.raw"),
+        "--store",
+        &d.s("s2"),
+        "-o",
+        &d.s("c.recipe"),
+        "--json",
+    ]);
+    assert_eq!(fresh["cache_hits"], first["unique_chunks"]);
+    assert_eq!(fresh["new_chunks"], first["new_chunks"]);
+    assert_eq!(fresh["sent_bytes"], first["sent_bytes"]);
+    bonsai_json(&[
+        "pull",
+        &d.s("c.recipe"),
+        "--store",
+        &d.s("s2"),
+        "-o",
+        &d.s("out.raw"),
+        "--json",
+    ]);
+    assert!(same_file(&img, &d.path("out.raw")));
+    let off = bonsai_json(&[
+        "push",
+        &d.s("vm.raw"),
+        "--store",
+        &d.s("s1"),
+        "-o",
+        &d.s("e.recipe"),
+        "--json",
+        "--no-cache",
+    ]);
+    assert_eq!(off["cache_hits"], 0);
+}

@@ -9,6 +9,11 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bonsai")
 }
 
+/// A key cache private to this test process (never the user's own).
+pub fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("bonsai-e2e-cache-{}", std::process::id()))
+}
+
 /// Runs bonsai with `args`; returns the output whatever the exit status.
 pub fn bonsai(args: &[&str]) -> Output {
     bonsai_env(args, &[])

@@ -133,6 +133,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
                     chunk_kib: 64,
                     fixed: false,
                 },
+                no_cache: true,
             },
             quiet,
         )?;
@@ -154,6 +155,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
             store: store_args,
             output: pulled.clone(),
             output_format: crate::args::OutputFormat::Raw,
+            no_cache: true,
             seed: vec![],
             json: false,
             secret: SecretArgs { secret_file: None },
