@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""bonsai against its peers on real VM disk images, side by side, in one run.
+
+Called by bench/run.sh; see that file for usage. Writes bench/RESULTS.md (or --out).
+
+Questions answered, one table each:
+  1. store growth as images A, B, C, D are pushed in order into one store (per tool)
+  2. cold push of C into an empty store: wall, CPU, peak RSS, bytes stored
+  3. restore of C from the A-D store: wall, peak RSS
+  4. bonsai pull of C seeded with B: bytes fetched
+  5. moving C to a site holding A and B, and Cip to a site holding A, B, C, over a
+     shaped link (network namespaces + veth + tc), against zstd -3 -T0 + plain copy
+Tools run interleaved (the order rotates per image) so machine noise hits all alike.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+MIB = 1 << 20
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, text=True, capture_output=True, **kw)
+
+
+def timed(cmd, env=None, cwd=None):
+    """Runs cmd under /usr/bin/time; returns (wall, cpu, rss_mib, stdout)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        full = f"/usr/bin/time -f '%e %U %S %M' -o {tf.name} {cmd}"
+        t0 = time.time()
+        p = subprocess.run(full, shell=True, text=True, capture_output=True, env=env, cwd=cwd)
+        wall = time.time() - t0
+        if p.returncode != 0:
+            raise RuntimeError(f"{cmd} failed:\n{p.stderr[-2000:]}")
+        fields = tf.read().split()
+        _, user, sys_, rss = fields[-4:]
+        return wall, float(user) + float(sys_), int(rss) / 1024, p.stdout
+
+
+def du(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def version(cmd):
+    try:
+        return sh(cmd).stdout.strip().splitlines()[0]
+    except Exception:
+        return "not installed"
+
+
+class Tool:
+    """One tool's store, and how to put an image in and get it back."""
+
+    name = ""
+
+    def __init__(self, work, bonsai):
+        self.work = work
+        self.bonsai = bonsai
+
+    def store_bytes(self, repo):
+        return du(repo)
+
+
+class Bonsai(Tool):
+    name = "bonsai"
+
+    def init(self, repo):
+        os.makedirs(repo, exist_ok=True)
+
+    def push(self, repo, image, tag):
+        env = dict(os.environ, BONSAI_CACHE_DIR=os.path.join(self.work, "cache-" + os.path.basename(repo)))
+        return timed(f"{self.bonsai} push {image} --store {repo} -o {repo}.{tag}.recipe --name {tag} --json --quiet", env=env)
+
+    def restore(self, repo, tag, out):
+        env = dict(os.environ, BONSAI_CACHE_DIR=os.path.join(self.work, "cache-restore"))
+        return timed(f"{self.bonsai} pull {repo}.{tag}.recipe --store {repo} -o {out} --json --quiet --no-cache", env=env)
+
+
+class Casync(Tool):
+    name = "casync"
+
+    def init(self, repo):
+        os.makedirs(repo, exist_ok=True)
+
+    def push(self, repo, image, tag):
+        return timed(f"casync make --store={repo}/store {repo}/{tag}.caibx {image}")
+
+    def restore(self, repo, tag, out):
+        return timed(f"casync extract --store={repo}/store {repo}/{tag}.caibx {out}")
+
+
+class Restic(Tool):
+    name = "restic"
+    env = dict(os.environ, RESTIC_PASSWORD="bench", RESTIC_CACHE_DIR="/tmp/restic-bench-cache")
+
+    def init(self, repo):
+        sh(f"restic init --repo {repo} -q", env=self.env)
+
+    def push(self, repo, image, tag):
+        return timed(f"restic backup --repo {repo} -q --tag {tag} {image}", env=self.env)
+
+    def restore(self, repo, tag, out):
+        snaps = json.loads(sh(f"restic snapshots --repo {repo} --json --tag {tag}", env=self.env).stdout)
+        sid = snaps[-1]["short_id"]
+        path = snaps[-1]["paths"][0]
+        return timed(f"sh -c 'restic dump --repo {repo} {sid} {path} > {out}'", env=self.env)
+
+    def store_bytes(self, repo):
+        return du(repo)
+
+
+class Borg(Tool):
+    name = "borg"
+    env = dict(os.environ, BORG_PASSPHRASE="", BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes",
+               BORG_RELOCATED_REPO_ACCESS_IS_OK="yes", BORG_BASE_DIR="/tmp/borg-bench-base")
+
+    def init(self, repo):
+        sh(f"borg init -e none {repo}", env=self.env)
+
+    def push(self, repo, image, tag):
+        d, f = os.path.split(image)
+        return timed(f"borg create {repo}::{tag} {f}", env=self.env, cwd=d)
+
+    def restore(self, repo, tag, out):
+        d = out + ".d"
+        os.makedirs(d, exist_ok=True)
+        r = timed(f"borg extract --sparse {repo}::{tag}", env=self.env, cwd=d)
+        for f in os.listdir(d):
+            os.rename(os.path.join(d, f), out)
+        os.rmdir(d)
+        return r
+
+
+def table(headers, rows):
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(headers))) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def mb(n):
+    return f"{n / MIB:.1f}"
+
+
+# ---- shaped link ---------------------------------------------------------------------
+
+class Link:
+    """Two network namespaces joined by a veth pair; tbf shapes both directions."""
+
+    def __init__(self, rate_mbit, delay_ms):
+        self.rate = rate_mbit
+        self.delay = delay_ms
+        self.netem = False
+
+    def up(self):
+        cmds = [
+            "ip netns add bz-client", "ip netns add bz-site",
+            "ip link add bz-c type veth peer name bz-s",
+            "ip link set bz-c netns bz-client", "ip link set bz-s netns bz-site",
+            "ip -n bz-client addr add 10.77.0.1/24 dev bz-c", "ip -n bz-site addr add 10.77.0.2/24 dev bz-s",
+            "ip -n bz-client link set bz-c up", "ip -n bz-site link set bz-s up",
+            "ip -n bz-client link set lo up", "ip -n bz-site link set lo up",
+        ]
+        for c in cmds:
+            sh(c)
+        for ns, dev in (("bz-client", "bz-c"), ("bz-site", "bz-s")):
+            half = self.delay / 2
+            try:
+                sh(f"ip netns exec {ns} tc qdisc add dev {dev} root netem delay {half}ms rate {self.rate}mbit limit 10000")
+                self.netem = True
+            except subprocess.CalledProcessError:
+                sh(f"ip netns exec {ns} tc qdisc add dev {dev} root tbf rate {self.rate}mbit burst 256kb latency 100ms")
+
+    def down(self):
+        subprocess.run("ip netns del bz-client; ip netns del bz-site", shell=True, capture_output=True)
+
+    def tx_bytes(self):
+        s = sh("ip netns exec bz-client cat /sys/class/net/bz-c/statistics/tx_bytes").stdout
+        r = sh("ip netns exec bz-client cat /sys/class/net/bz-c/statistics/rx_bytes").stdout
+        return int(s) + int(r)
+
+
+def wan(args, bonsai, corpus, work, lines):
+    link = Link(args.rate, args.delay)
+    link.down()
+    try:
+        link.up()
+    except Exception as e:  # no namespaces here: say so instead of inventing numbers
+        lines.append(f"\nShaped-link runs skipped: could not build namespaces ({e}).\n")
+        return
+    try:
+        data = os.path.join(work, "wan-store")
+        shutil.rmtree(data, ignore_errors=True)
+        # the site already holds A and B (and C for the Cip question): filled locally
+        for img in ("A", "B"):
+            sh(f"{bonsai} push {corpus}/{img}.raw --store {data} -o {work}/wan-{img}.recipe --quiet --no-cache")
+        server = subprocess.Popen(f"ip netns exec bz-site {bonsai} serve --listen 10.77.0.2:7412 --data {data}",
+                                  shell=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        server.stdout.readline()
+        rows = []
+        for img, holds in (("C", "A, B"), ("Cip", "A, B, C")):
+            if img == "Cip":
+                sh(f"ip netns exec bz-client {bonsai} push {corpus}/C.raw --store http://10.77.0.2:7412 -o {work}/wan-C2.recipe --quiet --no-cache")
+            before = link.tx_bytes()
+            t0 = time.time()
+            out = sh(f"ip netns exec bz-client {bonsai} push {corpus}/{img}.raw --store http://10.77.0.2:7412 "
+                     f"-o {work}/wan-{img}.recipe --json --quiet --no-cache").stdout
+            wall = time.time() - t0
+            wire = link.tx_bytes() - before
+            r = json.loads(out)
+            link_time = wire * 8 / (args.rate * 1e6)
+            # zstd -3 -T0 + plain copy over the same link
+            sink = subprocess.Popen("ip netns exec bz-site python3 -c \"import socket;s=socket.socket();"
+                                    "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('10.77.0.2',7413));"
+                                    "s.listen(1);c,_=s.accept();n=0\nwhile True:\n b=c.recv(1<<20)\n if not b: break\n n+=len(b)\n"
+                                    "print(n)\"", shell=True, stdout=subprocess.PIPE, text=True)
+            time.sleep(0.5)
+            t0 = time.time()
+            sh(f"zstd -3 -T0 -q -c {corpus}/{img}.raw | ip netns exec bz-client python3 -c \"import socket,sys;"
+               f"s=socket.create_connection(('10.77.0.2',7413));\nwhile True:\n b=sys.stdin.buffer.read(1<<20)\n if not b: break\n s.sendall(b)\ns.close()\"")
+            zbytes = int(sink.communicate()[0].strip())
+            zwall = time.time() - t0
+            rows.append([f"{img} to a site with {holds}", f"{wall:.1f}", mb(r["sent_bytes"]), mb(wire),
+                         f"{link_time:.1f}", f"{wall / link_time:.2f}", f"{zwall:.1f}", mb(zbytes), f"{wall / zwall:.2f}"])
+        server.terminate()
+        server.wait()
+        shape = f"{args.rate} Mbit/s" + (f", {args.delay} ms RTT (netem)" if link.netem else
+                                          " (tbf; this kernel has no netem, so no added delay)")
+        lines.append(f"\n## 5. Over a shaped link ({shape})\n")
+        lines.append(table(["move", "bonsai s", "bonsai sent MiB", "wire MiB (both ways)", "link time for wire bytes s",
+                            "bonsai / link time", "zstd -3 -T0 + copy s", "zstd bytes MiB", "bonsai / zstd+copy"], rows))
+    finally:
+        link.down()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", default="/var/tmp/bonsai-corpus")
+    ap.add_argument("--work", default="/var/tmp/bonsai-bench/peers")
+    ap.add_argument("--bonsai", required=True)
+    ap.add_argument("--images", default="A,B,C,D")
+    ap.add_argument("--tools", default="bonsai,casync,restic,borg")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--rate", type=int, default=100)
+    ap.add_argument("--delay", type=int, default=40)
+    ap.add_argument("--no-wan", action="store_true")
+    args = ap.parse_args()
+
+    work = args.work
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    classes = {c.name: c for c in (Bonsai, Casync, Restic, Borg)}
+    tools = [classes[t](work, args.bonsai) for t in args.tools.split(",") if t in classes
+             and (t == "bonsai" or shutil.which({"borg": "borg"}.get(t, t)))]
+    images = [i for i in args.images.split(",") if os.path.exists(f"{args.corpus}/{i}.raw")]
+    lines = [
+        "# bonsai against its peers",
+        "",
+        f"Run {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB, kernel {platform.release()}.",
+        "Versions: " + "; ".join([version(f"{args.bonsai} --version"), version("casync --version"),
+                                  version("restic version"), version("borg --version"), version("zstd --version")]),
+        "",
+        "Each tool with its defaults (casync: 64 KiB chunks, zstd; restic 0.14: repo v2, auto compression; "
+        "borg 1.2: lz4, unencrypted; bonsai: FastCDC 64 KiB, zstd-3, AES-256-GCM, embedded store). "
+        f"Images from `make-corpus.sh`: {', '.join(images)} (3 GiB sparse raw ext4). "
+        "Commands: see bench/run.py (`Tool.push`, `Tool.restore`).",
+    ]
+
+    # 1. A, B, C, D into one store, interleaved
+    repos = {t.name: os.path.join(work, t.name + "-all") for t in tools}
+    for t in tools:
+        t.init(repos[t.name])
+    growth = {t.name: [] for t in tools}
+    for k, img in enumerate(images):
+        order = tools[k % len(tools):] + tools[:k % len(tools)]
+        for t in order:
+            before = t.store_bytes(repos[t.name])
+            wall, cpu, rss, out = t.push(repos[t.name], f"{args.corpus}/{img}.raw", img)
+            growth[t.name].append((img, t.store_bytes(repos[t.name]) - before, wall, cpu, rss, out))
+            print(f"{t.name} {img}: {wall:.1f}s", file=sys.stderr)
+    rows = []
+    for i, img in enumerate(images):
+        best = min(growth[t.name][i][1] for t in tools)
+        for t in tools:
+            _, g, wall, cpu, rss, out = growth[t.name][i]
+            extra = ""
+            if t.name == "bonsai":
+                r = json.loads(out)
+                extra = f" (sent {mb(r['sent_bytes'])})"
+            rows.append([img, t.name, mb(g) + extra, f"{g / best:.2f}", f"{wall:.1f}", f"{cpu:.1f}", f"{rss:.0f}"])
+    lines += ["", "## 1. Store growth, images pushed in order into one store", "",
+              table(["image", "tool", "growth MiB", "vs smallest", "wall s", "CPU s", "peak RSS MiB"], rows)]
+
+    # 2. C alone into an empty store
+    if "C" in images:
+        rows, res = [], []
+        for t in tools:
+            repo = os.path.join(work, t.name + "-conly")
+            t.init(repo)
+            wall, cpu, rss, _ = t.push(repo, f"{args.corpus}/C.raw", "C")
+            res.append((t.name, wall, cpu, rss, t.store_bytes(repo)))
+            shutil.rmtree(repo, ignore_errors=True)
+        fastest_peer = min((r[1] for r in res if r[0] != "bonsai"), default=None)
+        for name, wall, cpu, rss, size in res:
+            ratio = f"{wall / fastest_peer:.2f}" if fastest_peer else "-"
+            rows.append([name, f"{wall:.1f}", ratio, f"{cpu:.1f}", f"{rss:.0f}", mb(size)])
+        lines += ["", "## 2. Cold push of C into an empty store", "",
+                  table(["tool", "wall s", "vs fastest peer", "CPU s", "peak RSS MiB", "stored MiB"], rows)]
+
+        # 3. restore C from the A-D store
+        rows, res = [], []
+        for t in tools:
+            out = os.path.join(work, f"restore-{t.name}.raw")
+            subprocess.run("sync; echo 3 > /proc/sys/vm/drop_caches", shell=True, capture_output=True)
+            wall, cpu, rss, _ = t.restore(repos[t.name], "C", out)
+            same = subprocess.run(f"cmp -s {out} {args.corpus}/C.raw", shell=True).returncode == 0
+            res.append((t.name, wall, cpu, rss, same))
+            os.remove(out)
+        restic = next((r[1] for r in res if r[0] == "restic"), None)
+        for name, wall, cpu, rss, same in res:
+            rows.append([name, f"{wall:.1f}", f"{wall / restic:.2f}" if restic else "-", f"{cpu:.1f}", f"{rss:.0f}",
+                         "yes" if same else "NO"])
+        lines += ["", "## 3. Restore of C (from the store holding A-D)", "",
+                  table(["tool", "wall s", "vs restic", "CPU s", "peak RSS MiB", "identical"], rows)]
+
+        # 4. seeded pull
+        if "B" in images and any(t.name == "bonsai" for t in tools):
+            out = os.path.join(work, "seeded.raw")
+            wall, cpu, rss, js = timed(f"{args.bonsai} pull {repos['bonsai']}.C.recipe --store {repos['bonsai']} "
+                                       f"-o {out} --seed {args.corpus}/B.raw --json --quiet --no-cache")
+            r = json.loads(js)
+            os.remove(out)
+            lines += ["", "## 4. bonsai pull of C with `--seed B.raw`", "",
+                      table(["fetched MiB", "blocks", "seeded MiB", "wall s", "peak RSS MiB"],
+                            [[mb(r["fetched_bytes"]), r["fetched_blocks"], mb(r["seeded_bytes"]), f"{wall:.1f}", f"{rss:.0f}"]])]
+
+    if not args.no_wan and {"A", "B", "C", "Cip"} <= set(images + ["Cip"]) and os.path.exists(f"{args.corpus}/Cip.raw"):
+        wan(args, args.bonsai, args.corpus, work, lines)
+
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# bonsai against casync, restic and borg on real VM images; writes bench/RESULTS.md.
+#
+#   bench/run.sh [CORPUS_DIR]   full run (~15-25 min on 2 cores; builds the corpus with
+#                               ../shared/bench/make-corpus.sh if missing, installs peers
+#                               from Debian's packages, needs root for namespaces)
+#   bench/run.sh --smoke        seconds: tiny synthetic images, whatever peers are
+#                               installed, no shaped link; output to a temporary file
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build -q --release -p bonsai-cli
+bonsai=$PWD/target/release/bonsai
+command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
+
+if [ "${1:-}" = "--smoke" ]; then
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  python3 - "$tmp" <<'PY'
+import os, random, sys
+d = sys.argv[1]; M = 1 << 20
+rnd = random.Random(7)
+os_ = rnd.randbytes(6 * M)
+def img(name, parts):
+    with open(os.path.join(d, name + ".raw"), "wb") as f:
+        f.truncate(32 * M)
+        for off, data in parts:
+            f.seek(off); f.write(data)
+img("A", [(M, os_[:3 * M])])
+img("B", [(M, os_)])
+img("C", [(M, os_[:4 * M] + rnd.randbytes(M) + os_[4 * M:]), (20 * M, rnd.randbytes(2 * M))])
+img("Cip", [(M, os_), (8 * M, rnd.randbytes(M)), (20 * M, rnd.randbytes(2 * M))])
+img("D", [(M, rnd.randbytes(3 * M))])
+PY
+  python3 bench/run.py --bonsai "$bonsai" --corpus "$tmp" --work "$tmp/work" --no-wan --out "$tmp/RESULTS.md" > /dev/null
+  grep -q "## 1. Store growth" "$tmp/RESULTS.md" && grep -q "## 3. Restore of C" "$tmp/RESULTS.md"
+  echo "bench smoke: ok"
+  exit 0
+fi
+
+corpus=${1:-/var/tmp/bonsai-corpus}
+[ -f "$corpus/D.raw" ] || bash ../shared/bench/make-corpus.sh "$corpus"
+need=()
+for p in casync restic borgbackup:borg zstd; do
+  command -v "${p#*:}" >/dev/null || need+=("${p%%:*}")
+done
+[ ${#need[@]} -eq 0 ] || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; }
+python3 bench/run.py --bonsai "$bonsai" --corpus "$corpus" --out bench/RESULTS.md
