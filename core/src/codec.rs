@@ -251,6 +251,12 @@ fn parse_header(id: &BlockId, object: &[u8]) -> Result<(Codec, usize), CodecErro
     Ok((codec, len))
 }
 
+thread_local! {
+    /// One zstd decompression context per thread: creating one costs more than a block.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Verifies, decrypts, decompresses and re-derives the key. Only then is the plaintext returned.
 pub fn decode(
     conv: &Convergence,
@@ -275,8 +281,16 @@ pub fn decode(
         Codec::Stored => payload,
         Codec::Zstd => {
             let mut out = Vec::with_capacity(plain_len);
-            zstd::bulk::Decompressor::new()
-                .and_then(|mut d| d.decompress_to_buffer(&payload, &mut out))
+            DECOMPRESSOR
+                .with(|d| {
+                    let mut d = d.borrow_mut();
+                    if d.is_none() {
+                        *d = Some(zstd::bulk::Decompressor::new()?);
+                    }
+                    d.as_mut()
+                        .expect("just set")
+                        .decompress_to_buffer(&payload, &mut out)
+                })
                 .map_err(|_| CodecError::Decompress { id: *id })?;
             out
         }

@@ -6,8 +6,11 @@
 //! local:   read the plaintext, re-derive its key, write it at every offset that uses it
 //! fetch:   batches of ids, several requests in flight; each object is verified
 //!          (id, tag, length, key) before a byte of it is written
-//! finish:  fsync; BLAKE3 the whole file and compare with the recipe's image hash;
-//!          only then rename the partial file to OUT
+//! verify:  alongside, a verifier walks the extents in order, reads each block back from
+//!          the file as soon as it is written (still in the page cache) and feeds BLAKE3;
+//!          holes are hashed as zeros
+//! finish:  the hash must equal the recipe's image hash; fsync; only then rename the
+//!          partial file to OUT
 //! ```
 //!
 //! Writes go to `.OUT.<image-hash-prefix>.bonsai-partial` beside OUT, created sparse at
@@ -26,7 +29,6 @@ use crate::store::{limits, BlockStore};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -200,7 +202,11 @@ pub fn pull(
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let queue = Mutex::new(batches.into_iter());
-    std::thread::scope(|s| {
+    // Blocks already in the file; the verifier reads each extent right after it lands,
+    // while its pages are still in memory, instead of re-reading the image at the end.
+    let written = Written::new(&done);
+    let got = std::thread::scope(|s| {
+        let verifier = s.spawn(|| verify_in_order(recipe, &file, &written, &failed));
         for _ in 0..opts.network_threads.max(1) {
             s.spawn(|| loop {
                 if failed.load(Ordering::Relaxed) {
@@ -214,16 +220,19 @@ pub fn pull(
                 );
                 match r {
                     Ok(bytes) => {
+                        written.mark(&batch);
                         fetched_blocks.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         fetched_bytes.fetch_add(bytes, Ordering::Relaxed);
                     }
                     Err(e) => {
                         failed.store(true, Ordering::SeqCst);
+                        written.wake();
                         first_error.lock().expect("lock").get_or_insert(e);
                     }
                 }
             });
         }
+        verifier.join().expect("verifier panicked")
     });
     if let Some(e) = first_error.into_inner().expect("lock") {
         // Verified blocks stay in the partial file for a re-run; OUT is untouched.
@@ -233,10 +242,10 @@ pub fn pull(
     report.fetched_blocks = fetched_blocks.into_inner();
     report.fetched_bytes = fetched_bytes.into_inner();
 
-    // 4. The whole image, as written, must hash to the recipe's image hash.
-    file.sync_all().at(&partial)?;
+    // 4. The whole image, as written and read back, must hash to the recipe's image hash.
     progress.finish();
-    let got = hash_file(&file, recipe.logical_size).at(&partial)?;
+    let got = got.at(&partial)?;
+    file.sync_all().at(&partial)?;
     if got != recipe.image_hash {
         drop(file);
         let _ = std::fs::remove_file(&partial);
@@ -253,6 +262,95 @@ pub fn pull(
     }
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Which blocks are in the output file, for the in-order verifier to wait on.
+struct Written {
+    done: Vec<AtomicBool>,
+    lock: Mutex<()>,
+    cond: std::sync::Condvar,
+}
+
+impl Written {
+    fn new(initial: &[bool]) -> Self {
+        Written {
+            done: initial.iter().map(|&d| AtomicBool::new(d)).collect(),
+            lock: Mutex::new(()),
+            cond: std::sync::Condvar::new(),
+        }
+    }
+
+    fn mark(&self, batch: &[u32]) {
+        for &i in batch {
+            self.done[i as usize].store(true, Ordering::Release);
+        }
+        self.wake();
+    }
+
+    fn wake(&self) {
+        let _g = self.lock.lock().expect("lock");
+        self.cond.notify_all();
+    }
+
+    /// Waits until block `i` is written; false if the pull failed meanwhile.
+    fn wait(&self, i: u32, failed: &AtomicBool) -> bool {
+        let mut g = self.lock.lock().expect("lock");
+        while !self.done[i as usize].load(Ordering::Acquire) {
+            if failed.load(Ordering::SeqCst) {
+                return false;
+            }
+            g = self
+                .cond
+                .wait_timeout(g, std::time::Duration::from_millis(100))
+                .expect("lock")
+                .0;
+        }
+        true
+    }
+}
+
+/// BLAKE3 of the image as it lands in the file, extent by extent in order: holes are
+/// hashed as zeros, every block extent is read back from the file once it is written.
+fn verify_in_order(
+    recipe: &Recipe,
+    file: &File,
+    written: &Written,
+    failed: &AtomicBool,
+) -> std::io::Result<ImageHash> {
+    let mut hasher = blake3::Hasher::new();
+    let zeros = vec![0u8; 4 << 20];
+    let mut buf = vec![0u8; recipe.header.chunker.max as usize];
+    let aborted = || std::io::Error::other("pull aborted");
+    for (offset, len, e) in recipe.extents_with_offsets() {
+        match e {
+            Extent::Hole { .. } => {
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(zeros.len() as u64) as usize;
+                    if n >= 1 << 20 {
+                        hasher.update_rayon(&zeros[..n]);
+                    } else {
+                        hasher.update(&zeros[..n]);
+                    }
+                    left -= n as u64;
+                }
+            }
+            Extent::Block { index } => {
+                if !written.done[*index as usize].load(Ordering::Acquire)
+                    && !written.wait(*index, failed)
+                {
+                    return Err(aborted());
+                }
+                let chunk = &mut buf[..len as usize];
+                file.read_exact_at(chunk, offset)?;
+                hasher.update(chunk);
+            }
+        }
+        if failed.load(Ordering::Relaxed) {
+            return Err(aborted());
+        }
+    }
+    Ok(ImageHash(*hasher.finalize().as_bytes()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -272,16 +370,32 @@ fn fetch_batch(
         .collect();
     let objects = store.get(&ids)?;
     let bytes: u64 = objects.iter().map(|o| o.len() as u64).sum();
-    batch
+    // Decode on all cores; write from this thread, in offset order, so writers do not
+    // fight over the file's lock.
+    let plains: Vec<Result<Vec<u8>, crate::codec::CodecError>> = batch
         .par_iter()
         .zip(objects.par_iter())
-        .try_for_each(|(&i, object)| -> Result<(), Error> {
+        .map(|(&i, object)| {
             let b = &recipe.blocks[i as usize];
-            let plain = decode(conv, &b.id, &b.key, object)?;
-            write_all_offsets(file, partial, &plain, &offsets[i as usize])?;
-            progress.advance(b.len as u64 * offsets[i as usize].len() as u64);
-            Ok(())
-        })?;
+            decode(conv, &b.id, &b.key, object)
+        })
+        .collect();
+    // Good blocks are written even if one failed, so a re-run fetches only the bad one.
+    let mut first_bad = None;
+    for (&i, plain) in batch.iter().zip(plains) {
+        match plain {
+            Ok(plain) => {
+                write_all_offsets(file, partial, &plain, &offsets[i as usize])?;
+                progress.advance(plain.len() as u64 * offsets[i as usize].len() as u64);
+            }
+            Err(e) => {
+                first_bad.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_bad {
+        return Err(e.into());
+    }
     Ok(bytes)
 }
 
@@ -290,45 +404,4 @@ fn write_all_offsets(file: &File, path: &Path, data: &[u8], offsets: &[u64]) -> 
         file.write_all_at(data, o).at(path)?;
     }
     Ok(())
-}
-
-/// BLAKE3 of the first `len` bytes of `file`, skipping holes (hashed as zeros, not read).
-pub fn hash_file(file: &File, len: u64) -> std::io::Result<ImageHash> {
-    let mut hasher = blake3::Hasher::new();
-    // Holes are hashed, not read; on all cores, since they are most of a sparse disk.
-    let zeros = vec![0u8; 8 << 20];
-    let mut buf = vec![0u8; 4 << 20];
-    let mut pos = 0u64;
-    while pos < len {
-        let (data_start, data_end) = crate::image::next_data(file, pos, len)?;
-        // hole [pos, data_start)
-        let mut hole = data_start - pos;
-        while hole > 0 {
-            let n = hole.min(zeros.len() as u64) as usize;
-            hasher.update_rayon(&zeros[..n]);
-            hole -= n as u64;
-        }
-        pos = data_start;
-        while pos < data_end {
-            let n = ((data_end - pos) as usize).min(buf.len());
-            file.read_exact_at(&mut buf[..n], pos)?;
-            hasher.update_rayon(&buf[..n]);
-            pos += n as u64;
-        }
-    }
-    Ok(ImageHash(*hasher.finalize().as_bytes()))
-}
-
-/// BLAKE3 of everything a reader yields; for images read as streams.
-pub fn hash_reader(mut r: impl Read) -> std::io::Result<ImageHash> {
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(ImageHash(*hasher.finalize().as_bytes()))
 }

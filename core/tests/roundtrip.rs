@@ -89,3 +89,21 @@ fn wrong_cache_entry_fails_the_push_then_heals() {
         recipe.blocks
     );
 }
+
+/// Every block verifies but the whole image does not (here: a recipe whose image hash was
+/// rewritten): the pull fails, OUT is not created and the partial file is removed.
+#[test]
+fn whole_image_mismatch_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemStore::new();
+    let image: Vec<u8> = (0..500_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    let rp = dir.path().join("r");
+    push(&image[..], &store, &rp, &opts(4096), &NoProgress).unwrap();
+    let mut recipe = Recipe::open(&rp).unwrap();
+    recipe.image_hash = bonsai_core::ImageHash([3; 32]);
+    let out = dir.path().join("out");
+    let err = pull(&recipe, &store, &out, &PullOptions::default(), &NoProgress).unwrap_err();
+    assert!(matches!(err, Error::ImageMismatch { .. }), "{err}");
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only the recipe remains");
+}
