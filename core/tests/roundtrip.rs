@@ -105,5 +105,9 @@ fn whole_image_mismatch_leaves_nothing() {
     let err = pull(&recipe, &store, &out, &PullOptions::default(), &NoProgress).unwrap_err();
     assert!(matches!(err, Error::ImageMismatch { .. }), "{err}");
     assert!(!out.exists());
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only the recipe remains");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only the recipe remains"
+    );
 }
