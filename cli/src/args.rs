@@ -171,6 +171,14 @@ impl ChunkArgs {
     }
 }
 
+/// The local key → id cache unless `--no-cache`; `None` (with a warning) if it cannot open.
+pub fn key_cache(no_cache: bool) -> Option<std::sync::Arc<bonsai_core::cache::KeyCache>> {
+    if no_cache {
+        return None;
+    }
+    bonsai_core::cache::KeyCache::open_default().map(std::sync::Arc::new)
+}
+
 /// `bonsai push`
 #[derive(Args, Debug)]
 pub struct PushArgs {

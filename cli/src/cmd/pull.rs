@@ -13,10 +13,7 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     let opts = PullOptions {
         convergence: args.secret.convergence()?,
         seeds: args.seed.clone(),
-        cache: (!args.no_cache)
-            .then(bonsai_core::cache::KeyCache::open_default)
-            .flatten()
-            .map(std::sync::Arc::new),
+        cache: crate::args::key_cache(args.no_cache),
         ..Default::default()
     };
     let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));

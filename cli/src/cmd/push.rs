@@ -25,10 +25,7 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
         convergence: args.secret.convergence()?,
         name: args.name.clone().unwrap_or(file_name),
         source_format: image.format,
-        cache: (!args.no_cache)
-            .then(bonsai_core::cache::KeyCache::open_default)
-            .flatten()
-            .map(std::sync::Arc::new),
+        cache: crate::args::key_cache(args.no_cache),
         ..Default::default()
     };
     let bar = Bar::new(quiet || args.json, Some(image.logical_size));
