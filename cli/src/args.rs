@@ -224,6 +224,16 @@ pub struct PullArgs {
     /// Do not record the pulled blocks in the local key → id cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Write straight into OUT instead of a temporary file renamed at the end (always so
+    /// when OUT is a block device). Blocks OUT already holds at the right place are not
+    /// fetched, so pulling over an older copy of the image fetches only what changed.
+    #[arg(long)]
+    pub in_place: bool,
+    /// With --in-place or a block device: make the image's holes read as zeros (discard on
+    /// devices, punched holes in files). Without it, holes must already read as zeros or
+    /// verification fails.
+    #[arg(long)]
+    pub discard_holes: bool,
     /// Local file whose matching chunks are used instead of downloading (repeatable);
     /// an older version of the same image is ideal.
     #[arg(long, value_name = "FILE")]

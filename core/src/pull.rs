@@ -13,7 +13,12 @@
 //!          partial file to OUT
 //! ```
 //!
-//! Writes go to `.OUT.<image-hash-prefix>.bonsai-partial` beside OUT, created sparse at
+//! In place (`--in-place`, or OUT a block device) the target itself is written: what it
+//! already holds at the right offsets is kept (found like a resume), holes are read back
+//! for verification (or zeroed first with `--discard-holes`), and a failure leaves the
+//! target partly written — the error says so.
+//!
+//! Otherwise writes go to `.OUT.<image-hash-prefix>.bonsai-partial` beside OUT, created sparse at
 //! the logical size; holes are never written, so they stay holes. An interrupted pull
 //! leaves that partial file; a re-run of the same recipe finds what it already wrote by
 //! re-hashing each block's first occurrence, and fetches only the rest. A failed check
@@ -46,6 +51,11 @@ pub struct PullOptions {
     pub network_threads: usize,
     /// Key → id cache to fill with the verified blocks (so a re-push here is cheap).
     pub cache: Option<std::sync::Arc<crate::cache::KeyCache>>,
+    /// Write straight into OUT (always so for block devices): blocks already there are
+    /// kept, no temporary file, no rename.
+    pub in_place: bool,
+    /// In place, make the image's holes read as zeros (discard / punch / write zeros).
+    pub discard_holes: bool,
 }
 
 impl Default for PullOptions {
@@ -55,6 +65,8 @@ impl Default for PullOptions {
             seeds: Vec::new(),
             network_threads: 4,
             cache: None,
+            in_place: false,
+            discard_holes: false,
         }
     }
 }
@@ -85,22 +97,49 @@ pub fn pull(
             ours: hex::encode(conv.fingerprint()),
         });
     }
-    let partial = partial_path(out, recipe);
-    let resuming = partial
-        .metadata()
-        .map(|m| m.len() == recipe.logical_size)
-        .unwrap_or(false);
+    // In place (a block device, or --in-place): write straight into OUT, whose current
+    // content serves like a partial file; otherwise a partial file renamed when verified.
+    let device = is_block_device(out);
+    let in_place = opts.in_place || device;
+    let partial = if in_place {
+        out.to_path_buf()
+    } else {
+        partial_path(out, recipe)
+    };
+    let resuming = match partial.metadata() {
+        Ok(m) if in_place => device || m.len() > 0,
+        Ok(m) => m.len() == recipe.logical_size,
+        Err(_) => false,
+    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
+        .create(!device)
         .truncate(false)
         .open(&partial)
         .at(&partial)?;
-    if !resuming {
-        file.set_len(0).at(&partial)?;
+    if device {
+        let size = device_size(&file).at(out)?;
+        if size < recipe.logical_size {
+            return Err(Error::Invalid(format!(
+                "{} holds {size} bytes, the image needs {}",
+                out.display(),
+                recipe.logical_size
+            )));
+        }
+    } else {
+        if !resuming {
+            file.set_len(0).at(&partial)?;
+        }
+        file.set_len(recipe.logical_size).at(&partial)?;
     }
-    file.set_len(recipe.logical_size).at(&partial)?;
+    if in_place && opts.discard_holes {
+        for (offset, len, e) in recipe.extents_with_offsets() {
+            if matches!(e, Extent::Hole { .. }) {
+                zero_range(&file, offset, len, device).at(out)?;
+            }
+        }
+    }
 
     // Offsets at which each distinct block is used.
     let mut offsets: Vec<Vec<u64>> = vec![Vec::new(); recipe.blocks.len()];
@@ -206,7 +245,7 @@ pub fn pull(
     // while its pages are still in memory, instead of re-reading the image at the end.
     let written = Written::new(&done);
     let got = std::thread::scope(|s| {
-        let verifier = s.spawn(|| verify_in_order(recipe, &file, &written, &failed));
+        let verifier = s.spawn(|| verify_in_order(recipe, &file, &written, &failed, in_place));
         for _ in 0..opts.network_threads.max(1) {
             s.spawn(|| loop {
                 if failed.load(Ordering::Relaxed) {
@@ -248,6 +287,14 @@ pub fn pull(
     file.sync_all().at(&partial)?;
     if got != recipe.image_hash {
         drop(file);
+        if in_place {
+            return Err(Error::Invalid(format!(
+                "{} does not match the recipe after the pull (expected {}, got {got}); \
+                 if its holes hold old data, run again with --discard-holes",
+                out.display(),
+                recipe.image_hash
+            )));
+        }
         let _ = std::fs::remove_file(&partial);
         return Err(Error::ImageMismatch {
             expected: recipe.image_hash,
@@ -255,13 +302,62 @@ pub fn pull(
         });
     }
     drop(file);
-    std::fs::rename(&partial, out).at(out)?;
+    if !in_place {
+        std::fs::rename(&partial, out).at(out)?;
+    }
     report.verified = true;
     if let Some(cache) = &opts.cache {
         cache.insert(recipe.blocks.iter().map(|b| (b.key, b.id)));
     }
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+fn is_block_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path)
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false)
+}
+
+fn device_size(file: &File) -> std::io::Result<u64> {
+    use std::io::Seek;
+    let mut f = file;
+    f.seek(std::io::SeekFrom::End(0))
+}
+
+/// Makes a range read as zeros: BLKZEROOUT on a device, a punched hole in a file (falling
+/// back to writing zeros where the filesystem cannot).
+fn zero_range(file: &File, offset: u64, len: u64, device: bool) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let fd = file.as_raw_fd();
+    let ok = if device {
+        const BLKZEROOUT: libc::c_ulong = 0x127f;
+        let range = [offset, len];
+        // SAFETY: BLKZEROOUT reads two u64 (start, length) from the pointer we pass.
+        unsafe { libc::ioctl(fd, BLKZEROOUT as _, range.as_ptr()) == 0 }
+    } else {
+        // SAFETY: fallocate on a descriptor we hold; the range is within the file.
+        unsafe {
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset as libc::off_t,
+                len as libc::off_t,
+            ) == 0
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    let zeros = vec![0u8; 1 << 20];
+    let mut pos = offset;
+    while pos < offset + len {
+        let n = (offset + len - pos).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], pos)?;
+        pos += n as u64;
+    }
+    Ok(())
 }
 
 /// Which blocks are in the output file, for the in-order verifier to wait on.
@@ -316,13 +412,30 @@ fn verify_in_order(
     file: &File,
     written: &Written,
     failed: &AtomicBool,
+    read_holes: bool,
 ) -> std::io::Result<ImageHash> {
     let mut hasher = blake3::Hasher::new();
     let zeros = vec![0u8; 4 << 20];
     let mut buf = vec![0u8; recipe.header.chunker.max as usize];
+    let mut hole_buf = if read_holes {
+        vec![0u8; zeros.len()]
+    } else {
+        Vec::new()
+    };
     let aborted = || std::io::Error::other("pull aborted");
     for (offset, len, e) in recipe.extents_with_offsets() {
         match e {
+            Extent::Hole { .. } if read_holes => {
+                // In place, a hole is whatever the target holds there: read it.
+                let mut pos = offset;
+                while pos < offset + len {
+                    let n = (offset + len - pos).min(zeros.len() as u64) as usize;
+                    let chunk = &mut hole_buf[..n];
+                    file.read_exact_at(chunk, pos)?;
+                    hasher.update(chunk);
+                    pos += n as u64;
+                }
+            }
             Extent::Hole { .. } => {
                 let mut left = len;
                 while left > 0 {

@@ -156,6 +156,8 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
             output: pulled.clone(),
             output_format: crate::args::OutputFormat::Raw,
             no_cache: true,
+            in_place: false,
+            discard_holes: false,
             seed: vec![],
             json: false,
             secret: SecretArgs { secret_file: None },

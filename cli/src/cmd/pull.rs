@@ -14,6 +14,8 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         convergence: args.secret.convergence()?,
         seeds: args.seed.clone(),
         cache: crate::args::key_cache(args.no_cache),
+        in_place: args.in_place,
+        discard_holes: args.discard_holes,
         ..Default::default()
     };
     let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));
@@ -22,6 +24,10 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         return bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
             .with_context(fail);
     }
+    anyhow::ensure!(
+        !args.in_place,
+        "--in-place writes raw images only; drop --output-format qcow2 or --in-place"
+    );
     // qcow2: rebuild and verify a raw image beside OUT, then convert it.
     let name = args
         .output
