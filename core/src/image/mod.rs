@@ -6,7 +6,10 @@
 //! `SEEK_DATA`/`SEEK_HOLE` and produced as zeros without reading the disk. qcow2 (v2, v3,
 //! compressed clusters, backing chains) is read through `imago` ([`qcow2`]).
 
+pub mod disk;
 pub mod qcow2;
+
+pub use disk::{Disk, DiskExtent, DiskReader, RawDisk};
 
 use crate::recipe::SourceFormat;
 use std::fs::File;
