@@ -85,7 +85,9 @@ pub enum CodecError {
     Empty { id: BlockId },
     /// The object's size does not fit its codec and declared length: a stored payload must
     /// be exactly the plaintext length, a zstd payload strictly shorter.
-    #[error("block {id}: {payload}-byte payload does not fit codec {codec} and plaintext length {len}")]
+    #[error(
+        "block {id}: {payload}-byte payload does not fit codec {codec} and plaintext length {len}"
+    )]
     PayloadLength {
         id: BlockId,
         codec: u8,
@@ -148,7 +150,9 @@ impl Convergence {
         if bytes.len() > MAX_SECRET_FILE {
             return Err(err(SecretFileFault::TooLarge));
         }
-        Ok(Self::from_secret(secret_file_bytes(&bytes).ok_or(err(SecretFileFault::Empty))?))
+        Ok(Self::from_secret(
+            secret_file_bytes(&bytes).ok_or(err(SecretFileFault::Empty))?,
+        ))
     }
 
     /// The convergent key of a plaintext.
@@ -175,7 +179,9 @@ pub const MAX_SECRET_FILE: usize = 64 * 1024;
 /// The secret bytes of a secret file's content: one trailing `\n` or `\r\n` removed;
 /// `None` when nothing is left.
 pub fn secret_file_bytes(content: &[u8]) -> Option<&[u8]> {
-    let s = content.strip_suffix(b"\n").map_or(content, |s| s.strip_suffix(b"\r").unwrap_or(s));
+    let s = content
+        .strip_suffix(b"\n")
+        .map_or(content, |s| s.strip_suffix(b"\r").unwrap_or(s));
     (!s.is_empty()).then_some(s)
 }
 
@@ -399,7 +405,13 @@ pub fn decode_entry(
     block: &crate::recipe::BlockRef,
     object: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
-    decode_checked(conv, &block.id, &block.key, Some(block.len as usize), object)
+    decode_checked(
+        conv,
+        &block.id,
+        &block.key,
+        Some(block.len as usize),
+        object,
+    )
 }
 
 fn decode_checked(
@@ -652,23 +664,39 @@ mod tests {
         let conv = Convergence::public();
         let key = BlockKey([3; 32]);
         let (id, mut obj) = seal(&key, 0, 5, b"hello");
-        assert_eq!(decode(&conv, &id, &key, &obj), Err(CodecError::KeyMismatch { id }));
+        assert_eq!(
+            decode(&conv, &id, &key, &obj),
+            Err(CodecError::KeyMismatch { id })
+        );
         obj[7] = 1;
         let id = BlockId(*blake3::hash(&obj).as_bytes());
-        assert_eq!(decode(&conv, &id, &key, &obj), Err(CodecError::Reserved { id }));
+        assert_eq!(
+            decode(&conv, &id, &key, &obj),
+            Err(CodecError::Reserved { id })
+        );
         let (id, obj) = seal(&key, 0, 0, b"x");
-        assert_eq!(decode(&conv, &id, &key, &obj), Err(CodecError::Empty { id }));
+        assert_eq!(
+            decode(&conv, &id, &key, &obj),
+            Err(CodecError::Empty { id })
+        );
         let (id, obj) = seal(&key, 0, 6, b"hello");
         assert!(matches!(
             decode(&conv, &id, &key, &obj),
-            Err(CodecError::PayloadLength { payload: 5, len: 6, .. })
+            Err(CodecError::PayloadLength {
+                payload: 5,
+                len: 6,
+                ..
+            })
         ));
         let (id, obj) = seal(&key, 1, 5, b"hello");
         assert!(matches!(
             decode(&conv, &id, &key, &obj),
             Err(CodecError::PayloadLength { codec: 1, .. })
         ));
-        assert_eq!(verify_object(&id, &obj), decode(&conv, &id, &key, &obj).map(|_| ()));
+        assert_eq!(
+            verify_object(&id, &obj),
+            decode(&conv, &id, &key, &obj).map(|_| ())
+        );
     }
 
     #[test]
@@ -715,7 +743,10 @@ mod tests {
         let bare = Convergence::from_secret_file(&write("a", b"team secret")).unwrap();
         let echoed = Convergence::from_secret_file(&write("b", b"team secret\n")).unwrap();
         assert_eq!(bare.fingerprint(), echoed.fingerprint());
-        assert_eq!(bare.fingerprint(), Convergence::from_secret(b"team secret").fingerprint());
+        assert_eq!(
+            bare.fingerprint(),
+            Convergence::from_secret(b"team secret").fingerprint()
+        );
         let e = Convergence::from_secret_file(&write("c", b"\r\n")).unwrap_err();
         assert!(matches!(e.kind, SecretFileFault::Empty), "{e}");
         let e = Convergence::from_secret_file(&write("d", &vec![b'x'; MAX_SECRET_FILE + 1]))

@@ -112,7 +112,9 @@ mod tests {
         assert!("ab".repeat(31).parse::<BlockId>().is_err());
         assert!("AB".repeat(32).parse::<BlockId>().is_err());
         assert!("aB".repeat(32).parse::<BlockKey>().is_err());
-        assert!(format!("{} ", "ab".repeat(32)).parse::<ImageHash>().is_err());
+        assert!(format!("{} ", "ab".repeat(32))
+            .parse::<ImageHash>()
+            .is_err());
         assert!(serde_json::from_str::<BlockId>(&format!("\"{}\"", "AB".repeat(32))).is_err());
     }
 

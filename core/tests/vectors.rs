@@ -165,12 +165,18 @@ fn recipe_vectors() {
             std::fs::write(&json, &rendered).unwrap();
         }
         let stored = std::fs::read(&bin).expect("fixtures/vectors/recipe-v*.bin");
-        assert_eq!(bytes, stored, "recipe v{version} bytes changed — a format change");
+        assert_eq!(
+            bytes, stored,
+            "recipe v{version} bytes changed — a format change"
+        );
         assert_eq!(rendered, std::fs::read_to_string(&json).unwrap());
         assert_eq!(r.version, version);
         assert_eq!(r.logical_size, img.len() as u64);
         assert!(r.hole_bytes() >= 100 * 1024);
-        assert!(r.blocks.len() < r.extents.len(), "the repeated part must dedup");
+        assert!(
+            r.blocks.len() < r.extents.len(),
+            "the repeated part must dedup"
+        );
         assert_eq!(r.write_to(Vec::new()).unwrap(), stored);
         let whole = ImageHash(*blake3::hash(&img).as_bytes());
         match r.image_check() {

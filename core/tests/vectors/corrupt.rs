@@ -63,26 +63,92 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
     version3[4] = 3;
     let two_blocks = [new_block(1, &[10]), new_block(1, &[10]), vec![0]].concat();
     vec![
-        ("v2-truncated.recipe", v2[..v2.len() / 2].to_vec(), |e| matches!(e, RecipeError::Truncated(_))),
-        ("v2-flipped-bit.recipe", flipped, |e| matches!(e, RecipeError::ChecksumMismatch)),
-        ("v2-trailing-bytes.recipe", trailing, |e| fault(e) == Some(&Fault::TrailingBytes)),
-        ("version-3.recipe", version3, |e| matches!(e, RecipeError::UnsupportedVersion(3))),
-        ("extents-hash-mismatch.recipe", wrong_hash, |e| matches!(e, RecipeError::ExtentsHashMismatch)),
-        ("unknown-chunker.recipe", crafted(&[(5, 9)], &[0], 0), |e| fault(e) == Some(&Fault::UnknownChunker(9))),
-        ("unknown-object-version.recipe", crafted(&[(6, 2)], &[0], 0), |e| fault(e) == Some(&Fault::UnknownObjectVersion(2))),
-        ("unknown-source-format.recipe", crafted(&[(7, 9)], &[0], 0), |e| fault(e) == Some(&Fault::UnknownSourceFormat(9))),
+        ("v2-truncated.recipe", v2[..v2.len() / 2].to_vec(), |e| {
+            matches!(e, RecipeError::Truncated(_))
+        }),
+        ("v2-flipped-bit.recipe", flipped, |e| {
+            matches!(e, RecipeError::ChecksumMismatch)
+        }),
+        ("v2-trailing-bytes.recipe", trailing, |e| {
+            fault(e) == Some(&Fault::TrailingBytes)
+        }),
+        ("version-3.recipe", version3, |e| {
+            matches!(e, RecipeError::UnsupportedVersion(3))
+        }),
+        ("extents-hash-mismatch.recipe", wrong_hash, |e| {
+            matches!(e, RecipeError::ExtentsHashMismatch)
+        }),
+        ("unknown-chunker.recipe", crafted(&[(5, 9)], &[0], 0), |e| {
+            fault(e) == Some(&Fault::UnknownChunker(9))
+        }),
+        (
+            "unknown-object-version.recipe",
+            crafted(&[(6, 2)], &[0], 0),
+            |e| fault(e) == Some(&Fault::UnknownObjectVersion(2)),
+        ),
+        (
+            "unknown-source-format.recipe",
+            crafted(&[(7, 9)], &[0], 0),
+            |e| fault(e) == Some(&Fault::UnknownSourceFormat(9)),
+        ),
         // min (bytes 8..12) raised above avg
-        ("bad-chunker-params.recipe", crafted(&[(10, 1)], &[0], 0), |e| matches!(fault(e), Some(Fault::ChunkerParams(_)))),
-        ("overlong-number.recipe", crafted(&[], &[1, 0x85, 0x00, 0], 5), |e| fault(e) == Some(&Fault::OverlongNumber)),
-        ("number-too-large.recipe", crafted(&[], &[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0], 0), |e| fault(e) == Some(&Fault::NumberTooLarge)),
-        ("empty-hole.recipe", crafted(&[], &[1, 0, 0], 0), |e| fault(e) == Some(&Fault::EmptyHole)),
-        ("adjacent-holes.recipe", crafted(&[], &[1, 5, 1, 5, 0], 10), |e| fault(e) == Some(&Fault::AdjacentHoles)),
-        ("empty-block.recipe", crafted(&[], &[new_block(1, &[0]), vec![0]].concat(), 0), |e| matches!(fault(e), Some(Fault::BlockLength { len: 0, .. }))),
+        (
+            "bad-chunker-params.recipe",
+            crafted(&[(10, 1)], &[0], 0),
+            |e| matches!(fault(e), Some(Fault::ChunkerParams(_))),
+        ),
+        (
+            "overlong-number.recipe",
+            crafted(&[], &[1, 0x85, 0x00, 0], 5),
+            |e| fault(e) == Some(&Fault::OverlongNumber),
+        ),
+        (
+            "number-too-large.recipe",
+            crafted(
+                &[],
+                &[
+                    1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0,
+                ],
+                0,
+            ),
+            |e| fault(e) == Some(&Fault::NumberTooLarge),
+        ),
+        ("empty-hole.recipe", crafted(&[], &[1, 0, 0], 0), |e| {
+            fault(e) == Some(&Fault::EmptyHole)
+        }),
+        (
+            "adjacent-holes.recipe",
+            crafted(&[], &[1, 5, 1, 5, 0], 10),
+            |e| fault(e) == Some(&Fault::AdjacentHoles),
+        ),
+        (
+            "empty-block.recipe",
+            crafted(&[], &[new_block(1, &[0]), vec![0]].concat(), 0),
+            |e| matches!(fault(e), Some(Fault::BlockLength { len: 0, .. })),
+        ),
         // 65537 bytes: one more than the vector's chunker max (64 KiB)
-        ("block-too-long.recipe", crafted(&[], &[new_block(1, &[0x81, 0x80, 0x04]), vec![0]].concat(), 65537), |e| matches!(fault(e), Some(Fault::BlockLength { len: 65537, .. }))),
-        ("repeated-key.recipe", crafted(&[], &two_blocks, 20), |e| fault(e) == Some(&Fault::RepeatedKey)),
-        ("unknown-block.recipe", crafted(&[], &[3, 0], 0), |e| fault(e) == Some(&Fault::UnknownBlock(0))),
-        ("size-mismatch.recipe", crafted(&[], &[1, 5, 0], 6), |e| fault(e) == Some(&Fault::SizeMismatch { extents: 5, logical: 6 })),
+        (
+            "block-too-long.recipe",
+            crafted(
+                &[],
+                &[new_block(1, &[0x81, 0x80, 0x04]), vec![0]].concat(),
+                65537,
+            ),
+            |e| matches!(fault(e), Some(Fault::BlockLength { len: 65537, .. })),
+        ),
+        ("repeated-key.recipe", crafted(&[], &two_blocks, 20), |e| {
+            fault(e) == Some(&Fault::RepeatedKey)
+        }),
+        ("unknown-block.recipe", crafted(&[], &[3, 0], 0), |e| {
+            fault(e) == Some(&Fault::UnknownBlock(0))
+        }),
+        ("size-mismatch.recipe", crafted(&[], &[1, 5, 0], 6), |e| {
+            fault(e)
+                == Some(&Fault::SizeMismatch {
+                    extents: 5,
+                    logical: 6,
+                })
+        }),
     ]
 }
 
@@ -103,11 +169,17 @@ fn corrupt_recipe_fixtures() {
 #[test]
 fn corrupt_v1_fixtures() {
     let read = |name: &str| Recipe::open(&dir().join(name)).unwrap_err();
-    assert!(matches!(read("truncated.recipe"), RecipeError::Truncated(_)));
+    assert!(matches!(
+        read("truncated.recipe"),
+        RecipeError::Truncated(_)
+    ));
     assert!(matches!(
         read("flipped-bit.recipe"),
         RecipeError::ChecksumMismatch | RecipeError::Malformed { .. }
     ));
     assert!(matches!(read("not-a-recipe.recipe"), RecipeError::BadMagic));
-    assert_eq!(fault(&read("trailing-bytes.recipe")), Some(&Fault::TrailingBytes));
+    assert_eq!(
+        fault(&read("trailing-bytes.recipe")),
+        Some(&Fault::TrailingBytes)
+    );
 }
