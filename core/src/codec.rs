@@ -774,6 +774,20 @@ mod tests {
             prop_assert_ne!(a.id, b.id);
         }
 
+        /// Arbitrary payloads under a valid tag reach the rules after decryption (one
+        /// frame, decompressed length, key): refused without a panic, or decoded to a
+        /// plaintext that re-derives the key.
+        #[test]
+        fn sealed_payloads_never_panic(payload in proptest::collection::vec(any::<u8>(), 1..3000), codec in 0u8..2, len in 1u32..5000, frame: bool) {
+            let conv = Convergence::public();
+            let payload = if frame { zstd_frame(&payload, true) } else { payload };
+            let key = BlockKey([9; 32]);
+            let (id, obj) = seal(&key, codec, len, &payload);
+            if let Ok(plain) = decode(&conv, &id, &key, &obj) {
+                prop_assert_eq!(conv.key_for(&plain), key);
+            }
+        }
+
         #[test]
         fn garbage_never_panics(obj in proptest::collection::vec(any::<u8>(), 0..200), flip in any::<bool>()) {
             let mut obj = obj;

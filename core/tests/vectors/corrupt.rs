@@ -48,8 +48,8 @@ fn fault(e: &RecipeError) -> Option<&Fault> {
     }
 }
 
-/// (file name, bytes, expected error) for every generated case.
-fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
+/// (file name, bytes, expected error) for the whole-file cases: damage and trailer rules.
+fn file_cases() -> Vec<(&'static str, Vec<u8>, Check)> {
     let v2 = build_recipe(2);
     let mut flipped = v2.clone();
     flipped[40] ^= 1; // inside the first id: structure intact, checksum catches it
@@ -61,7 +61,6 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
     reseal(&mut wrong_hash);
     let mut version3 = v2.clone();
     version3[4] = 3;
-    let two_blocks = [new_block(1, &[10]), new_block(1, &[10]), vec![0]].concat();
     vec![
         ("v2-truncated.recipe", v2[..v2.len() / 2].to_vec(), |e| {
             matches!(e, RecipeError::Truncated(_))
@@ -78,6 +77,13 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
         ("extents-hash-mismatch.recipe", wrong_hash, |e| {
             matches!(e, RecipeError::ExtentsHashMismatch)
         }),
+    ]
+}
+
+/// Crafted version 2 recipes with a correct checksum, one per header or entry rule.
+fn crafted_cases() -> Vec<(&'static str, Vec<u8>, Check)> {
+    let two_blocks = [new_block(1, &[10]), new_block(1, &[10]), vec![0]].concat();
+    vec![
         ("unknown-chunker.recipe", crafted(&[(5, 9)], &[0], 0), |e| {
             fault(e) == Some(&Fault::UnknownChunker(9))
         }),
@@ -154,7 +160,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
 
 #[test]
 fn corrupt_recipe_fixtures() {
-    for (name, bytes, check) in cases() {
+    for (name, bytes, check) in file_cases().into_iter().chain(crafted_cases()) {
         let path = dir().join(name);
         if bless() {
             std::fs::write(&path, &bytes).unwrap();
