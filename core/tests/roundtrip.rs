@@ -3,9 +3,7 @@
 
 use bonsai_core::store::mem::MemStore;
 use bonsai_core::ReadStore;
-use bonsai_core::{
-    pull, push, ChunkerParams, Error, NoProgress, PullOptions, PushOptions, Recipe,
-};
+use bonsai_core::{pull, push, ChunkerParams, Error, NoProgress, PullOptions, PushOptions, Recipe};
 use proptest::prelude::*;
 
 fn opts(avg: u32) -> PushOptions {

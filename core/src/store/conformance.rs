@@ -53,8 +53,17 @@ pub fn missing_keeps_order_and_duplicates(store: &dyn BlockStore) {
     let ask = [b[3].id, b[1].id, b[0].id, b[3].id, b[2].id];
     let got = store.missing(&ask).expect("missing");
     let want = vec![b[3].id, b[0].id, b[3].id, b[2].id];
-    assert_eq!(got, want, "{}: missing lost order or duplicates", store.describe());
-    assert!(store.has(&b[1].id).expect("has"), "{}: has", store.describe());
+    assert_eq!(
+        got,
+        want,
+        "{}: missing lost order or duplicates",
+        store.describe()
+    );
+    assert!(
+        store.has(&b[1].id).expect("has"),
+        "{}: has",
+        store.describe()
+    );
     assert!(store.missing(&[]).expect("empty query").is_empty());
 }
 
@@ -62,7 +71,9 @@ pub fn missing_keeps_order_and_duplicates(store: &dyn BlockStore) {
 pub fn get_keeps_order_and_duplicates(store: &dyn BlockStore) {
     let b = fresh_blocks(3);
     put_all(store, &b);
-    let got = store.get(&[b[2].id, b[0].id, b[2].id, b[1].id]).expect("get");
+    let got = store
+        .get(&[b[2].id, b[0].id, b[2].id, b[1].id])
+        .expect("get");
     let want = vec![&b[2].object, &b[0].object, &b[2].object, &b[1].object];
     assert!(
         got.iter().eq(want.into_iter()),
@@ -87,9 +98,19 @@ pub fn put_is_idempotent(store: &dyn BlockStore) {
     let b = fresh_blocks(2);
     let items: Vec<(BlockId, &[u8])> = b.iter().map(|b| (b.id, &b.object[..])).collect();
     let first = store.put(&items).expect("first put");
-    assert_eq!((first.stored, first.existed), (2, 0), "{}", store.describe());
+    assert_eq!(
+        (first.stored, first.existed),
+        (2, 0),
+        "{}",
+        store.describe()
+    );
     let again = store.put(&items).expect("second put");
-    assert_eq!((again.stored, again.existed), (0, 2), "{}", store.describe());
+    assert_eq!(
+        (again.stored, again.existed),
+        (0, 2),
+        "{}",
+        store.describe()
+    );
     let c = fresh_blocks(1);
     let twice = [(c[0].id, &c[0].object[..]), (c[0].id, &c[0].object[..])];
     let dup = store.put(&twice).expect("put with a duplicate");
@@ -104,7 +125,12 @@ pub fn put_refuses_an_object_that_is_not_its_id(store: &dyn BlockStore) {
         other => panic!("{}: expected Rejected, got {other:?}", store.describe()),
     }
     let absent = store.missing(&[b[0].id, b[1].id]).expect("missing");
-    assert_eq!(absent.len(), 2, "{}: a refused block was stored", store.describe());
+    assert_eq!(
+        absent.len(),
+        2,
+        "{}: a refused block was stored",
+        store.describe()
+    );
 }
 
 /// A manifest naming an absent block is refused with `NotFound` naming it; once every block

@@ -204,17 +204,28 @@ mod tests {
             .inject(Op::Put, 2, Fault::Fail)
             .inject(Op::Put, 3, Fault::Corrupt)
             .inject(Op::Get, 1, Fault::Corrupt)
-            .inject(Op::Missing, 1, Fault::Run(Box::new(move || {
-                h.fetch_add(1, Ordering::SeqCst);
-            })));
+            .inject(
+                Op::Missing,
+                1,
+                Fault::Run(Box::new(move || {
+                    h.fetch_add(1, Ordering::SeqCst);
+                })),
+            );
         let b = fresh_blocks(3);
         let one = |i: usize| [(b[i].id, &b[i].object[..])];
         s.put(&one(0)).expect("first put passes");
-        assert!(matches!(s.put(&one(1)), Err(StoreError::Unreachable { .. })));
+        assert!(matches!(
+            s.put(&one(1)),
+            Err(StoreError::Unreachable { .. })
+        ));
         assert!(matches!(s.put(&one(1)), Err(StoreError::Rejected { .. })));
         s.put(&one(1)).expect("fourth put passes");
         assert_ne!(s.get(&[b[0].id]).unwrap()[0], b[0].object, "corrupted get");
-        assert_eq!(s.get(&[b[0].id]).unwrap()[0], b[0].object, "second get clean");
+        assert_eq!(
+            s.get(&[b[0].id]).unwrap()[0],
+            b[0].object,
+            "second get clean"
+        );
         assert_eq!(s.missing(&[b[2].id]).unwrap(), vec![b[2].id]);
         assert_eq!(hits.load(Ordering::SeqCst), 1);
         assert_eq!((s.calls(Op::Put), s.calls(Op::Get)), (4, 2));

@@ -295,7 +295,8 @@ impl AdminStore for HttpStore {
         }
         let resp = self.send(|c| c.get(self.url("images")))?;
         let body = self.body(resp)?;
-        let reply: Reply = serde_json::from_slice(&body).map_err(|e| self.protocol(e.to_string()))?;
+        let reply: Reply =
+            serde_json::from_slice(&body).map_err(|e| self.protocol(e.to_string()))?;
         Ok(reply.images)
     }
 }

@@ -136,7 +136,13 @@ mod tests {
         let err = MemStore::new()
             .gc(&Default::default())
             .expect_err("no gc in memory");
-        assert!(matches!(err, StoreError::Unsupported { operation: "gc", .. }));
+        assert!(matches!(
+            err,
+            StoreError::Unsupported {
+                operation: "gc",
+                ..
+            }
+        ));
         assert_eq!(err.to_string(), "store memory does not support gc");
     }
 }
