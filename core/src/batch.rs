@@ -1,16 +1,19 @@
 //! Chunks in batches, keyed on all cores: the one batching primitive that push, seed
 //! scanning and analysis share.
 //!
-//! A [`Batcher`] cuts an image with the recipe's chunker and hands out [`ChunkBatch`]es of
-//! about [`BATCH_BYTES`] of non-zero data (or [`BATCH_PIECES`] pieces), holes included as
-//! pieces without data. [`ChunkBatch::keys`] computes the convergent key of every data
+//! A [`DiskBatcher`] cuts a [`Disk`](crate::image::Disk) with the recipe's chunker —
+//! known-zero runs become one hole piece without being read, so a thin disk costs its
+//! data — and hands out [`ChunkBatch`]es of about [`BATCH_BYTES`] of non-zero data (or
+//! [`BATCH_PIECES`] pieces), holes included as pieces without data. [`Batcher`] does the
+//! same over a plain reader (every byte read and scanned). [`ChunkBatch::keys`] computes the convergent key of every data
 //! piece in parallel. Batches bound memory whatever the image size, and give rayon enough
 //! work per call to use every core; the size is one constant so the three users behave the
 //! same.
 
-use crate::chunk::{Chunker, ChunkerParams};
+use crate::chunk::{self, Chunker, ChunkerParams};
 use crate::codec::Convergence;
 use crate::id::BlockKey;
+use crate::image::DiskReader;
 use rayon::prelude::*;
 use std::io::{self, Read};
 
@@ -49,14 +52,27 @@ impl ChunkBatch {
     }
 
     fn push(&mut self, offset: u64, bytes: &[u8], zero: bool) {
+        if zero {
+            return self.push_hole(offset, bytes.len() as u64);
+        }
         self.pieces.push(Piece {
             offset,
             len: bytes.len() as u64,
             zero,
         });
-        if !zero {
-            self.starts.push(self.data.len());
-            self.data.extend_from_slice(bytes);
+        self.starts.push(self.data.len());
+        self.data.extend_from_slice(bytes);
+    }
+
+    /// Appends `len` zeros, merged into a hole just before.
+    fn push_hole(&mut self, offset: u64, len: u64) {
+        match self.pieces.last_mut() {
+            Some(p) if p.zero && p.offset + p.len == offset => p.len += len,
+            _ => self.pieces.push(Piece {
+                offset,
+                len,
+                zero: true,
+            }),
         }
     }
 
@@ -122,6 +138,37 @@ impl<R: Read> Batcher<R> {
     }
 }
 
+/// Cuts a disk into batches, its known holes without reading them.
+pub struct DiskBatcher<'a> {
+    chunker: Chunker<DiskReader<'a>>,
+    max_chunk: usize,
+}
+
+impl<'a> DiskBatcher<'a> {
+    /// Batches over the disk behind `reader`, cut with `params`.
+    pub fn new(reader: DiskReader<'a>, params: ChunkerParams) -> Self {
+        DiskBatcher {
+            chunker: Chunker::over_disk(reader, params),
+            max_chunk: params.max as usize,
+        }
+    }
+
+    /// The next batch, or `None` at the end of the disk.
+    pub fn next_batch(&mut self) -> io::Result<Option<ChunkBatch>> {
+        let mut batch = ChunkBatch::with_capacity(BATCH_BYTES + self.max_chunk);
+        while let Some(p) = self.chunker.next_piece()? {
+            match p {
+                chunk::Piece::Hole { offset, len } => batch.push_hole(offset, len),
+                chunk::Piece::Data { offset, data } => batch.push(offset, data, false),
+            }
+            if batch.is_full() {
+                break;
+            }
+        }
+        Ok((!batch.pieces.is_empty()).then_some(batch))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +208,38 @@ mod tests {
         }
         assert_eq!(pos, image.len() as u64);
         assert!(holes > 900_000, "{holes}");
+    }
+
+    /// Over a disk, the batches describe the same image as over its bytes (holes merged),
+    /// and a huge hole is one piece.
+    #[test]
+    fn disk_batches_match_reader_batches() {
+        use crate::image::RawDisk;
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(1 << 30).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8 | 1).collect();
+        f.write_all_at(&data, 5 << 20).unwrap();
+        f.write_all_at(&data, (1 << 30) - 300_000).unwrap();
+        let params = ChunkerParams::fastcdc(16 * 1024);
+        let disk = RawDisk::new(std::fs::File::open(&p).unwrap(), 1 << 30);
+        let mut by_disk = Vec::new();
+        let mut b = DiskBatcher::new(DiskReader::new(&disk), params);
+        while let Some(batch) = b.next_batch().unwrap() {
+            for (i, piece) in batch.pieces.iter().enumerate() {
+                let _ = i;
+                by_disk.push(*piece);
+            }
+        }
+        let holes = by_disk.iter().filter(|p| p.zero && p.len > 100 << 20).count();
+        assert_eq!(holes, 1, "the big hole is one piece");
+        let mut by_read: Vec<Piece> = Vec::new();
+        let mut b = Batcher::new(std::fs::File::open(&p).unwrap(), params);
+        while let Some(batch) = b.next_batch().unwrap() {
+            by_read.extend(batch.pieces.iter().copied());
+        }
+        assert_eq!(by_disk, by_read);
     }
 }

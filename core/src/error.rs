@@ -48,7 +48,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The recipe is unusable.
-    #[error("recipe {}: {source}", path.display())]
+    #[error("{}: {source}", path.display())]
     Recipe {
         /// The recipe file (or what the caller called it).
         path: PathBuf,

@@ -45,7 +45,7 @@ pub use error::{Error, ErrorKind};
 pub use id::{BlockId, BlockKey, ImageHash};
 pub use progress::{NoProgress, Progress};
 pub use publish::{Pending, PublishOptions};
-pub use pull::{pull, Convert, PullOptions, PullPlan};
+pub use pull::{open_recipe, pull, Convert, PullOptions, PullPlan};
 pub use push::{push, BytesDisk, PushOptions, StreamDisk};
 pub use recipe::{Recipe, RecipeError};
 pub use stats::{PullReport, PushReport};

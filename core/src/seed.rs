@@ -6,7 +6,7 @@
 //! Caveat: a seed may change between this scan and the copy; the pull re-checks each
 //! block's key when it copies it and fetches the block instead if it no longer matches.
 
-use crate::batch::Batcher;
+use crate::batch::DiskBatcher;
 use crate::codec::Convergence;
 use crate::error::{Error, IoContext};
 use crate::id::BlockKey;
@@ -37,7 +37,7 @@ pub fn find_in_seeds(
         let file = std::fs::File::open(path).at(path)?;
         let len = file.metadata().at(path)?.len();
         let disk = RawDisk::new(file, len);
-        let mut batches = Batcher::new(DiskReader::new(&disk), recipe.header.chunker);
+        let mut batches = DiskBatcher::new(DiskReader::new(&disk), recipe.header.chunker);
         while let Some(batch) = batches.next_batch().at(path)? {
             let keys = batch.keys(conv);
             let data = batch.pieces.iter().filter(|p| !p.zero);

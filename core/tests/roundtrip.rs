@@ -95,7 +95,8 @@ fn wrong_cache_entry_fails_the_push_then_heals() {
 }
 
 /// Every block verifies but the whole image does not (here: a recipe whose image hash was
-/// rewritten): the pull fails, OUT is not created and the partial file is removed.
+/// rewritten): the pull fails, OUT is not created and the partial file is removed. A v2
+/// recipe with a rewritten hash is refused before anything is written.
 #[test]
 fn whole_image_mismatch_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -106,6 +107,9 @@ fn whole_image_mismatch_leaves_nothing() {
     let mut recipe = Recipe::open(&rp).unwrap();
     recipe.image_hash = bonsai_core::ImageHash([3; 32]);
     let out = dir.path().join("out");
+    let err = pull(&recipe, &store, &out, &PullOptions::default(), &NoProgress).unwrap_err();
+    assert!(matches!(err, Error::Recipe { .. }), "{err}");
+    recipe.version = 1;
     let err = pull(&recipe, &store, &out, &PullOptions::default(), &NoProgress).unwrap_err();
     assert!(matches!(err, Error::ImageMismatch { .. }), "{err}");
     assert!(!out.exists());
@@ -201,22 +205,25 @@ fn crafted_short_block_fails_verification() {
     let short = b.len - 100;
     let mut described = image[..short as usize].to_vec();
     described.extend([0u8; 100]);
-    let crafted = Recipe {
-        header: honest.header,
-        logical_size: b.len as u64,
-        image_hash: bonsai_core::ImageHash(*blake3::hash(&described).as_bytes()),
-        blocks: vec![bonsai_core::recipe::BlockRef { len: short, ..b }],
-        extents: vec![
-            Extent::Block { index: 0 },
-            Extent::Hole { len: 100 },
-        ],
-    };
-    let out = dir.path().join("out");
-    let err = pull(&crafted, &store, &out, &PullOptions::default(), &NoProgress).unwrap_err();
-    assert!(matches!(err, Error::Noted { .. }), "{err}");
-    assert_eq!(err.kind(), ErrorKind::Verification, "{err}");
-    assert!(err.to_string().contains("recipe says"), "{err}");
-    assert!(!out.exists());
+    for version in [1u8, 2] {
+        let mut crafted = Recipe {
+            version,
+            header: honest.header,
+            logical_size: b.len as u64,
+            image_hash: bonsai_core::ImageHash(*blake3::hash(&described).as_bytes()),
+            blocks: vec![bonsai_core::recipe::BlockRef { len: short, ..b }],
+            extents: vec![Extent::Block { index: 0 }, Extent::Hole { len: 100 }],
+        };
+        if version == 2 {
+            crafted.image_hash = crafted.extents_hash();
+        }
+        let out = dir.path().join("out");
+        let err = pull(&crafted, &store, &out, &PullOptions::default(), &NoProgress).unwrap_err();
+        assert!(matches!(err, Error::Noted { .. }), "{err}");
+        assert_eq!(err.kind(), ErrorKind::Verification, "{err}");
+        assert!(err.to_string().contains("recipe says"), "{err}");
+        assert!(!out.exists());
+    }
 }
 
 /// Issue 11: a leftover partial file with bytes planted inside the image's holes (and a

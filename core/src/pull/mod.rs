@@ -30,7 +30,7 @@ pub use target::{partial_path, Target, TargetKind};
 use crate::codec::Convergence;
 use crate::error::Error;
 use crate::progress::Progress;
-use crate::recipe::Recipe;
+use crate::recipe::{ImageCheck, Recipe, RecipeError};
 use crate::stats::PullReport;
 use crate::store::{limits, BlockStore};
 use std::collections::HashMap;
@@ -68,6 +68,8 @@ pub struct PullOptions {
     pub force: bool,
     /// Convert the verified raw image into OUT (not with `in_place`).
     pub convert: Option<Arc<dyn Convert>>,
+    /// The recipe file, for messages about the recipe.
+    pub recipe_path: PathBuf,
 }
 
 impl Default for PullOptions {
@@ -81,8 +83,17 @@ impl Default for PullOptions {
             discard_holes: false,
             force: false,
             convert: None,
+            recipe_path: PathBuf::from("recipe"),
         }
     }
+}
+
+/// Reads and validates the recipe at `path`; errors name the path.
+pub fn open_recipe(path: &Path) -> Result<Recipe, Error> {
+    Recipe::open(path).map_err(|source| Error::Recipe {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Rebuilds the image described by `recipe` at `out`, verified.
@@ -100,6 +111,14 @@ pub fn pull(
             recipe: hex::encode(recipe.header.fingerprint),
             ours: hex::encode(conv.fingerprint()),
         });
+    }
+    if let ImageCheck::Extents(h) = recipe.image_check() {
+        if recipe.extents_hash() != h {
+            return Err(Error::Recipe {
+                path: opts.recipe_path.clone(),
+                source: RecipeError::ExtentsHashMismatch,
+            });
+        }
     }
     let target = Target::open(out, recipe, opts)?;
     let result = execute(recipe, store, &target, opts, progress);

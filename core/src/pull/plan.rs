@@ -138,6 +138,7 @@ mod tests {
             })
             .collect();
         let mut r = Recipe {
+            version: 2,
             header: RecipeHeader {
                 chunker: ChunkerParams::fastcdc(4096),
                 object_version: 1,

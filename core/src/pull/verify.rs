@@ -7,7 +7,8 @@
 //! - every hole reads as zero: `SEEK_DATA` finds the data inside a hole's range (a fresh
 //!   partial file has none), and only that is read and must be zero — a block device
 //!   reports all data, so its holes are read;
-//! - for recipe v1, the whole-image BLAKE3 over the same bytes (holes as zeros).
+//! - for recipe v1, the whole-image BLAKE3 over the same bytes (holes as zeros); recipe
+//!   v2's hash over the extents was checked by the recipe reader, so holes cost nothing.
 //!
 //! It runs beside the fetch, walking the extents in order and waiting for each block to
 //! land ([`Written`]), so extents are read back while still in the page cache.
@@ -18,7 +19,7 @@ use crate::codec::Convergence;
 use crate::error::{Error, Hint, IoContext};
 use crate::id::ImageHash;
 use crate::image::next_data;
-use crate::recipe::{Extent, Recipe};
+use crate::recipe::{Extent, ImageCheck, Recipe};
 use rayon::prelude::*;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -139,9 +140,14 @@ pub(crate) fn verify_in_order(
     Ok(true)
 }
 
-/// The whole-image hash a recipe asks to be checked (recipe v1: BLAKE3 of the image).
+/// The whole-image hash a recipe asks to be checked: recipe v1's BLAKE3 of the image.
+/// Recipe v2's hash is over the extents and was checked when the recipe was read; keys
+/// and zero holes are then the whole check, and holes cost no hashing.
 fn whole_image_hash(recipe: &Recipe) -> Option<ImageHash> {
-    Some(recipe.image_hash)
+    match recipe.image_check() {
+        ImageCheck::WholeImageBlake3(h) => Some(h),
+        ImageCheck::Extents(_) => None,
+    }
 }
 
 /// Re-derives the key of every block segment (all cores), then feeds the image hash in

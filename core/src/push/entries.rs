@@ -76,8 +76,9 @@ impl<W: Write> Entries<W> {
         Ok(upload)
     }
 
-    /// Writes the trailer; returns the inner writer.
-    pub(crate) fn finish(self, logical: u64, image_hash: &ImageHash) -> io::Result<W> {
-        self.writer.finish(logical, image_hash)
+    /// Writes the trailer; returns the inner writer and the image hash (recipe v2: over
+    /// the extents, computed by the writer).
+    pub(crate) fn finish(self, logical: u64) -> io::Result<(W, ImageHash)> {
+        self.writer.finish(logical)
     }
 }

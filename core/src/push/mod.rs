@@ -3,7 +3,7 @@
 //! file named for it, formats live in `chunk`, `codec`, `recipe`.
 //!
 //! ```text
-//! read.rs     reader thread: DiskReader (holes without I/O) → chunk batches   ──batch──▶
+//! read.rs     reader thread: DiskReader (holes neither read nor hashed) → batches ──▶
 //! encode.rs   this thread:   keys (all cores) → new to the image? → id from the
 //!                            key cache, or encode (all cores)
 //! entries.rs                 recipe entries in image order; first-time blocks ──upload──▶
@@ -106,9 +106,8 @@ pub fn push(
     };
     let mut entries = Entries::new(writer);
     let counters = Counters::default();
-    let read = pipeline(disk, store, opts, progress, &mut entries, &counters, &mut report)?;
-    report.logical_bytes = read.logical;
-    report.image_hash = read.image_hash;
+    let logical = pipeline(disk, store, opts, progress, &mut entries, &counters, &mut report)?;
+    report.logical_bytes = logical;
     report.new_chunks = counters.new_chunks.into_inner();
     report.new_plain_bytes = counters.new_plain.into_inner();
     report.sent_bytes = counters.sent.into_inner();
@@ -116,11 +115,12 @@ pub fn push(
     report.known_chunks = report.unique_chunks - report.new_chunks;
 
     let ids: Vec<_> = entries.firsts.iter().map(|f| f.1).collect();
-    store.register(&opts.name, read.logical, &ids)?;
+    store.register(&opts.name, logical, &ids)?;
     if let Some(cache) = &opts.cache {
         cache.insert(entries.firsts.iter().copied());
     }
-    let mut out = entries.finish(read.logical, &read.image_hash).at(recipe_path)?;
+    let (mut out, image_hash) = entries.finish(logical).at(recipe_path)?;
+    report.image_hash = image_hash;
     out.flush().at(recipe_path)?;
     drop(out);
     report.recipe_bytes = pending.commit()?;
@@ -130,7 +130,7 @@ pub fn push(
     Ok(report)
 }
 
-/// Runs the overlapping stages; returns what the reader saw. The first failure of any
+/// Runs the overlapping stages; returns the bytes of the image covered. The first failure of any
 /// stage stops the others and is returned.
 fn pipeline<W: Write>(
     disk: &dyn Disk,
@@ -140,7 +140,7 @@ fn pipeline<W: Write>(
     entries: &mut Entries<W>,
     counters: &Counters,
     report: &mut PushReport,
-) -> Result<read::ReadSummary, Error> {
+) -> Result<u64, Error> {
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let fail = |e: Error| {

@@ -1,80 +1,45 @@
 //! Push, step 1: read the disk and cut it into batches of chunks, on its own thread.
 //!
-//! The disk is read through [`DiskReader`], so known-zero runs of its map are produced
-//! without I/O. For recipe v1 the whole-image BLAKE3 is computed here as the bytes pass
-//! (no second read). [`StreamDisk`] presents a plain reader (a pipe, or a format without a
-//! [`Disk`] engine) as a disk that can only be read front to back.
+//! The disk is read through [`DiskReader`] and cut by [`DiskBatcher`]: known-zero runs of
+//! its map become holes without being read or scanned, so the cost of a push follows the
+//! data, not the virtual size. (Recipe v2's image hash is computed by the recipe writer
+//! over the extents, so nothing here hashes image bytes.) [`StreamDisk`] presents a plain
+//! reader (a pipe, or a format without a [`Disk`] engine) as a disk read front to back.
 
-use crate::batch::{Batcher, ChunkBatch};
+use crate::batch::{ChunkBatch, DiskBatcher};
 use crate::chunk::ChunkerParams;
-use crate::id::ImageHash;
 use crate::image::{Disk, DiskExtent, DiskReader};
 use crossbeam_channel::Sender;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-/// What the read step found: the logical size and (v1) the image hash.
-pub(crate) struct ReadSummary {
-    pub(crate) logical: u64,
-    pub(crate) image_hash: ImageHash,
-}
-
 /// Reads `disk` front to back and sends batches to `tx` until the end, a failure
-/// elsewhere (`failed`), or the receiver hanging up.
+/// elsewhere (`failed`), or the receiver hanging up. Returns the bytes covered.
 pub(crate) fn read_batches(
     disk: &dyn Disk,
     params: ChunkerParams,
     tx: Sender<ChunkBatch>,
     failed: &AtomicBool,
-) -> io::Result<ReadSummary> {
-    let mut src = HashingRead {
-        inner: DiskReader::new(disk),
-        hasher: blake3::Hasher::new(),
-        bytes: 0,
-    };
-    let mut batches = Batcher::new(&mut src, params);
+) -> io::Result<u64> {
+    let mut batches = DiskBatcher::new(DiskReader::new(disk), params);
+    let mut covered = 0u64;
     while let Some(batch) = batches.next_batch()? {
+        covered += batch.logical_bytes();
         if failed.load(Ordering::Relaxed) || tx.send(batch).is_err() {
-            break;
+            return Ok(covered);
         }
     }
-    drop(batches);
-    if src.bytes != disk.size() && !failed.load(Ordering::Relaxed) {
+    if covered != disk.size() {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!(
-                "image ended at byte {} but its size is {} (did it shrink?)",
-                src.bytes,
+                "image ended at byte {covered} but its size is {} (did it shrink?)",
                 disk.size()
             ),
         ));
     }
-    Ok(ReadSummary {
-        logical: src.bytes,
-        image_hash: ImageHash(*src.hasher.finalize().as_bytes()),
-    })
-}
-
-/// Hashes everything read through it: the whole-image hash costs no extra pass.
-struct HashingRead<R> {
-    inner: R,
-    hasher: blake3::Hasher,
-    bytes: u64,
-}
-
-impl<R: Read> Read for HashingRead<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        // Large reads are hashed on all cores: zero-heavy disks make hashing the bottleneck.
-        if n >= 1 << 20 {
-            self.hasher.update_rayon(&buf[..n]);
-        } else {
-            self.hasher.update(&buf[..n]);
-        }
-        self.bytes += n as u64;
-        Ok(n)
-    }
+    Ok(covered)
 }
 
 /// A reader presented as a [`Disk`] of a known size that is read once, front to back
