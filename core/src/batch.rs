@@ -233,7 +233,10 @@ mod tests {
                 by_disk.push(*piece);
             }
         }
-        let holes = by_disk.iter().filter(|p| p.zero && p.len > 100 << 20).count();
+        let holes = by_disk
+            .iter()
+            .filter(|p| p.zero && p.len > 100 << 20)
+            .count();
         assert_eq!(holes, 1, "the big hole is one piece");
         let mut by_read: Vec<Piece> = Vec::new();
         let mut b = Batcher::new(std::fs::File::open(&p).unwrap(), params);

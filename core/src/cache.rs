@@ -107,8 +107,9 @@ impl KeyCache {
         let result = (|| -> rusqlite::Result<()> {
             let tx = db.transaction()?;
             {
-                let mut stmt =
-                    tx.prepare_cached("INSERT OR REPLACE INTO entries(key, id, tag) VALUES (?1, ?2, ?3)")?;
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO entries(key, id, tag) VALUES (?1, ?2, ?3)",
+                )?;
                 for (k, id) in pairs {
                     let t = tag(&k, &id);
                     stmt.execute(params![&k.as_bytes()[..], &id.as_bytes()[..], &t[..]])?;
@@ -179,8 +180,11 @@ mod tests {
         let (k1, k2) = (BlockKey([1; 32]), BlockKey([2; 32]));
         c.insert([(k1, BlockId([9; 32])), (k2, BlockId([8; 32]))]);
         let db = Connection::open(&path).unwrap();
-        db.execute("UPDATE entries SET id = ?1 WHERE key = ?2", params![&[8u8; 32][..], &[1u8; 32][..]])
-            .unwrap();
+        db.execute(
+            "UPDATE entries SET id = ?1 WHERE key = ?2",
+            params![&[8u8; 32][..], &[1u8; 32][..]],
+        )
+        .unwrap();
         assert_eq!(c.lookup(&[k1, k2]), vec![None, Some(BlockId([8; 32]))]);
     }
 }

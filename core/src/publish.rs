@@ -280,7 +280,10 @@ mod tests {
     fn publishes_0600_and_refuses_to_clobber() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("r");
-        assert_eq!(write(&dest, PublishOptions::secret(false), b"one").unwrap(), 3);
+        assert_eq!(
+            write(&dest, PublishOptions::secret(false), b"one").unwrap(),
+            3
+        );
         let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "{mode:o}");
         let err = write(&dest, PublishOptions::secret(false), b"two").unwrap_err();

@@ -3,11 +3,11 @@
 
 use bonsai_core::recipe::Extent;
 use bonsai_core::store::mem::MemStore;
-use bonsai_core::{BlockId, ErrorKind, StoreError};
 use bonsai_core::{
-    pull, push, BlockStore, BytesDisk, ChunkerParams, Error, NoProgress, PullOptions,
-    PushOptions, Recipe,
+    pull, push, BlockStore, BytesDisk, ChunkerParams, Error, NoProgress, PullOptions, PushOptions,
+    Recipe,
 };
+use bonsai_core::{BlockId, ErrorKind, StoreError};
 use proptest::prelude::*;
 
 fn opts(avg: u32) -> PushOptions {
@@ -21,7 +21,14 @@ fn round_trip(image: &[u8], avg: u32) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let store = MemStore::new();
     let recipe_path = dir.path().join("r");
-    let report = push(&BytesDisk(image), &store, &recipe_path, &opts(avg), &NoProgress).unwrap();
+    let report = push(
+        &BytesDisk(image),
+        &store,
+        &recipe_path,
+        &opts(avg),
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(report.logical_bytes, image.len() as u64);
     let recipe = Recipe::open(&recipe_path).unwrap();
     let out = dir.path().join("out");
@@ -62,7 +69,11 @@ fn corrupted_block_is_refused_and_nothing_written() {
     let out = dir.path().join("out");
     let err = pull(&recipe, &store, &out, &PullOptions::default(), &NoProgress).unwrap_err();
     assert_eq!(err.kind(), bonsai_core::ErrorKind::Verification, "{err}");
-    assert!(err.to_string().contains("run the same pull again to resume"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("run the same pull again to resume"),
+        "{err}"
+    );
     assert!(!out.exists());
 }
 
@@ -78,15 +89,36 @@ fn wrong_cache_entry_fails_the_push_then_heals() {
     let mut o = opts(4096);
     o.cache = Some(cache.clone());
     let store = MemStore::new();
-    push(&BytesDisk(&image), &store, &dir.path().join("a"), &o, &NoProgress).unwrap();
+    push(
+        &BytesDisk(&image),
+        &store,
+        &dir.path().join("a"),
+        &o,
+        &NoProgress,
+    )
+    .unwrap();
     let recipe = Recipe::open(&dir.path().join("a")).unwrap();
     let victim = recipe.blocks[0];
     cache.insert([(victim.key, bonsai_core::BlockId([7; 32]))]);
     let empty = MemStore::new();
-    let err = push(&BytesDisk(&image), &empty, &dir.path().join("b"), &o, &NoProgress).unwrap_err();
+    let err = push(
+        &BytesDisk(&image),
+        &empty,
+        &dir.path().join("b"),
+        &o,
+        &NoProgress,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("wrong id"), "{err}");
     assert!(!dir.path().join("b").exists());
-    let ok = push(&BytesDisk(&image), &empty, &dir.path().join("b"), &o, &NoProgress).unwrap();
+    let ok = push(
+        &BytesDisk(&image),
+        &empty,
+        &dir.path().join("b"),
+        &o,
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(ok.unique_chunks, recipe.blocks.len() as u64);
     assert_eq!(
         Recipe::open(&dir.path().join("b")).unwrap().blocks,
@@ -145,7 +177,8 @@ impl Counting {
 
 impl BlockStore for Counting {
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError> {
-        self.missing.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.missing
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.missing(ids)
     }
     fn put(&self, b: &[(BlockId, &[u8])]) -> Result<bonsai_core::store::PutOutcome, StoreError> {
@@ -177,7 +210,9 @@ fn holey_image(len: usize) -> Vec<u8> {
     let mut x = 99u64;
     let mut v: Vec<u8> = (0..len)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (x >> 59) as u8
         })
         .collect();
@@ -269,7 +304,11 @@ fn in_place_hole_with_old_data_is_caught() {
     );
     assert!(err.to_string().contains("--discard-holes"), "{err}");
     o.discard_holes = true;
-    assert!(pull(&recipe, &store, &out, &o, &NoProgress).unwrap().verified);
+    assert!(
+        pull(&recipe, &store, &out, &o, &NoProgress)
+            .unwrap()
+            .verified
+    );
     assert_eq!(std::fs::read(&out).unwrap(), image);
 }
 
@@ -303,17 +342,32 @@ fn bad_out_refused_before_any_fetch() {
     assert!(matches!(err, Error::IsDirectory { .. }), "{err}");
     let existing = dir.path().join("existing");
     std::fs::write(&existing, b"keep me").unwrap();
-    let err = pull(&recipe, &store, &existing, &PullOptions::default(), &NoProgress).unwrap_err();
+    let err = pull(
+        &recipe,
+        &store,
+        &existing,
+        &PullOptions::default(),
+        &NoProgress,
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Exists { .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::Usage);
     assert_eq!(store.gets(), 0, "nothing fetched");
     assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "no partial file left");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        3,
+        "no partial file left"
+    );
     let forced = PullOptions {
         force: true,
         ..Default::default()
     };
-    assert!(pull(&recipe, &store, &existing, &forced, &NoProgress).unwrap().verified);
+    assert!(
+        pull(&recipe, &store, &existing, &forced, &NoProgress)
+            .unwrap()
+            .verified
+    );
     assert_eq!(std::fs::read(&existing).unwrap(), image);
 }
 
@@ -355,7 +409,10 @@ fn interrupted_pull_says_where_and_resumes() {
     let err = pull(&recipe, &store, &out, &o, &NoProgress).unwrap_err();
     let partial = bonsai_core::pull::partial_path(&out, &recipe);
     assert_eq!(err.kind(), ErrorKind::Network, "{err}");
-    assert!(err.to_string().contains(&partial.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&partial.display().to_string()),
+        "{err}"
+    );
     assert!(partial.exists() && !out.exists());
     store.fail_after = None;
     let r = pull(&recipe, &store, &out, &o, &NoProgress).unwrap();
@@ -376,7 +433,14 @@ fn swapped_cache_entry_cannot_reach_a_recipe() {
     let mut o = opts(4096);
     o.cache = Some(cache.clone());
     let store = MemStore::new();
-    push(&BytesDisk(&image), &store, &dir.path().join("a"), &o, &NoProgress).unwrap();
+    push(
+        &BytesDisk(&image),
+        &store,
+        &dir.path().join("a"),
+        &o,
+        &NoProgress,
+    )
+    .unwrap();
     let first = Recipe::open(&dir.path().join("a")).unwrap();
     let (b0, b1) = (first.blocks[0], first.blocks[1]);
     let db = rusqlite::Connection::open(&cache_path).unwrap();
@@ -387,10 +451,21 @@ fn swapped_cache_entry_cannot_reach_a_recipe() {
         )
         .unwrap();
     assert_eq!(n, 1);
-    let report = push(&BytesDisk(&image), &store, &dir.path().join("b"), &o, &NoProgress).unwrap();
+    let report = push(
+        &BytesDisk(&image),
+        &store,
+        &dir.path().join("b"),
+        &o,
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(report.new_chunks, 0);
     let second = Recipe::open(&dir.path().join("b")).unwrap();
     assert_eq!(second.blocks, first.blocks);
     let out = dir.path().join("out");
-    assert!(pull(&second, &store, &out, &PullOptions::default(), &NoProgress).unwrap().verified);
+    assert!(
+        pull(&second, &store, &out, &PullOptions::default(), &NoProgress)
+            .unwrap()
+            .verified
+    );
 }

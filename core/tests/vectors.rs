@@ -118,7 +118,14 @@ fn recipe_vector() {
         ..Default::default()
     };
     let img = vector_image();
-    let report = bonsai_core::push(&bonsai_core::BytesDisk(&img), &MemStore::new(), &out, &opts, &NoProgress).unwrap();
+    let report = bonsai_core::push(
+        &bonsai_core::BytesDisk(&img),
+        &MemStore::new(),
+        &out,
+        &opts,
+        &NoProgress,
+    )
+    .unwrap();
     assert!(report.zero_bytes >= 100 * 1024);
     assert!(
         report.unique_chunks < report.chunks,

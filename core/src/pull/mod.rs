@@ -177,7 +177,9 @@ fn execute(
     let written = verify::Written::new(recipe.blocks.len());
     let refetch: std::collections::HashSet<u32> = local.refetch.iter().copied().collect();
     written.mark(plan.local().map(|l| l.0).filter(|i| !refetch.contains(i)));
-    let (blocks, bytes) = fetch_and_verify(recipe, store, target, opts, progress, &plan, batches, &written)?;
+    let (blocks, bytes) = fetch_and_verify(
+        recipe, store, target, opts, progress, &plan, batches, &written,
+    )?;
     Ok(PullReport {
         logical_bytes: recipe.logical_size,
         zero_bytes: recipe.hole_bytes(),
@@ -233,7 +235,11 @@ fn fetch_and_verify(
             fetch.fail(e);
         }
     });
-    if let Some(e) = fetch.first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    if let Some(e) = fetch
+        .first_error
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+    {
         return Err(e);
     }
     Ok((fetch.blocks.into_inner(), fetch.bytes.into_inner()))

@@ -168,7 +168,11 @@ mod tests {
         let p = PullPlan::new(&r, uses_of(&r), &[1], &seeds, 1 << 20, 100);
         assert_eq!(
             p.sources,
-            vec![Source::Seed(hit), Source::Target { offset: 10 }, Source::Store]
+            vec![
+                Source::Seed(hit),
+                Source::Target { offset: 10 },
+                Source::Store
+            ]
         );
         assert_eq!(p.batches, vec![vec![2]]);
         assert_eq!(p.local().count(), 2);
@@ -177,7 +181,10 @@ mod tests {
 
     #[test]
     fn batches_respect_bytes_and_counts() {
-        let r = recipe(&[40, 40, 40, 200, 10], &[Some(0), Some(1), Some(2), Some(3), Some(4)]);
+        let r = recipe(
+            &[40, 40, 40, 200, 10],
+            &[Some(0), Some(1), Some(2), Some(3), Some(4)],
+        );
         let p = PullPlan::new(&r, uses_of(&r), &[], &HashMap::new(), 100, 100);
         assert_eq!(p.batches, vec![vec![0, 1], vec![2], vec![3], vec![4]]);
         let p = PullPlan::new(&r, uses_of(&r), &[], &HashMap::new(), 1000, 2);

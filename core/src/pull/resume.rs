@@ -35,7 +35,10 @@ mod tests {
     fn finds_only_blocks_whose_key_matches() {
         let dir = tempfile::tempdir().unwrap();
         let image: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 253) as u8).collect();
-        let disk = crate::push::StreamDisk::new(Box::new(std::io::Cursor::new(image.clone())), image.len() as u64);
+        let disk = crate::push::StreamDisk::new(
+            Box::new(std::io::Cursor::new(image.clone())),
+            image.len() as u64,
+        );
         let rp = dir.path().join("r");
         let opts = crate::PushOptions {
             chunker: crate::ChunkerParams::fastcdc(4096),
@@ -49,7 +52,12 @@ mod tests {
         damaged[victim] ^= 1;
         let t = dir.path().join("t");
         std::fs::write(&t, &damaged).unwrap();
-        let found = blocks_in_target(&recipe, &Convergence::public(), &File::open(&t).unwrap(), &uses);
+        let found = blocks_in_target(
+            &recipe,
+            &Convergence::public(),
+            &File::open(&t).unwrap(),
+            &uses,
+        );
         assert_eq!(found.len(), recipe.blocks.len() - 1);
         assert!(!found.contains(&1));
     }

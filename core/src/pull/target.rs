@@ -61,7 +61,9 @@ impl Target {
                 path: out.to_path_buf(),
             });
         }
-        let device = meta.as_ref().is_some_and(|m| m.file_type().is_block_device());
+        let device = meta
+            .as_ref()
+            .is_some_and(|m| m.file_type().is_block_device());
         if (device || opts.in_place) && opts.convert.is_some() {
             return Err(Error::Conflict(
                 "a converted output cannot be written in place; drop --in-place or the output format",

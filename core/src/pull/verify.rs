@@ -85,8 +85,15 @@ pub(crate) struct Check<'a> {
 
 /// One extent of the read-back buffer, in image order.
 enum Seg {
-    Block { index: u32, offset: u64, at: usize, len: usize },
-    Hole { len: u64 },
+    Block {
+        index: u32,
+        offset: u64,
+        at: usize,
+        len: usize,
+    },
+    Hole {
+        len: u64,
+    },
 }
 
 /// Verifies the target extent by extent as blocks land. `Ok(false)` when the pull
@@ -113,7 +120,12 @@ pub(crate) fn verify_in_order(
                 buf.resize(at + len as usize, 0);
                 c.file.read_exact_at(&mut buf[at..], offset).at(c.path)?;
                 let len = len as usize;
-                segs.push(Seg::Block { index, offset, at, len });
+                segs.push(Seg::Block {
+                    index,
+                    offset,
+                    at,
+                    len,
+                });
             }
         }
         if buf.len() >= BATCH_BYTES || segs.len() >= 65_536 {
@@ -164,7 +176,10 @@ fn check_blocks(
         }
         Seg::Hole { .. } => false,
     });
-    if let Some(Seg::Block { index, offset, len, .. }) = bad {
+    if let Some(Seg::Block {
+        index, offset, len, ..
+    }) = bad
+    {
         return Err(Error::ExtentMismatch {
             path: c.path.to_path_buf(),
             offset: *offset,

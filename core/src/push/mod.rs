@@ -106,7 +106,15 @@ pub fn push(
     };
     let mut entries = Entries::new(writer);
     let counters = Counters::default();
-    let logical = pipeline(disk, store, opts, progress, &mut entries, &counters, &mut report)?;
+    let logical = pipeline(
+        disk,
+        store,
+        opts,
+        progress,
+        &mut entries,
+        &counters,
+        &mut report,
+    )?;
     report.logical_bytes = logical;
     report.new_chunks = counters.new_chunks.into_inner();
     report.new_plain_bytes = counters.new_plain.into_inner();
@@ -159,8 +167,7 @@ fn pipeline<W: Write>(
                     if failed.load(Ordering::Relaxed) {
                         continue;
                     }
-                    if let Err(e) = upload::upload(store, &batch, counters, opts.cache.as_deref())
-                    {
+                    if let Err(e) = upload::upload(store, &batch, counters, opts.cache.as_deref()) {
                         fail(e);
                     }
                 }
