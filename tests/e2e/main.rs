@@ -5,3 +5,4 @@ mod failures;
 mod formats;
 mod push_pull;
 mod util;
+mod verify;

@@ -26,10 +26,12 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
         name: args.name.clone().unwrap_or(file_name),
         source_format: image.format,
         cache: crate::args::key_cache(args.no_cache),
+        image_path: args.image.clone(),
         ..Default::default()
     };
+    let disk = bonsai_core::StreamDisk::new(image.reader, image.logical_size);
     let bar = Bar::new(quiet || args.json, Some(image.logical_size));
-    let report = bonsai_core::push(image.reader, store.as_ref(), &recipe, &opts, &bar)
+    let report = bonsai_core::push(&disk, store.as_ref(), &recipe, &opts, &bar)
         .with_context(|| format!("push of {} failed", args.image.display()))?;
     Ok(report)
 }
