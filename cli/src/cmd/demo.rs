@@ -5,6 +5,7 @@
 //! real VMs. The second push should cost a fraction of the first.
 
 use crate::args::{ChunkArgs, DemoArgs, PullArgs, PushArgs, SecretArgs, StoreArgs};
+use crate::store::{Access, StoreSpec};
 use anyhow::Context;
 use indicatif::HumanBytes;
 use std::io::Write;
@@ -105,8 +106,9 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
     write_image(&vm2, 128 * MIB, &[(MIB, &os2), (64 * MIB, &data2)])?;
 
     let store = dir.join("store");
+    crate::store::init(&store)?;
     let store_args = StoreArgs {
-        store: store.display().to_string(),
+        store: StoreSpec::Dir(store.clone()),
         token_file: None,
     };
     writeln!(
@@ -126,6 +128,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
                 format: None,
                 store: store_args.clone(),
                 output: Some(dir.join(format!("{name}.recipe"))),
+                force: true,
                 name: Some(name.into()),
                 json: false,
                 secret: SecretArgs { secret_file: None },
@@ -154,6 +157,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
             recipe: dir.join("vm2.recipe"),
             store: store_args,
             output: pulled.clone(),
+            force: true,
             output_format: crate::args::OutputFormat::Raw,
             no_cache: true,
             in_place: false,
@@ -183,7 +187,9 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         HumanBytes(allocated),
         HumanBytes(p.logical_bytes)
     )?;
-    let s = bonsai_blockstore::open_store(&store.display().to_string(), None)?.stats()?;
+    let s = StoreSpec::Dir(store)
+        .open(Access::Existing, None, false)?
+        .stats()?;
     writeln!(
         out,
         "store: {} blocks, {} stored for {} of images ({:.1}x)",

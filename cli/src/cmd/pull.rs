@@ -1,15 +1,17 @@
 //! `bonsai pull`
 
 use crate::args::{OutputFormat, PullArgs};
-use crate::{progress::Bar, render};
+use crate::store::Access;
+use crate::{preflight, progress::Bar, render};
 use anyhow::Context;
 use bonsai_core::{PullOptions, PullReport, Recipe};
 
 /// Pulls an image and returns the figures (also used by `demo`).
 pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
+    preflight::pull_output(&args.output, args.force, args.in_place)?;
     let recipe = Recipe::open(&args.recipe)
         .with_context(|| format!("cannot use recipe {}", args.recipe.display()))?;
-    let store = bonsai_blockstore::open_store(&args.store.store, args.store.token()?)?;
+    let store = args.store.open(Access::Existing)?;
     let opts = PullOptions {
         convergence: args.secret.convergence()?,
         seeds: args.seed.clone(),
@@ -48,7 +50,6 @@ pub fn run(args: PullArgs, quiet: bool) -> anyhow::Result<()> {
     if args.json {
         render::json(&report)
     } else {
-        render::pull(&report);
-        Ok(())
+        render::text(|out| render::pull(out, &report, &args.store.store.to_string()))
     }
 }
