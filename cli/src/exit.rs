@@ -49,9 +49,12 @@ pub fn classify(err: &anyhow::Error) -> Exit {
 
 /// Whether the failure is only "the reader of stdout went away".
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let pipe = Some(io::ErrorKind::BrokenPipe);
     err.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<io::Error>().map(io::Error::kind) == pipe
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == pipe
     })
 }
 
@@ -155,5 +158,7 @@ mod tests {
             .context("writing")
             .unwrap_err();
         assert!(is_broken_pipe(&e));
+        let json = serde_json::Error::io(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(is_broken_pipe(&anyhow::Error::from(json)));
     }
 }

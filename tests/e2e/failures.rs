@@ -27,7 +27,7 @@ fn pull_fails(d: &Dir, recipe: &str, store: &str, needle: &str) {
 #[test]
 fn corrupt_and_truncated_recipes() {
     let d = Dir::new();
-    let store = d.s("store");
+    let store = d.store("store");
     pushed(&d, &store);
     let good = std::fs::read(d.path("vm.recipe")).unwrap();
     let mut flipped = good.clone();
@@ -53,7 +53,7 @@ fn corrupt_and_truncated_recipes() {
 #[test]
 fn recipe_for_another_store() {
     let d = Dir::new();
-    pushed(&d, &d.s("store-a"));
+    pushed(&d, &d.store("store-a"));
     let s = Server::start(&d.path("data-b"), &[]);
     pull_fails(&d, &d.s("vm.recipe"), &s.url, "not in the store");
 }
@@ -153,14 +153,9 @@ fn tokens_are_enforced() {
 #[test]
 fn server_that_is_down() {
     let d = Dir::new();
-    pushed(&d, &d.s("store"));
-    // a port nothing listens on: bind, note it, release it
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    pushed(&d, &d.store("store"));
+    let dead = HangUp::start();
+    let url = dead.url();
     pull_fails(&d, &d.s("vm.recipe"), &url, "unreachable");
     let out = bonsai(&[
         "push",
@@ -171,6 +166,7 @@ fn server_that_is_down() {
         &d.s("x.recipe"),
     ]);
     fails_with(&out, "unreachable");
+    assert_eq!(out.status.code(), Some(EXIT_NETWORK));
     assert!(!d.path("x.recipe").exists());
 }
 
@@ -182,7 +178,7 @@ fn store_killed_mid_push_then_rerun_completes() {
     let mut s = Server::start(&d.path("data"), &[]);
     let img = d.path("big.raw");
     image(&img, 96 * MIB as u64, &[(0, &noise(96 * MIB, 9))]);
-    let mut push = std::process::Command::new(bin())
+    let mut push = command(&[])
         .args([
             "push",
             &d.s("big.raw"),
@@ -192,8 +188,6 @@ fn store_killed_mid_push_then_rerun_completes() {
             &d.s("big.recipe"),
             "--quiet",
         ])
-        .env("BONSAI_LOG", "error")
-        .env("BONSAI_CACHE_DIR", cache_dir())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -9,9 +9,9 @@ use bonsai_core::{PullOptions, PullReport, Recipe};
 /// Pulls an image and returns the figures (also used by `demo`).
 pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     preflight::pull_output(&args.output, args.force, args.in_place)?;
+    let store = args.store.open(Access::Existing)?;
     let recipe = Recipe::open(&args.recipe)
         .with_context(|| format!("cannot use recipe {}", args.recipe.display()))?;
-    let store = args.store.open(Access::Existing)?;
     let opts = PullOptions {
         convergence: args.secret.convergence()?,
         seeds: args.seed.clone(),
