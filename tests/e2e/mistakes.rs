@@ -398,3 +398,33 @@ fn recipes_and_the_key_cache_are_private_and_per_test() {
     assert!(!cache.join("home").exists(), "something used $HOME/.cache");
     assert!(!cache.join("xdg").exists());
 }
+
+/// On a terminal (a pty made by util-linux `script`) logs are coloured; `NO_COLOR` turns
+/// that off.
+#[test]
+fn colours_only_on_a_terminal_and_never_with_no_color() {
+    let d = Dir::new();
+    let img = small_image(&d);
+    let dead = HangUp::start();
+    let line = format!(
+        "{} -v --quiet push {img} --store {} -o {}",
+        bin(),
+        dead.url(),
+        d.s("x.recipe")
+    );
+    for no_color in ["", "1"] {
+        let out = command_of("script", &[("NO_COLOR", no_color)])
+            .env_remove("BONSAI_LOG")
+            .args(["-qec", &line, "/dev/null"])
+            .output()
+            .expect("util-linux `script` (.ci/run installs bsdutils)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("retrying"), "{text}");
+        let coloured = text.contains("\u{1b}[33m");
+        assert_eq!(
+            coloured,
+            no_color.is_empty(),
+            "NO_COLOR={no_color:?}: {text:?}"
+        );
+    }
+}

@@ -39,8 +39,13 @@ pub fn bonsai(args: &[&str]) -> Output {
 /// the test's own key cache (`BONSAI_CACHE_DIR`, and `XDG_CACHE_HOME`/`HOME` beside it
 /// so no path can lead to `~/.cache/bonsai`). `env` is applied last and may override.
 pub fn command(env: &[(&str, &str)]) -> Command {
+    command_of(bin(), env)
+}
+
+/// `program` (which runs bonsai, e.g. `script`) with the environment of [`command`].
+pub fn command_of(program: &str, env: &[(&str, &str)]) -> Command {
     let cache = cache_dir();
-    let mut cmd = Command::new(bin());
+    let mut cmd = Command::new(program);
     cmd.env_remove("BONSAI_TOKEN")
         .env_remove("NO_COLOR")
         .env("BONSAI_LOG", "error")
