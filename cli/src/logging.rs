@@ -32,7 +32,7 @@ pub fn init(verbose: u8, server: bool) {
     let filter = EnvFilter::try_from_env("BONSAI_LOG")
         .unwrap_or_else(|_| EnvFilter::new(filter_directive(verbose, server)));
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::progress::LogWriter)
         .with_ansi(stderr_colours())
         .with_env_filter(filter)
         .init();

@@ -38,6 +38,7 @@ fn main() {
             // The reader of stdout went away (`| head`): not a failure of ours.
             std::process::exit(Exit::Ok as i32);
         }
+        progress::clear();
         let _ = writeln!(std::io::stderr(), "bonsai: error: {}", one_line(&e));
         std::process::exit(exit::classify(&e) as i32);
     }
