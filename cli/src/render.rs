@@ -24,6 +24,16 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints a command's report as one line of JSON with `"store"` added: the store it used,
+/// so a log of JSON lines says where each image went.
+pub fn json_with_store<T: serde::Serialize>(report: &T, store: &str) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(report)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("store".into(), store.into());
+    }
+    json(&value)
+}
+
 /// Runs `f` on a buffered stdout and flushes it: the human form of a command's result.
 pub fn text(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> anyhow::Result<()> {
     let mut out = stdout();

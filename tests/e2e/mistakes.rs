@@ -99,6 +99,16 @@ fn scheme_in_any_case_reaches_the_server_and_summaries_name_the_store() {
     assert!(text.contains(&format!("from store {}", s.url)), "{text}");
     let out = bonsai(&["stats", "--store", &s.url]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&s.url));
+    let j = bonsai_json(&[
+        "push",
+        &img,
+        "--store",
+        &upper,
+        "-o",
+        &d.s("j.recipe"),
+        "--json",
+    ]);
+    assert_eq!(j["store"], s.url.as_str());
     assert!(same_file(&d.path("vm.raw"), &d.path("o.raw")));
 }
 

@@ -47,9 +47,10 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
 /// Runs the command.
 pub fn run(args: PullArgs, quiet: bool) -> anyhow::Result<()> {
     let report = pull(&args, quiet)?;
+    let store = args.store.store.to_string();
     if args.json {
-        render::json(&report)
+        render::json_with_store(&report, &store)
     } else {
-        render::text(|out| render::pull(out, &report, &args.store.store.to_string()))
+        render::text(|out| render::pull(out, &report, &store))
     }
 }

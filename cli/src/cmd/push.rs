@@ -50,9 +50,10 @@ fn private(recipe: &Path) -> anyhow::Result<()> {
 /// Runs the command.
 pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let report = push(&args, quiet)?;
+    let store = args.store.store.to_string();
     if args.json {
-        render::json(&report)
+        render::json_with_store(&report, &store)
     } else {
-        render::text(|out| render::push(out, &report, &args.store.store.to_string()))
+        render::text(|out| render::push(out, &report, &store))
     }
 }
