@@ -125,6 +125,16 @@ mod tests {
     }
 
     #[test]
+    fn long_help_of_push_pull_serve_has_examples() {
+        for cmd in ["push", "pull", "serve"] {
+            let e = Cli::try_parse_from(["bonsai", cmd, "--help"]).unwrap_err();
+            let help = e.render().to_string();
+            assert!(help.contains("Examples:"), "{cmd}: {help}");
+            assert!(help.contains(&format!("bonsai {cmd} ")), "{cmd}: {help}");
+        }
+    }
+
+    #[test]
     fn clap_errors_fit_one_line() {
         let e = Cli::try_parse_from(["bonsai", "push"]).unwrap_err();
         let line = clap_one_line(&e.render().to_string());
