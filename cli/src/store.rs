@@ -63,6 +63,9 @@ pub enum StoreSpecError {
     /// A token file given for a directory store (it would be ignored).
     #[error("--token-file applies to http(s) stores only; store {} is a directory (drop --token-file)", .0.display())]
     TokenForDir(PathBuf),
+    /// `bonsai init` given a URL: servers make their own store (`serve --data DIR`).
+    #[error("bonsai init makes a store directory, not a server's store; {0} is a URL (a server creates its store with `bonsai serve --data DIR`)")]
+    InitUrl(String),
     /// The directory could not be examined.
     #[error("store directory {}: {}", .0.display(), .1)]
     Unreadable(PathBuf, std::io::Error),
@@ -203,6 +206,11 @@ fn check_dir(dir: &Path, access: Access) -> Result<(), StoreSpecError> {
 /// `bonsai init DIR`: makes DIR (and its parents) a store. An existing store is left as
 /// it is; a non-empty directory that is not a store is refused. Returns whether it was new.
 pub fn init(dir: &Path) -> anyhow::Result<bool> {
+    // the same syntax rules as --store: `bonsai init htp://x` must not make `htp:/x`
+    match StoreSpec::parse(&dir.to_string_lossy())? {
+        StoreSpec::Http(url) => return Err(StoreSpecError::InitUrl(url).into()),
+        StoreSpec::Dir(_) => {}
+    }
     let fresh = match dir_state(dir) {
         Ok(DirState::Store) => false,
         Ok(DirState::Empty) => true,
@@ -281,6 +289,10 @@ mod tests {
         assert!(init(&foreign).is_err());
         assert!(init(&t.path().join("new/store")).unwrap());
         assert!(!init(&t.path().join("new/store")).unwrap());
+        let e = init(Path::new("http://h:1")).unwrap_err().to_string();
+        assert!(e.contains("is a URL"), "{e}");
+        assert!(init(Path::new("htp://h:1")).is_err());
+        assert!(!Path::new("htp:").exists());
     }
 
     #[test]
