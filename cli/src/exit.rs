@@ -5,7 +5,7 @@
 //! classified by the first typed error found walking the error chain from the outside in,
 //! so a context added by the binary never hides the cause's class.
 
-use bonsai_core::codec::CodecError;
+use bonsai_core::codec::{CodecError, SecretFileError, SecretFileFault};
 use bonsai_core::recipe::RecipeError;
 use bonsai_core::store::StoreError;
 use std::io;
@@ -74,6 +74,12 @@ fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if e.is::<CodecError>() {
         return Some(Exit::Verify);
     }
+    if let Some(e) = e.downcast_ref::<SecretFileError>() {
+        return Some(match &e.kind {
+            SecretFileFault::Io(io) => io_error(io),
+            _ => Exit::Usage,
+        });
+    }
     e.downcast_ref::<io::Error>().map(io_error)
 }
 
@@ -89,18 +95,19 @@ fn core_error(e: &bonsai_core::Error) -> Option<Exit> {
     }
 }
 
-/// By variant, never by message. Variants the store grows later count as `Other` until
-/// they are given a class here.
-#[allow(unreachable_patterns)]
+/// The store's own classification ([`StoreError::kind`]), never its message.
 fn store_error(e: &StoreError) -> Exit {
-    match e {
-        StoreError::Unreachable { .. } | StoreError::Protocol { .. } => Exit::Network,
-        StoreError::Unauthorized { .. } => Exit::Auth,
-        StoreError::NotFound(_) => Exit::NotFound,
-        StoreError::Rejected { .. } => Exit::Verify,
-        StoreError::Io { source, .. } => io_error(source),
-        StoreError::Other { .. } => Exit::Other,
-        _ => Exit::Other,
+    use bonsai_core::store::StoreErrorKind as K;
+    match e.kind() {
+        K::Network | K::Protocol => Exit::Network,
+        K::Auth => Exit::Auth,
+        K::NotFound => Exit::NotFound,
+        K::Rejected => Exit::Verify,
+        // this store does not offer the operation: the command must change
+        K::Unsupported => Exit::Usage,
+        K::LocalIo => Exit::LocalIo,
+        // the store answered with a refusal of its own (limits, full disk, busy)
+        K::Refused => Exit::Other,
     }
 }
 
@@ -154,6 +161,13 @@ mod tests {
         };
         assert_eq!(class(core), Exit::LocalIo);
         assert_eq!(class(std::fmt::Error), Exit::Other);
+        let secret = |kind| SecretFileError {
+            path: "/s".into(),
+            kind,
+        };
+        assert_eq!(class(secret(SecretFileFault::Empty)), Exit::Usage);
+        let gone = io::Error::from(io::ErrorKind::NotFound);
+        assert_eq!(class(secret(SecretFileFault::Io(gone))), Exit::NotFound);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! Caveat: "looks like a store" means the directory holds the store's index
 //! (`index.sqlite`); the embedded store itself checks the rest when it opens.
 
-use bonsai_blockstore::local::LocalStore;
+use bonsai_blockstore::LocalStore;
 use bonsai_core::store::http::HttpStore;
 use bonsai_core::BlockStore;
 use std::fmt;

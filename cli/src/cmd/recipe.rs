@@ -29,12 +29,13 @@ pub fn run(cmd: RecipeCommand) -> anyhow::Result<()> {
 /// The human summary of a recipe.
 fn show(out: &mut dyn Write, path: &Path, r: &Recipe) -> std::io::Result<()> {
     let c = r.header.chunker;
+    let what = match r.image_check() {
+        bonsai_core::recipe::ImageCheck::Extents(_) => "BLAKE3 over the extents",
+        bonsai_core::recipe::ImageCheck::WholeImageBlake3(_) => "BLAKE3 of the raw image",
+    };
     writeln!(out, "recipe {}", path.display())?;
-    writeln!(
-        out,
-        "  image hash   {} (BLAKE3 of the raw image)",
-        r.image_hash
-    )?;
+    writeln!(out, "  format       version {}", r.version)?;
+    writeln!(out, "  image hash   {} ({what})", r.image_hash)?;
     writeln!(out, "  logical      {}", HumanBytes(r.logical_size))?;
     writeln!(out, "  holes        {}", HumanBytes(r.hole_bytes()))?;
     writeln!(out, "  extents      {}", r.extents.len())?;
