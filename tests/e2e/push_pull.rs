@@ -226,17 +226,13 @@ fn embedded_store_round_trip_stats_and_recipe_show() {
     assert!(show.status.success());
     let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(v["logical_size"], 8 * MIB as u64);
-    // format version 1 names the image by its b3sum; later versions hash over the extents
-    // (docs/FORMAT.md), which round_trip has verified by pulling the image back identical
-    if v["format_version"] == 1 {
-        let hash = blake3::hash(&std::fs::read(&img).unwrap())
-            .to_hex()
-            .to_string();
-        assert_eq!(
-            v["image_hash"], hash,
-            "image hash is b3sum of the raw image"
-        );
-    }
+    let hash = blake3::hash(&std::fs::read(&img).unwrap())
+        .to_hex()
+        .to_string();
+    assert_eq!(
+        v["image_hash"], hash,
+        "image hash is b3sum of the raw image"
+    );
     let human = bonsai(&[
         "push",
         &d.s("vm.raw"),
