@@ -1,6 +1,6 @@
 //! The command line (clap derive). Flags become core options before anything runs.
 
-use bonsai_core::recipe::SourceFormat;
+use bonsai_core::image::ImageFormat;
 use bonsai_core::{ChunkerParams, Convergence};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -64,14 +64,41 @@ pub struct InspectArgs {
     pub image: PathBuf,
     /// Image format (detected from the content if not given).
     #[arg(long, value_parser = parse_format)]
-    pub format: Option<SourceFormat>,
+    pub format: Option<ImageFormat>,
+    #[command(flatten)]
+    pub image_opts: ImageArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-fn parse_format(s: &str) -> Result<SourceFormat, String> {
+fn parse_format(s: &str) -> Result<ImageFormat, String> {
     bonsai_core::image::parse_format(s)
+}
+
+/// How an image is opened (push, inspect).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ImageArgs {
+    /// Open the files the image names (backing file, external data file, vmdk extents)
+    /// even though its format was detected from content; naming the format with
+    /// --format does the same.
+    #[arg(long)]
+    pub follow_references: bool,
+    /// File holding the passphrase of an encrypted image (LUKS, encrypted qcow2): its
+    /// exact bytes, as qemu-img --object secret,file= reads them.
+    #[arg(long, value_name = "FILE")]
+    pub image_secret_file: Option<PathBuf>,
+}
+
+impl ImageArgs {
+    /// The core's options for opening an image of `format`.
+    pub fn options(&self, format: Option<ImageFormat>) -> bonsai_core::image::OpenOptions {
+        bonsai_core::image::OpenOptions {
+            format,
+            follow_references: self.follow_references,
+            secret_file: self.image_secret_file.clone(),
+        }
+    }
 }
 
 /// Formats `pull` can write.
@@ -79,8 +106,27 @@ fn parse_format(s: &str) -> Result<SourceFormat, String> {
 pub enum OutputFormat {
     /// Raw disk image, sparse (holes are not written).
     Raw,
-    /// qcow2 (the verified raw image converted with `qemu-img convert`).
+    /// qcow2 (the verified raw image converted with `qemu-img convert`, then compared).
     Qcow2,
+    /// vmdk (monolithicSparse), converted likewise.
+    Vmdk,
+    /// vhdx (dynamic), converted likewise.
+    Vhdx,
+    /// vhd (dynamic, exact size), converted likewise.
+    Vpc,
+}
+
+impl From<OutputFormat> for bonsai_core::image::OutputFormat {
+    fn from(f: OutputFormat) -> Self {
+        use bonsai_core::image::OutputFormat as O;
+        match f {
+            OutputFormat::Raw => O::Raw,
+            OutputFormat::Qcow2 => O::Qcow2,
+            OutputFormat::Vmdk => O::Vmdk,
+            OutputFormat::Vhdx => O::Vhdx,
+            OutputFormat::Vpc => O::Vpc,
+        }
+    }
 }
 
 /// `bonsai recipe ...`
@@ -182,11 +228,13 @@ pub fn key_cache(no_cache: bool) -> Option<std::sync::Arc<bonsai_core::cache::Ke
 /// `bonsai push`
 #[derive(Args, Debug)]
 pub struct PushArgs {
-    /// Disk image (raw, sparse raw, qcow2) or block device.
+    /// Disk image (raw, qcow2, vmdk, vhdx, vhd, vdi, qed, parallels, luks) or block device.
     pub image: PathBuf,
     /// Image format (detected from the content if not given).
     #[arg(long, value_parser = parse_format)]
-    pub format: Option<SourceFormat>,
+    pub format: Option<ImageFormat>,
+    #[command(flatten)]
+    pub image_opts: ImageArgs,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Where to write the recipe [default: ./IMAGE-NAME.recipe].
@@ -218,9 +266,9 @@ pub struct PullArgs {
     /// Where to write the image (written beside it under a temporary name, renamed when verified).
     #[arg(long, short = 'o', value_name = "OUT")]
     pub output: PathBuf,
-    /// Format to write.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Raw)]
-    pub output_format: OutputFormat,
+    /// Format to write [default: from OUT's extension (.qcow2, .vmdk, .vhdx, .vhd), else raw].
+    #[arg(long, value_enum)]
+    pub output_format: Option<OutputFormat>,
     /// Do not record the pulled blocks in the local key → id cache.
     #[arg(long)]
     pub no_cache: bool,

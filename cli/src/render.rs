@@ -28,6 +28,11 @@ pub fn push(r: &PushReport) {
         HumanBytes(r.data_bytes)
     );
     println!(
+        "  read      {} from {}",
+        r.source_format,
+        r.files_read.join(", ")
+    );
+    println!(
         "  chunks    {} ({} distinct, {} of them already in the store)",
         r.chunks, r.unique_chunks, r.known_chunks
     );

@@ -124,6 +124,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
             &PushArgs {
                 image: vm.clone(),
                 format: None,
+                image_opts: Default::default(),
                 store: store_args.clone(),
                 output: Some(dir.join(format!("{name}.recipe"))),
                 name: Some(name.into()),
@@ -154,7 +155,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
             recipe: dir.join("vm2.recipe"),
             store: store_args,
             output: pulled.clone(),
-            output_format: crate::args::OutputFormat::Raw,
+            output_format: Some(crate::args::OutputFormat::Raw),
             no_cache: true,
             in_place: false,
             discard_holes: false,

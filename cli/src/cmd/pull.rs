@@ -1,6 +1,6 @@
 //! `bonsai pull`
 
-use crate::args::{OutputFormat, PullArgs};
+use crate::args::PullArgs;
 use crate::{progress::Bar, render};
 use anyhow::Context;
 use bonsai_core::{PullOptions, PullReport, Recipe};
@@ -20,15 +20,21 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     };
     let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));
     let fail = || format!("pull to {} failed", args.output.display());
-    if args.output_format == OutputFormat::Raw {
+    let format: bonsai_core::image::OutputFormat = match args.output_format {
+        Some(f) => f.into(),
+        None => bonsai_core::image::OutputFormat::from_name(&args.output)
+            .unwrap_or(bonsai_core::image::OutputFormat::Raw),
+    };
+    if format == bonsai_core::image::OutputFormat::Raw {
         return bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
             .with_context(fail);
     }
     anyhow::ensure!(
         !args.in_place,
-        "--in-place writes raw images only; drop --output-format qcow2 or --in-place"
+        "--in-place writes raw images only; drop --output-format {} or --in-place",
+        format.name()
     );
-    // qcow2: rebuild and verify a raw image beside OUT, then convert it.
+    // Other containers: rebuild and verify a raw image beside OUT, then convert it.
     let name = args
         .output
         .file_name()
@@ -37,7 +43,7 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     let raw = args.output.with_file_name(format!(".{name}.raw"));
     let mut report =
         bonsai_core::pull(&recipe, store.as_ref(), &raw, &opts, &bar).with_context(fail)?;
-    bonsai_core::image::convert_raw_to_qcow2(&raw, &args.output).with_context(fail)?;
+    bonsai_core::image::convert_raw(&raw, &args.output, format).with_context(fail)?;
     report.output = args.output.display().to_string();
     Ok(report)
 }

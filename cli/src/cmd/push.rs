@@ -8,8 +8,10 @@ use std::path::PathBuf;
 
 /// Pushes an image and returns the figures (also used by `demo`).
 pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
-    let image = bonsai_core::image::open_image(&args.image, args.format)
-        .with_context(|| format!("cannot read image {}", args.image.display()))?;
+    let image =
+        bonsai_core::image::open_image_with(&args.image, &args.image_opts.options(args.format))
+            .with_context(|| format!("cannot read image {}", args.image.display()))?;
+    let (source_format, files_read) = (image.image_format, image.files_read.clone());
     let file_name = args
         .image
         .file_name()
@@ -29,8 +31,10 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
         ..Default::default()
     };
     let bar = Bar::new(quiet || args.json, Some(image.logical_size));
-    let report = bonsai_core::push(image.reader, store.as_ref(), &recipe, &opts, &bar)
+    let mut report = bonsai_core::push(image.reader, store.as_ref(), &recipe, &opts, &bar)
         .with_context(|| format!("push of {} failed", args.image.display()))?;
+    report.source_format = source_format.name().into();
+    report.files_read = files_read.iter().map(|p| p.display().to_string()).collect();
     Ok(report)
 }
 
