@@ -83,7 +83,12 @@ pub fn open_disk(path: &Path, opts: &OpenOptions) -> Result<OpenedDisk, ImageErr
     } else if native_ok(&layers)
         && std::env::var_os("BONSAI_IMAGE_ENGINE").is_none_or(|v| v != "qemu")
     {
-        (Box::new(Qcow2Disk::open(&top.path)?), Engine::Imago)
+        let (layers, files, secret) = (layers.clone(), files.clone(), opts.secret_file.clone());
+        let fallback = Box::new(move || QemuDisk::open(&layers, &files, secret.as_deref()));
+        (
+            Box::new(Qcow2Disk::open(&top.path, fallback)?),
+            Engine::Imago,
+        )
     } else {
         let q = QemuDisk::open(&layers, &files, opts.secret_file.as_deref())?;
         (Box::new(q), Engine::Qemu)

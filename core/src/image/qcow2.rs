@@ -5,28 +5,46 @@
 //!
 //! [`super::header`] has already checked the tables lie inside the file and the chain has
 //! no loop; images using features imago lacks (zstd, extended L2, dirty bit, encryption)
-//! go to qemu's reader instead ([`super::qemu`]). Caveat: imago reads zeros for a data
+//! go to qemu's reader instead ([`super::qemu`]).
+//!
+//! Compressed clusters are read by qemu, not imago: imago's inflate (miniz with a
+//! wrapping window) turns some damaged deflate streams into wrong bytes where zlib — and
+//! so qemu — reports an error. qemu is started the first time a compressed cluster is
+//! read, so an uncompressed image never starts it. Caveat: imago reads zeros for a data
 //! cluster past the end of the file, so every data mapping is checked against the file
 //! size here.
 
 use super::disk::{Disk, DiskExtent};
+use super::qemu::QemuDisk;
 use super::ImageError;
 use imago::file::File;
 use imago::qcow2::Qcow2;
 use imago::{FormatDriverBuilder, Mapping, PermissiveImplicitOpenGate, Storage, SyncFormatAccess};
 use std::io;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// Starts qemu's reader on the same image, for compressed clusters.
+pub type Fallback = Box<dyn Fn() -> Result<QemuDisk, ImageError> + Send + Sync>;
 
 /// A qcow2 image (and its chain) opened with imago.
 pub struct Qcow2Disk {
     access: Mutex<SyncFormatAccess<File>>,
     size: u64,
+    fallback: Fallback,
+    qemu: Mutex<Option<Arc<QemuDisk>>>,
+}
+
+/// How a run of the disk is read.
+enum Source {
+    Native,
+    Zero,
+    Qemu,
 }
 
 impl Qcow2Disk {
     /// Opens `path` and the files it names (already resolved and checked by the caller).
-    pub fn open(path: &Path) -> Result<Qcow2Disk, ImageError> {
+    pub fn open(path: &Path, fallback: Fallback) -> Result<Qcow2Disk, ImageError> {
         let reader_err = |e: io::Error| ImageError::Reader {
             path: path.into(),
             message: format!("not a readable qcow2 image: {e}"),
@@ -38,7 +56,35 @@ impl Qcow2Disk {
         Ok(Qcow2Disk {
             size: access.size(),
             access: Mutex::new(access),
+            fallback,
+            qemu: Mutex::new(None),
         })
+    }
+
+    /// qemu's reader, started on first use.
+    fn qemu(&self) -> io::Result<Arc<QemuDisk>> {
+        let mut q = self
+            .qemu
+            .lock()
+            .map_err(|_| io::Error::other("qcow2 reader lock poisoned"))?;
+        if let Some(d) = q.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = Arc::new((self.fallback)()?);
+        *q = Some(d.clone());
+        Ok(d)
+    }
+
+    /// The source of the run at `pos` (at most `max` bytes) and its length.
+    fn source(&self, pos: u64, max: u64) -> io::Result<(Source, u64)> {
+        let access = self.lock()?;
+        let (mapping, len) = access.get_mapping_sync(pos, max)?;
+        let source = match mapping {
+            Mapping::Raw { .. } => Source::Native,
+            Mapping::Zero { .. } | Mapping::Eof { .. } => Source::Zero,
+            _ => Source::Qemu,
+        };
+        Ok((source, if len == 0 { max } else { len.min(max) }))
     }
 
     fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, SyncFormatAccess<File>>> {
@@ -85,6 +131,18 @@ impl Disk for Qcow2Disk {
     }
 
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
-        self.lock()?.read(buf, pos)
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = pos + done as u64;
+            let (source, len) = self.source(at, (buf.len() - done) as u64)?;
+            let part = &mut buf[done..done + len as usize];
+            match source {
+                Source::Native => self.lock()?.read(&mut *part, at)?,
+                Source::Zero => part.fill(0),
+                Source::Qemu => self.qemu()?.read_at(part, at)?,
+            }
+            done += len as usize;
+        }
+        Ok(())
     }
 }

@@ -77,6 +77,7 @@ pub struct QemuDisk {
     nbd: Mutex<NbdClient>,
     size: u64,
     files: Vec<PathBuf>,
+    log: PathBuf,
     _daemon: Daemon,
     _dir: PrivateDir,
 }
@@ -145,9 +146,27 @@ impl QemuDisk {
             size: nbd.size(),
             nbd: Mutex::new(nbd),
             files,
+            log,
             _daemon: daemon,
             _dir: dir,
         })
+    }
+
+    /// An NBD failure with what the daemon logged about it (it drops the connection after
+    /// an I/O error, so the socket alone only says "closed").
+    fn explain(&self, what: String, e: io::Error) -> io::Error {
+        let said = last_message(&self.log);
+        let kind = if said.is_empty() {
+            e.kind()
+        } else {
+            io::ErrorKind::InvalidData
+        };
+        let why = if said.is_empty() {
+            e.to_string()
+        } else {
+            format!("the reader says: {said}")
+        };
+        io::Error::new(kind, format!("{what}: {why}"))
     }
 
     /// Files the daemon opened, as it reports them (canonical paths).
@@ -201,12 +220,7 @@ fn wait_ready(daemon: &mut Daemon, qmp: &Path, log: &Path) -> Result<(), String>
     let start = Instant::now();
     loop {
         if let Ok(Some(status)) = daemon.0.try_wait() {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let line = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no message");
-            let line = line.trim_start_matches(&format!("{DAEMON}: ")).to_string();
+            let line = last_message(log);
             return Err(format!(
                 "the reader ({DAEMON}) refused the image ({status}): {line}"
             ));
@@ -222,6 +236,24 @@ fn wait_ready(daemon: &mut Daemon, qmp: &Path, log: &Path) -> Result<(), String>
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The daemon's last log line, without its program name and the option it quotes.
+fn last_message(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let line = line.trim_start_matches(&format!("{DAEMON}: "));
+    let line = match line.strip_prefix("--") {
+        Some(rest) => rest.rsplit_once("}: ").map(|(_, m)| m).unwrap_or(rest),
+        None => line,
+    };
+    let line = line.trim_start_matches("Disconnect client, due to: ");
+    let line = line.trim_start_matches("Failed to send reply: ");
+    line.to_lowercase().trim().to_string()
 }
 
 /// The files behind every `file`/`host_device` node, via QMP.
@@ -274,7 +306,9 @@ impl Disk for QemuDisk {
             .nbd
             .lock()
             .map_err(|_| io::Error::other("reader lock poisoned"))?;
-        let (len, zero) = nbd.block_status(pos, self.size - pos)?;
+        let (len, zero) = nbd
+            .block_status(pos, self.size - pos)
+            .map_err(|e| self.explain(format!("mapping guest byte {pos}"), e))?;
         Ok(DiskExtent {
             len: len.min(self.size - pos),
             zero,
@@ -289,9 +323,9 @@ impl Disk for QemuDisk {
         for (i, part) in buf.chunks_mut(MAX_READ).enumerate() {
             let at = pos + (i * MAX_READ) as u64;
             nbd.read(part, at).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("reading guest bytes {at}..{}: {e}", at + part.len() as u64),
+                self.explain(
+                    format!("reading guest bytes {at}..{}", at + part.len() as u64),
+                    e,
                 )
             })?;
         }
