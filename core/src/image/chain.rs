@@ -156,6 +156,7 @@ pub fn resolve_chain(path: &Path, opts: &OpenOptions) -> Result<Vec<Layer>, Imag
                 name: r.name.clone(),
             });
         }
+        header::check(&p, &file, len, format)?;
         if let Some(b) = header.backing() {
             if b.name.starts_with("json:") || b.name.contains("://") {
                 return Err(ImageError::Unsupported {

@@ -63,6 +63,44 @@ pub fn read(path: &Path, file: &File, len: u64, format: ImageFormat) -> Result<H
     }
 }
 
+/// Checks the tables of `file` lie where a sound image keeps them (qcow2, qed). Separate
+/// from [`read`] so that a guessed image naming a host file is refused for that first,
+/// whatever the state of its tables.
+pub fn check(path: &Path, file: &File, len: u64, format: ImageFormat) -> Result<(), ImageError> {
+    match format {
+        ImageFormat::Qcow2 => {
+            let h = bytes(path, file, len, 0, 104.min(len), "qcow2 header")?;
+            let cluster = 1u64 << be32(&h[20..]);
+            let incompat = if be32(&h[4..]) == 3 {
+                be64(&h[72..])
+            } else {
+                0
+            };
+            check_qcow2_tables(
+                path,
+                file,
+                len,
+                &h,
+                cluster,
+                incompat & QCOW2_EXTENDED_L2 != 0,
+            )
+        }
+        ImageFormat::Qed => {
+            let h = bytes(path, file, len, 0, 64, "qed header")?;
+            let (cluster, table) = (le32(&h[4..]) as u64, le32(&h[8..]) as u64);
+            let l1 = u64::from_le_bytes(h[40..48].try_into().expect("8"));
+            if l1.checked_add(cluster * table).is_none_or(|end| end > len) {
+                return Err(ImageError::damaged(
+                    path,
+                    format!("l1 table at byte {l1} lies past the end of the {len}-byte file"),
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `n` bytes at `off`, refusing ranges past the end of the file.
 fn bytes(
     path: &Path,
@@ -161,8 +199,6 @@ fn qcow2(path: &Path, file: &File, len: u64) -> Result<Header, ImageError> {
         ));
     }
     let cluster = 1u64 << cluster_bits;
-    let extended = incompat & QCOW2_EXTENDED_L2 != 0;
-    check_qcow2_tables(path, file, len, &h, cluster, extended)?;
     let mut header = Header {
         encryption: match crypt {
             0 => None,
@@ -307,7 +343,6 @@ fn qed(path: &Path, file: &File, len: u64) -> Result<Header, ImageError> {
     let cluster = le32(&h[4..]) as u64;
     let table = le32(&h[8..]) as u64;
     let features = u64::from_le_bytes(h[16..24].try_into().expect("8"));
-    let l1 = u64::from_le_bytes(h[40..48].try_into().expect("8"));
     if !cluster.is_power_of_two()
         || !(4096..=(64 << 20)).contains(&cluster)
         || !(1..=16).contains(&table)
@@ -317,7 +352,6 @@ fn qed(path: &Path, file: &File, len: u64) -> Result<Header, ImageError> {
             format!("cluster size {cluster} or table size {table} out of range"),
         ));
     }
-    bytes(path, file, len, l1, cluster * table, "l1 table")?;
     let mut header = Header::default();
     if features & 1 != 0 {
         let (off, n) = (le32(&h[56..]) as u64, le32(&h[60..]) as u64);
@@ -477,7 +511,9 @@ mod tests {
         h[40..48].copy_from_slice(&(1u64 << 20).to_be_bytes());
         std::fs::write(&p, &h).unwrap();
         let f = File::open(&p).unwrap();
-        let err = read(&p, &f, 512, ImageFormat::Qcow2).unwrap_err();
+        let err = read(&p, &f, 512, ImageFormat::Qcow2)
+            .and_then(|_| check(&p, &f, 512, ImageFormat::Qcow2))
+            .unwrap_err();
         assert!(matches!(err, ImageError::Damaged { .. }), "{err}");
         assert!(
             err.to_string().contains("l1 table at byte 1048576"),
