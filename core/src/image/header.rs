@@ -274,7 +274,7 @@ fn check_qcow2_tables(
             format!("l1 table has {l1_size} entries, a {size}-byte disk needs {needed}"),
         ));
     }
-    if l1_off % cluster != 0 || rt_off % cluster != 0 {
+    if !l1_off.is_multiple_of(cluster) || !rt_off.is_multiple_of(cluster) {
         return Err(ImageError::damaged(path, format!("l1 table at byte {l1_off} or refcount table at byte {rt_off} is not cluster-aligned")));
     }
     bytes(path, file, len, rt_off, 0, "refcount table")?;

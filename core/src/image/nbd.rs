@@ -228,7 +228,7 @@ impl NbdClient {
         let mut payload = vec![0u8; len as usize];
         self.sock.read_exact(&mut payload)?;
         if kind & 0x8000 != 0 {
-            let err = payload.get(..4).map(|b| be32(b)).unwrap_or(5);
+            let err = payload.get(..4).map(be32).unwrap_or(5);
             let msg_len = payload.get(4..6).map(be16).unwrap_or(0) as usize;
             let msg = payload.get(6..6 + msg_len).unwrap_or_default();
             return Err(server_error(err, &String::from_utf8_lossy(msg)));

@@ -150,3 +150,34 @@ impl Read for DiskStream {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exabyte_thin_qcow2_maps_in_a_bounded_number_of_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("eib.qcow2");
+        let out = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-o", "cluster_size=2M"])
+            .arg(&p)
+            .arg("1E")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let opened = open_disk(&p, &OpenOptions::default()).unwrap();
+        assert_eq!(opened.engine, Engine::Imago);
+        let disk = opened.disk;
+        let (mut pos, mut runs) = (0u64, 0u64);
+        while pos < disk.size() {
+            let e = disk.extent_at(pos).unwrap();
+            assert!(e.zero);
+            pos += e.len;
+            runs += 1;
+        }
+        // one run per L1 entry at most (2^21 for 1 EiB in 2 MiB clusters): the map costs
+        // the metadata, never the 2^60 bytes
+        assert!(runs <= 1 << 21, "{runs} runs");
+    }
+}

@@ -169,6 +169,11 @@ impl QemuDisk {
         io::Error::new(kind, format!("{what}: {why}"))
     }
 
+    /// The daemon's process id and private directory (for diagnostics and tests).
+    pub fn helper(&self) -> (u32, &Path) {
+        (self._daemon.0.id(), &self._dir.0)
+    }
+
     /// Files the daemon opened, as it reports them (canonical paths).
     pub fn files(&self) -> &[PathBuf] {
         &self.files
@@ -330,5 +335,114 @@ impl Disk for QemuDisk {
             })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{open_disk, OpenOptions};
+    use std::io::Read;
+
+    /// The tests here count this process's daemon directories: one at a time.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn helper_dirs() -> usize {
+        let prefix = format!("bonsai-qsd-{}-", std::process::id());
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count()
+    }
+
+    fn qemu_img(args: &[&str]) {
+        let out = Command::new("qemu-img").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn the_daemon_serves_the_disk_and_is_gone_after_drop_or_failure() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("d.raw");
+        let mut data = vec![0u8; 8 << 20];
+        data[3 << 20..(3 << 20) + 5].copy_from_slice(b"hello");
+        data[(8 << 20) - 3..].copy_from_slice(b"end");
+        std::fs::write(&raw, &data).unwrap();
+        let vmdk = dir.path().join("d.vmdk");
+        qemu_img(&[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            raw.to_str().unwrap(),
+            vmdk.to_str().unwrap(),
+        ]);
+        let before = helper_dirs();
+        let opened = open_disk(&vmdk, &OpenOptions::default()).unwrap();
+        let disk = opened.disk;
+        assert_eq!(disk.size(), 8 << 20);
+        assert_eq!(helper_dirs(), before + 1);
+        // the map: a hole first, never read
+        let first = disk.extent_at(0).unwrap();
+        assert!(first.zero && first.len >= 1 << 20, "{first:?}");
+        let mut all = Vec::new();
+        crate::image::DiskStream::new(disk)
+            .read_to_end(&mut all)
+            .unwrap();
+        assert!(all == data, "vmdk read differs from its raw disk");
+        assert_eq!(helper_dirs(), before, "private directory left behind");
+
+        // a failed start (wrong passphrase) leaves nothing either
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "right").unwrap();
+        let luks = dir.path().join("d.luks");
+        let secret = format!("secret,id=s0,file={}", pass.display());
+        qemu_img(&[
+            "convert",
+            "--object",
+            &secret,
+            "-f",
+            "raw",
+            "-O",
+            "luks",
+            "-o",
+            "key-secret=s0,iter-time=10",
+            raw.to_str().unwrap(),
+            luks.to_str().unwrap(),
+        ]);
+        std::fs::write(&pass, "wrong").unwrap();
+        let opts = OpenOptions {
+            secret_file: Some(pass.clone()),
+            ..OpenOptions::default()
+        };
+        let err = open_disk(&luks, &opts).err().unwrap();
+        assert!(err.to_string().contains("invalid password"), "{err}");
+        assert_eq!(helper_dirs(), before);
+    }
+
+    #[test]
+    fn the_process_is_reaped_on_drop() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let qed = dir.path().join("d.qed");
+        qemu_img(&["create", "-q", "-f", "qed", qed.to_str().unwrap(), "4M"]);
+        let layers = crate::image::chain::resolve_chain(&qed, &OpenOptions::default()).unwrap();
+        let disk = QemuDisk::open(&layers, std::slice::from_ref(&qed), None).unwrap();
+        let (pid, socket_dir) = (disk.helper().0, disk.helper().1.to_path_buf());
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        assert_eq!(disk.files(), [std::fs::canonicalize(&qed).unwrap()]);
+        drop(disk);
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "daemon still running"
+        );
+        assert!(!socket_dir.exists(), "socket directory left behind");
     }
 }
