@@ -13,8 +13,9 @@ for fmt in vmdk vhdx; do
   qemu-img convert -f raw -O $fmt "$corpus/$img.raw" "$corpus/$img.$fmt.tmp"
   mv "$corpus/$img.$fmt.tmp" "$corpus/$img.$fmt"
 done
-cargo build -q --release -p bonsai-cli
-bonsai=$PWD/target/release/bonsai
+# BONSAI_BIN=path uses an already built binary
+if [ -z "${BONSAI_BIN:-}" ]; then cargo build -q --release -p bonsai-cli; fi
+bonsai=${BONSAI_BIN:-$PWD/target/release/bonsai}
 export BONSAI_CACHE_DIR=$work/cache
 rm -rf "$work"; mkdir -p "$work"/store-{raw,qcow2,vmdk,vhdx}
 report() { python3 -c '

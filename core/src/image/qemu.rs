@@ -116,7 +116,10 @@ impl QemuDisk {
             .arg("--export")
             .arg(json!({"type": "nbd", "id": "exp", "node-name": "disk", "name": "disk", "writable": false}).to_string())
             .arg("--chardev")
-            .arg(format!("socket,id=qmp,path={},server=on,wait=off", qmp_sock.display()))
+            .arg(format!(
+                "socket,id=qmp,path={},server=on,wait=off",
+                qmp_sock.display().to_string().replace(',', ",,") // keyval escaping
+            ))
             .arg("--monitor")
             .arg("chardev=qmp");
         let log_file = std::fs::File::create(&log).map_err(|e| ImageError::io(&log, e))?;
