@@ -568,6 +568,21 @@ fn every_format_and_variant_reads_as_its_guest_disk() {
         pull_equals(&d, name, &reference);
         std::fs::remove_file(reference).unwrap();
     }
+    // written after the snapshot: the active layer, not the snapshot, is the disk
+    let out = Command::new("qemu-io")
+        .args(["-c", "write -P 0x55 1M 256k", &d.s("snap.qcow2")])
+        .output()
+        .expect("qemu-io (qemu-utils) is installed");
+    assert!(out.status.success());
+    let r = push(&d, "snap.qcow2", &[]);
+    assert!(r["new_chunks"].as_u64().unwrap() > 0);
+    let reference = qemu_raw(&d, "snap.qcow2", &["-f", "qcow2"]);
+    assert!(
+        std::fs::read(&reference).unwrap()[1 << 20..(1 << 20) + 256 * 1024]
+            .iter()
+            .all(|b| *b == 0x55)
+    );
+    pull_equals(&d, "snap.qcow2", &reference);
 }
 
 #[test]
