@@ -1,7 +1,7 @@
 //! The command line (clap derive). Flags become core options before anything runs.
 
 use crate::store::{Access, StoreSpec};
-use bonsai_core::recipe::SourceFormat;
+use bonsai_core::image::ImageFormat;
 use bonsai_core::{ChunkerParams, Convergence};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -128,14 +128,41 @@ pub struct InspectArgs {
     pub image: PathBuf,
     /// Image format (detected from the content if not given).
     #[arg(long, value_parser = parse_format)]
-    pub format: Option<SourceFormat>,
+    pub format: Option<ImageFormat>,
+    #[command(flatten)]
+    pub image_opts: ImageArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-fn parse_format(s: &str) -> Result<SourceFormat, String> {
+fn parse_format(s: &str) -> Result<ImageFormat, String> {
     bonsai_core::image::parse_format(s)
+}
+
+/// How an image is opened (push, inspect).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ImageArgs {
+    /// Open the files the image names (backing file, external data file, vmdk extents)
+    /// even though its format was detected from content; naming the format with
+    /// --format does the same.
+    #[arg(long)]
+    pub follow_references: bool,
+    /// File holding the passphrase of an encrypted image (LUKS, encrypted qcow2): its
+    /// exact bytes, as qemu-img --object secret,file= reads them.
+    #[arg(long, value_name = "FILE")]
+    pub image_secret_file: Option<PathBuf>,
+}
+
+impl ImageArgs {
+    /// The core's options for opening an image of `format`.
+    pub fn options(&self, format: Option<ImageFormat>) -> bonsai_core::image::OpenOptions {
+        bonsai_core::image::OpenOptions {
+            format,
+            follow_references: self.follow_references,
+            secret_file: self.image_secret_file.clone(),
+        }
+    }
 }
 
 /// Formats `pull` can write.
@@ -143,8 +170,27 @@ fn parse_format(s: &str) -> Result<SourceFormat, String> {
 pub enum OutputFormat {
     /// Raw disk image, sparse (holes are not written).
     Raw,
-    /// qcow2 (the verified raw image converted with `qemu-img convert`).
+    /// qcow2 (the verified raw image converted with `qemu-img convert`, then compared).
     Qcow2,
+    /// vmdk (monolithicSparse), converted likewise.
+    Vmdk,
+    /// vhdx (dynamic), converted likewise.
+    Vhdx,
+    /// vhd (dynamic, exact size), converted likewise.
+    Vpc,
+}
+
+impl From<OutputFormat> for bonsai_core::image::OutputFormat {
+    fn from(f: OutputFormat) -> Self {
+        use bonsai_core::image::OutputFormat as O;
+        match f {
+            OutputFormat::Raw => O::Raw,
+            OutputFormat::Qcow2 => O::Qcow2,
+            OutputFormat::Vmdk => O::Vmdk,
+            OutputFormat::Vhdx => O::Vhdx,
+            OutputFormat::Vpc => O::Vpc,
+        }
+    }
 }
 
 /// `bonsai recipe ...`
@@ -282,11 +328,13 @@ fn private_files(db: &std::path::Path) {
 /// `bonsai push`
 #[derive(Args, Debug)]
 pub struct PushArgs {
-    /// Disk image (raw, sparse raw, qcow2) or block device.
+    /// Disk image (raw, qcow2, vmdk, vhdx, vhd, vdi, qed, parallels, luks) or block device.
     pub image: PathBuf,
     /// Image format (detected from the content if not given).
     #[arg(long, value_parser = parse_format)]
-    pub format: Option<SourceFormat>,
+    pub format: Option<ImageFormat>,
+    #[command(flatten)]
+    pub image_opts: ImageArgs,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Where to write the recipe [default: ./IMAGE-NAME.recipe].
@@ -324,9 +372,9 @@ pub struct PullArgs {
     /// Replace an existing file at OUT (once the new image is verified).
     #[arg(long)]
     pub force: bool,
-    /// Format to write.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Raw)]
-    pub output_format: OutputFormat,
+    /// Format to write [default: from OUT's extension (.qcow2, .vmdk, .vhdx, .vhd), else raw].
+    #[arg(long, value_enum)]
+    pub output_format: Option<OutputFormat>,
     /// Do not record the pulled blocks in the local key → id cache.
     #[arg(long)]
     pub no_cache: bool,

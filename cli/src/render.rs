@@ -66,6 +66,12 @@ pub fn push(out: &mut dyn Write, r: &PushReport, store: &str) -> io::Result<()> 
     )?;
     writeln!(
         out,
+        "  read      {} from {}",
+        r.source_format,
+        r.files_read.join(", ")
+    )?;
+    writeln!(
+        out,
         "  chunks    {} ({} distinct, {} of them already in the store)",
         r.chunks, r.unique_chunks, r.known_chunks
     )?;

@@ -41,6 +41,13 @@ pub struct PushReport {
     pub name: String,
     /// Distinct chunks whose id came from the local key cache (not encoded).
     pub cache_hits: u64,
+    /// Container format the image was read as (`raw`, `qcow2`, `vmdk`, ...).
+    #[serde(default)]
+    pub source_format: String,
+    /// Every file read to produce the disk: the image, its data files and extents, then
+    /// its backing chain, nearest first.
+    #[serde(default)]
+    pub files_read: Vec<String>,
 }
 
 /// What `bonsai pull --json` prints.

@@ -181,19 +181,28 @@ fn qcow2_with_a_backing_file_reads_through() {
         .arg(d.path("top.qcow2"))
         .output();
     let changed = matches!(out, Ok(ref o) if o.status.success());
-    let info = bonsai_json(&["inspect", &d.s("top.qcow2"), "--json"]);
+    // guessed: the backing file is named, not opened
+    let out = bonsai(&["push", &d.s("top.qcow2"), "--store", &d.store("store")]);
+    fails_with(&out, "--format qcow2 or --follow-references");
+    let info = bonsai_json(&["inspect", &d.s("top.qcow2"), "--format", "qcow2", "--json"]);
     assert_eq!(info["backing_chain"][0], d.s("base.qcow2"));
     assert_eq!(info["virtual_size"], 24 * MIB as u64);
     let store = d.store("store");
-    bonsai_json(&[
+    let r = bonsai_json(&[
         "push",
         &d.s("top.qcow2"),
+        "--format",
+        "qcow2",
         "--store",
         &store,
         "-o",
         &d.s("top.recipe"),
         "--json",
     ]);
+    assert_eq!(
+        r["files_read"],
+        serde_json::json!([d.s("top.qcow2"), d.s("base.qcow2")])
+    );
     bonsai_json(&[
         "pull",
         &d.s("top.recipe"),
@@ -213,6 +222,7 @@ fn qcow2_with_a_backing_file_reads_through() {
     let out = bonsai(&[
         "push",
         &d.s("top.qcow2"),
+        "--follow-references",
         "--store",
         &store,
         "-o",
@@ -399,5 +409,576 @@ fn in_place_pull_over_an_older_copy_and_onto_a_block_device() {
     assert!(
         same_file(&new, &d.path("old.raw")),
         "device content differs"
+    );
+}
+
+// ---- every hypervisor's format (issue 10) -------------------------------------------
+
+/// One small real disk: an ext4 file system holding a few MiB of real files (documents
+/// from /usr/share), made with mkfs.ext4 -d.
+fn ext4_disk(d: &Dir) -> std::path::PathBuf {
+    let src = d.path("files");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut total = 0u64;
+    let mut stack = vec![std::path::PathBuf::from("/usr/share/doc")];
+    'walk: while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.is_file() && total < 5 * MIB as u64 {
+                total += meta.len();
+                let name = format!("{total}-{}", p.file_name().unwrap().to_string_lossy());
+                std::fs::copy(&p, src.join(name)).unwrap();
+            } else if total >= 5 * MIB as u64 {
+                break 'walk;
+            }
+        }
+    }
+    let raw = d.path("disk.raw");
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-E", "root_owner=0:0", "-d"])
+        .arg(&src)
+        .arg(&raw)
+        .arg("16M")
+        .output()
+        .expect("mkfs.ext4 (e2fsprogs) is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    raw
+}
+
+/// `qemu-img convert -O raw` of `image` (qemu's own view of the guest disk).
+fn qemu_raw(d: &Dir, image: &str, extra: &[&str]) -> std::path::PathBuf {
+    let out = d.path(&format!("{image}.ref"));
+    let (src, dst) = (d.s(image), out.display().to_string());
+    let mut args = vec!["convert"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-O", "raw", &src, &dst]);
+    qemu_img(&args);
+    out
+}
+
+/// Pushes `image` (with `extra` options) into `store`; returns the --json figures.
+fn push(d: &Dir, image: &str, extra: &[&str]) -> serde_json::Value {
+    let (path, recipe, store) = (d.s(image), d.s(&format!("{image}.recipe")), d.store("store"));
+    let _ = std::fs::remove_file(&recipe);
+    let mut args = vec!["push", &path, "--store", &store, "-o", &recipe, "--json"];
+    args.extend_from_slice(extra);
+    bonsai_json(&args)
+}
+
+/// Pulls the recipe of `image` to raw and checks it equals `reference` byte for byte.
+fn pull_equals(d: &Dir, image: &str, reference: &Path) {
+    let out = d.path(&format!("{image}.pulled"));
+    let _ = std::fs::remove_file(&out);
+    let p = bonsai_json(&[
+        "pull",
+        &d.s(&format!("{image}.recipe")),
+        "--store",
+        &d.store("store"),
+        "-o",
+        &out.display().to_string(),
+        "--output-format",
+        "raw",
+        "--json",
+    ]);
+    assert_eq!(p["verified"], true, "{image}");
+    assert!(
+        same_file(&out, reference),
+        "{image}: pulled disk differs from qemu's"
+    );
+    std::fs::remove_file(&out).unwrap();
+}
+
+#[test]
+fn every_format_and_variant_reads_as_its_guest_disk() {
+    let d = Dir::new();
+    ext4_disk(&d);
+    let first = push(&d, "disk.raw", &[]);
+    assert!(first["new_chunks"].as_u64().unwrap() > 0);
+    assert_eq!(first["source_format"], "raw");
+    let variants: &[(&str, &str, &[&str])] = &[
+        ("plain.qcow2", "qcow2", &[]),
+        ("zlib.qcow2", "qcow2", &["-c"]),
+        (
+            "zstd.qcow2",
+            "qcow2",
+            &["-c", "-o", "compression_type=zstd"],
+        ),
+        ("l2.qcow2", "qcow2", &["-o", "extended_l2=on"]),
+        ("v2.qcow2", "qcow2", &["-o", "compat=0.10"]),
+        ("sparse.vmdk", "vmdk", &[]),
+        ("stream.vmdk", "vmdk", &["-o", "subformat=streamOptimized"]),
+        ("disk.vhdx", "vhdx", &[]),
+        ("dynamic.vhd", "vpc", &[]),
+        ("fixed.vhd", "vpc", &["-o", "subformat=fixed"]),
+        ("disk.vdi", "vdi", &[]),
+        ("disk.qed", "qed", &[]),
+        ("disk.parallels", "parallels", &[]),
+    ];
+    for (name, format, opts) in variants {
+        let mut args = vec!["convert", "-f", "raw", "-O", format];
+        args.extend_from_slice(opts);
+        let (src, dst) = (d.s("disk.raw"), d.s(name));
+        args.extend_from_slice(&[&src, &dst]);
+        qemu_img(&args);
+    }
+    // the dirty bit (set by a crash with lazy refcounts) and an internal snapshot: qemu
+    // reads both; the active layer is the disk
+    qemu_img(&[
+        "convert",
+        "-O",
+        "qcow2",
+        &d.s("disk.raw"),
+        &d.s("dirty.qcow2"),
+    ]);
+    let mut dirty = std::fs::read(d.path("dirty.qcow2")).unwrap();
+    dirty[79] |= 1;
+    std::fs::write(d.path("dirty.qcow2"), &dirty).unwrap();
+    qemu_img(&[
+        "convert",
+        "-O",
+        "qcow2",
+        &d.s("disk.raw"),
+        &d.s("snap.qcow2"),
+    ]);
+    qemu_img(&["snapshot", "-c", "before", &d.s("snap.qcow2")]);
+    let mut all: Vec<(&str, &str)> = variants.iter().map(|(n, f, _)| (*n, *f)).collect();
+    all.extend([("dirty.qcow2", "qcow2"), ("snap.qcow2", "qcow2")]);
+    for (name, format) in all {
+        let r = push(&d, name, &[]);
+        assert_eq!(r["source_format"], format, "{name}");
+        assert_eq!(r["files_read"], serde_json::json!([d.s(name)]), "{name}");
+        assert_eq!(
+            r["new_chunks"], 0,
+            "{name} sent blocks the raw disk already stored"
+        );
+        let reference = qemu_raw(&d, name, &["-f", format]);
+        pull_equals(&d, name, &reference);
+        std::fs::remove_file(reference).unwrap();
+    }
+    // written after the snapshot: the active layer, not the snapshot, is the disk
+    let out = Command::new("qemu-io")
+        .args(["-c", "write -P 0x55 1M 256k", &d.s("snap.qcow2")])
+        .output()
+        .expect("qemu-io (qemu-utils) is installed");
+    assert!(out.status.success());
+    let r = push(&d, "snap.qcow2", &[]);
+    assert!(r["new_chunks"].as_u64().unwrap() > 0);
+    let reference = qemu_raw(&d, "snap.qcow2", &["-f", "qcow2"]);
+    assert!(
+        std::fs::read(&reference).unwrap()[1 << 20..(1 << 20) + 256 * 1024]
+            .iter()
+            .all(|b| *b == 0x55)
+    );
+    pull_equals(&d, "snap.qcow2", &reference);
+}
+
+#[test]
+fn split_and_flat_vmdk_open_their_extents_only_when_told() {
+    let d = Dir::new();
+    ext4_disk(&d);
+    push(&d, "disk.raw", &[]);
+    for (name, sub, extent) in [
+        ("split.vmdk", "twoGbMaxExtentSparse", "split-s001.vmdk"),
+        ("flat.vmdk", "monolithicFlat", "flat-flat.vmdk"),
+    ] {
+        let sub = format!("subformat={sub}");
+        qemu_img(&[
+            "convert",
+            "-O",
+            "vmdk",
+            "-o",
+            &sub,
+            &d.s("disk.raw"),
+            &d.s(name),
+        ]);
+        assert!(d.path(extent).exists());
+        let out = bonsai(&[
+            "push",
+            &d.s(name),
+            "--store",
+            &d.store("store"),
+            "-o",
+            &d.s("x.recipe"),
+        ]);
+        let err = fails_with(&out, "--format vmdk");
+        assert!(err.contains(extent), "{err}");
+        assert!(!d.path("x.recipe").exists());
+        for how in [&["--format", "vmdk"][..], &["--follow-references"][..]] {
+            let r = push(&d, name, how);
+            assert_eq!(r["new_chunks"], 0, "{name}");
+            assert_eq!(r["files_read"], serde_json::json!([d.s(name), d.s(extent)]));
+            pull_equals(&d, name, &d.path("disk.raw"));
+        }
+    }
+}
+
+/// A raw disk whose guest wrote a qcow2 header naming a host file as its backing file.
+fn guest_written_header(disk: &[u8], backing: &str) -> Vec<u8> {
+    let mut h = vec![0u8; 512];
+    h[..4].copy_from_slice(b"QFI\xfb");
+    h[4..8].copy_from_slice(&3u32.to_be_bytes());
+    h[8..16].copy_from_slice(&400u64.to_be_bytes());
+    h[16..20].copy_from_slice(&(backing.len() as u32).to_be_bytes());
+    h[20..24].copy_from_slice(&16u32.to_be_bytes());
+    h[24..32].copy_from_slice(&(1u64 << 20).to_be_bytes());
+    h[36..40].copy_from_slice(&1u32.to_be_bytes());
+    h[40..48].copy_from_slice(&65536u64.to_be_bytes());
+    h[48..56].copy_from_slice(&131072u64.to_be_bytes());
+    h[56..60].copy_from_slice(&1u32.to_be_bytes());
+    h[96..100].copy_from_slice(&4u32.to_be_bytes());
+    h[100..104].copy_from_slice(&104u32.to_be_bytes());
+    h[400..400 + backing.len()].copy_from_slice(backing.as_bytes());
+    let mut out = disk.to_vec();
+    out[..512].copy_from_slice(&h);
+    out
+}
+
+#[test]
+fn a_guest_written_header_never_opens_a_host_file() {
+    let d = Dir::new();
+    let raw = ext4_disk(&d);
+    // The named host file is a FIFO: opening it for reading blocks until a writer comes,
+    // so a bonsai that opened it would hang, and the deadline below would fail the test.
+    let fifo = d.path("host-secret");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let guest = guest_written_header(&std::fs::read(&raw).unwrap(), &fifo.display().to_string());
+    std::fs::write(d.path("guest.raw"), &guest).unwrap();
+    let mut child = Command::new(bin())
+        .args([
+            "push",
+            &d.s("guest.raw"),
+            "--store",
+            &d.store("store"),
+            "-o",
+            &d.s("g.recipe"),
+        ])
+        .env("BONSAI_LOG", "error")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("push hung: it opened the host file the guest named");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = fails_with(&out, "--format qcow2 or --follow-references");
+    assert!(
+        err.contains("host-secret") && err.contains("guessed"),
+        "{err}"
+    );
+    assert!(!d.path("g.recipe").exists());
+    // inspect names the reference without opening it
+    let info = bonsai_json(&["inspect", &d.s("guest.raw"), "--json"]);
+    assert_eq!(info["files"], serde_json::json!([d.s("guest.raw")]));
+    assert!(info["unfollowed_references"][0]
+        .as_str()
+        .unwrap()
+        .contains("host-secret"));
+    // the user says what it is: a raw disk, pushed and pulled as such
+    let r = push(&d, "guest.raw", &["--format", "raw"]);
+    assert_eq!(r["source_format"], "raw");
+    pull_equals(&d, "guest.raw", &d.path("guest.raw"));
+}
+
+#[test]
+fn damaged_images_fail_loudly() {
+    let d = Dir::new();
+    ext4_disk(&d);
+    qemu_img(&[
+        "convert",
+        "-O",
+        "qcow2",
+        &d.s("disk.raw"),
+        &d.s("disk.qcow2"),
+    ]);
+    qemu_img(&[
+        "convert",
+        "-c",
+        "-O",
+        "qcow2",
+        &d.s("disk.raw"),
+        &d.s("comp.qcow2"),
+    ]);
+    let good = std::fs::read(d.path("disk.qcow2")).unwrap();
+    let be64 = |b: &[u8], at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap());
+    let l1 = be64(&good, 40) as usize;
+    // the L1 table past the end of the file (what a truncated download looks like)
+    let mut b = good.clone();
+    b[40..48].copy_from_slice(&(1u64 << 40).to_be_bytes());
+    std::fs::write(d.path("l1-past-eof.qcow2"), &b).unwrap();
+    // an L1 entry pointing outside the file
+    let mut b = good.clone();
+    b[l1..l1 + 8].copy_from_slice(&((1u64 << 63) | (1 << 36)).to_be_bytes());
+    std::fs::write(d.path("bad-l1-entry.qcow2"), &b).unwrap();
+    // an absurd virtual size
+    let mut b = good.clone();
+    b[24..32].copy_from_slice(&(1u64 << 62).to_be_bytes());
+    std::fs::write(d.path("absurd-size.qcow2"), &b).unwrap();
+    // compressed clusters with damaged deflate streams (qemu-img reports EIO)
+    let mut b = std::fs::read(d.path("comp.qcow2")).unwrap();
+    let (cl1, bits) = (
+        be64(&b, 40) as usize,
+        u32::from_be_bytes(b[20..24].try_into().unwrap()),
+    );
+    let l2 = (be64(&b, cl1) & 0x00ff_ffff_ffff_fe00) as usize;
+    let offset_bits = 62 - (bits - 8);
+    let mut damaged = 0;
+    for i in 0..(1usize << (bits - 3)) {
+        let e = be64(&b, l2 + 8 * i);
+        if e & (1 << 62) != 0 && damaged < 8 {
+            let off = (e & ((1u64 << offset_bits) - 1)) as usize + 64;
+            for x in &mut b[off..off + 64] {
+                *x = !*x;
+            }
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0, "no compressed cluster found");
+    std::fs::write(d.path("bad-deflate.qcow2"), &b).unwrap();
+    let qemu = Command::new("qemu-img")
+        .args([
+            "convert",
+            "-O",
+            "raw",
+            &d.s("bad-deflate.qcow2"),
+            &d.s("scratch.raw"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !qemu.status.success(),
+        "the damage is not one qemu-img reports"
+    );
+    // a truncated vhdx
+    qemu_img(&["convert", "-O", "vhdx", &d.s("disk.raw"), &d.s("disk.vhdx")]);
+    let v = std::fs::read(d.path("disk.vhdx")).unwrap();
+    std::fs::write(d.path("short.vhdx"), &v[..300 * 1024]).unwrap();
+    for (name, problem) in [
+        ("l1-past-eof.qcow2", "past the end"),
+        ("bad-l1-entry.qcow2", "l1 entry 0"),
+        ("absurd-size.qcow2", "needs"),
+        ("bad-deflate.qcow2", "input/output error"),
+        ("short.vhdx", "short.vhdx"),
+    ] {
+        let out = bonsai(&[
+            "push",
+            &d.s(name),
+            "--store",
+            &d.store("store"),
+            "-o",
+            &d.s("x.recipe"),
+        ]);
+        let err = fails_with(&out, problem);
+        assert!(
+            err.contains(name),
+            "{name}: the error does not name the file: {err}"
+        );
+        assert!(!d.path("x.recipe").exists(), "{name}: a recipe was written");
+    }
+}
+
+#[test]
+fn a_backing_chain_that_loops_is_refused() {
+    let d = Dir::new();
+    qemu_img(&["create", "-q", "-f", "qcow2", &d.s("a.qcow2"), "16M"]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        "a.qcow2",
+        "-F",
+        "qcow2",
+        &d.s("b.qcow2"),
+    ]);
+    qemu_img(&[
+        "rebase",
+        "-u",
+        "-b",
+        "b.qcow2",
+        "-F",
+        "qcow2",
+        &d.s("a.qcow2"),
+    ]);
+    let out = bonsai(&[
+        "push",
+        &d.s("b.qcow2"),
+        "--format",
+        "qcow2",
+        "--store",
+        &d.store("store"),
+    ]);
+    let err = fails_with(&out, "loops");
+    assert!(
+        err.contains("b.qcow2 -> ") && err.contains("a.qcow2"),
+        "{err}"
+    );
+    let out = bonsai(&["inspect", &d.s("b.qcow2"), "--follow-references"]);
+    fails_with(&out, "loops");
+}
+
+#[test]
+fn encrypted_images_need_their_secret() {
+    let d = Dir::new();
+    let raw = ext4_disk(&d);
+    std::fs::write(d.path("pass"), "correct horse").unwrap();
+    std::fs::write(d.path("wrong"), "battery staple").unwrap();
+    let secret = format!("secret,id=s0,file={}", d.s("pass"));
+    qemu_img(&[
+        "convert",
+        "--object",
+        &secret,
+        "-O",
+        "qcow2",
+        "-o",
+        "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10",
+        &d.s("disk.raw"),
+        &d.s("enc.qcow2"),
+    ]);
+    qemu_img(&[
+        "convert",
+        "--object",
+        &secret,
+        "-O",
+        "luks",
+        "-o",
+        "key-secret=s0,iter-time=10",
+        &d.s("disk.raw"),
+        &d.s("enc.luks"),
+    ]);
+    push(&d, "disk.raw", &[]);
+    for name in ["enc.qcow2", "enc.luks"] {
+        let out = bonsai(&[
+            "push",
+            &d.s(name),
+            "--store",
+            &d.store("store"),
+            "-o",
+            &d.s("x.recipe"),
+        ]);
+        fails_with(&out, "--image-secret-file");
+        let info = bonsai_json(&["inspect", &d.s(name), "--json"]);
+        assert!(
+            info["encryption"].as_str().unwrap().contains("luks"),
+            "{info}"
+        );
+        let out = bonsai(&[
+            "push",
+            &d.s(name),
+            "--image-secret-file",
+            &d.s("wrong"),
+            "--store",
+            &d.store("store"),
+            "-o",
+            &d.s("x.recipe"),
+        ]);
+        fails_with(&out, "password");
+        assert!(!d.path("x.recipe").exists());
+        let r = push(&d, name, &["--image-secret-file", &d.s("pass")]);
+        assert_eq!(
+            r["new_chunks"], 0,
+            "{name}: the plaintext disk dedups against the raw one"
+        );
+        pull_equals(&d, name, &raw);
+    }
+}
+
+#[test]
+fn an_exabyte_thin_qcow2_maps_in_the_time_of_its_data() {
+    let d = Dir::new();
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "cluster_size=2M",
+        &d.s("eib.qcow2"),
+        "1E",
+    ]);
+    let out = Command::new("qemu-io")
+        .args([
+            "-c",
+            "write -P 0x61 1M 1M",
+            "-c",
+            "write -P 0x62 512P 3M",
+            &d.s("eib.qcow2"),
+        ])
+        .output()
+        .expect("qemu-io (qemu-utils) is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // inspect walks the whole map: a reader that visited the holes would never finish
+    let info = bonsai_json(&["inspect", &d.s("eib.qcow2"), "--json"]);
+    assert_eq!(info["virtual_size"], 1u64 << 60);
+    // two writes, in three 2 MiB clusters
+    assert_eq!(info["allocated_bytes"], 6u64 << 20);
+}
+
+#[test]
+fn pulls_write_every_output_format() {
+    let d = Dir::new();
+    let raw = ext4_disk(&d);
+    push(&d, "disk.raw", &[]);
+    for (flag, out, detected) in [
+        (Some("vmdk"), "out-flag.img", "vmdk"),
+        (Some("vhdx"), "out.vhdx", "vhdx"),
+        (Some("vpc"), "out-flag.vhd", "vpc"),
+        (None, "out.vmdk", "vmdk"),
+        (None, "out.vhd", "vpc"),
+        (None, "out.qcow2", "qcow2"),
+        (None, "out.img", "raw"),
+    ] {
+        let mut args = vec![
+            "pull".to_string(),
+            d.s("disk.raw.recipe"),
+            "--store".into(),
+            d.store("store"),
+            "-o".into(),
+            d.s(out),
+            "--json".into(),
+        ];
+        if let Some(f) = flag {
+            args.extend(["--output-format".into(), f.into()]);
+        }
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let p = bonsai_json(&args);
+        assert_eq!(p["verified"], true);
+        let info = bonsai_json(&["inspect", &d.s(out), "--json"]);
+        assert_eq!(info["format"], detected, "{out}");
+        assert_eq!(
+            info["virtual_size"],
+            std::fs::metadata(&raw).unwrap().len(),
+            "{out}"
+        );
+        let reference = qemu_raw(&d, out, &[]);
+        assert!(same_file(&reference, &raw), "{out} holds another disk");
+        std::fs::remove_file(reference).unwrap();
+    }
+    assert!(
+        listing(d.0.path()).iter().all(|n| !n.starts_with('.')),
+        "temporaries left behind"
     );
 }

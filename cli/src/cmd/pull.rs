@@ -1,6 +1,6 @@
 //! `bonsai pull`
 
-use crate::args::{OutputFormat, PullArgs};
+use crate::args::PullArgs;
 use crate::store::Access;
 use crate::{preflight, progress::Bar, render};
 use anyhow::Context;
@@ -12,36 +12,35 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     let store = args.store.open(Access::Existing)?;
     let recipe = Recipe::open(&args.recipe)
         .with_context(|| format!("cannot use recipe {}", args.recipe.display()))?;
-    let opts = PullOptions {
+    let mut opts = PullOptions {
         convergence: args.secret.convergence()?,
         seeds: args.seed.clone(),
         cache: crate::args::key_cache(args.no_cache),
         in_place: args.in_place,
         discard_holes: args.discard_holes,
+        force: args.force,
+        recipe_path: args.recipe.clone(),
         ..Default::default()
     };
-    let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));
-    let fail = || format!("pull to {} failed", args.output.display());
-    if args.output_format == OutputFormat::Raw {
-        return bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
-            .with_context(fail);
-    }
+    let format: bonsai_core::image::OutputFormat = match args.output_format {
+        Some(f) => f.into(),
+        None => bonsai_core::image::OutputFormat::from_name(&args.output)
+            .unwrap_or(bonsai_core::image::OutputFormat::Raw),
+    };
     anyhow::ensure!(
-        !args.in_place,
-        "--in-place writes raw images only; drop --output-format qcow2 or --in-place"
+        format == bonsai_core::image::OutputFormat::Raw || !args.in_place,
+        "--in-place writes raw images only; drop --output-format {} or --in-place",
+        format.name()
     );
-    // qcow2: rebuild and verify a raw image beside OUT, then convert it.
-    let name = args
-        .output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    let raw = args.output.with_file_name(format!(".{name}.raw"));
-    let mut report =
-        bonsai_core::pull(&recipe, store.as_ref(), &raw, &opts, &bar).with_context(fail)?;
-    bonsai_core::image::convert_raw_to_qcow2(&raw, &args.output).with_context(fail)?;
-    report.output = args.output.display().to_string();
-    Ok(report)
+    if format != bonsai_core::image::OutputFormat::Raw {
+        // rebuilt and verified as raw beside OUT, then converted and published
+        opts.convert = Some(std::sync::Arc::new(bonsai_core::image::convert::QemuConvert(
+            format,
+        )));
+    }
+    let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));
+    bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
+        .with_context(|| format!("pull to {} failed", args.output.display()))
 }
 
 /// Runs the command.

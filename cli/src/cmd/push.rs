@@ -20,24 +20,30 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{file_name}.recipe")));
     preflight::new_file(&recipe, "recipe", args.force)?;
-    let image = bonsai_core::image::open_image(&args.image, args.format)
+    let image = bonsai_core::image::open_disk(&args.image, &args.image_opts.options(args.format))
         .with_context(|| format!("cannot read image {}", args.image.display()))?;
-    preflight::image_not_empty_device(&args.image, image.logical_size)?;
+    let logical_size = image.disk.size();
+    preflight::image_not_empty_device(&args.image, logical_size)?;
     let store = args.store.open(Access::ExistingOrEmpty)?;
     let opts = PushOptions {
         chunker: args.chunk.params()?,
         convergence: args.secret.convergence()?,
         name: args.name.clone().unwrap_or(file_name),
-        source_format: image.format,
+        source_format: image.format.source_format(),
         cache: crate::args::key_cache(args.no_cache),
         image_path: args.image.clone(),
         ..Default::default()
     };
-    let disk = bonsai_core::StreamDisk::new(image.reader, image.logical_size);
-    let bar = Bar::new(quiet || args.json, Some(image.logical_size));
-    let report = bonsai_core::push(&disk, store.as_ref(), &recipe, &opts, &bar)
+    let bar = Bar::new(quiet || args.json, Some(logical_size));
+    let mut report = bonsai_core::push(image.disk.as_ref(), store.as_ref(), &recipe, &opts, &bar)
         .with_context(|| format!("push of {} failed", args.image.display()))?;
     private(&recipe)?;
+    report.source_format = image.format.name().into();
+    report.files_read = image
+        .files_read
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     Ok(report)
 }
 

@@ -1,15 +1,36 @@
 //! Reading disk images as the hypervisor sees them, and sparse-aware I/O.
 //!
 //! What is chunked is always the guest-visible disk, never the container file, so a raw
-//! image and a qcow2 of the same disk give the same chunks and deduplicate. Raw images
-//! (and block devices) are read directly; holes of sparse files are found with
-//! `SEEK_DATA`/`SEEK_HOLE` and produced as zeros without reading the disk. qcow2 (v2, v3,
-//! compressed clusters, backing chains) is read through `imago` ([`qcow2`]).
+//! image and a qcow2 of the same disk give the same chunks and deduplicate.
+//!
+//! - [`format`] detects the container from its magic bytes (ours, never qemu's probe);
+//! - [`header`] reads what a header names and checks its tables; [`chain`] resolves the
+//!   files an image is made of and enforces the rules (a guessed format opens no file the
+//!   image names; no loops);
+//! - [`open`] picks the engine: raw files and block devices directly ([`RawDisk`], holes
+//!   via `SEEK_DATA`), qcow2 through imago ([`qcow2`]), everything else through qemu's
+//!   block layer over NBD ([`qemu`], [`nbd`]);
+//! - [`inspect`] describes an image; [`convert`] writes pulled images in other formats.
 
+pub mod chain;
+pub mod convert;
 pub mod disk;
+pub mod error;
+pub mod format;
+pub mod header;
+pub mod inspect;
+pub mod nbd;
+pub mod open;
 pub mod qcow2;
+pub mod qemu;
 
+pub use chain::OpenOptions;
+pub use convert::{convert_raw, OutputFormat};
 pub use disk::{Disk, DiskExtent, DiskReader, RawDisk};
+pub use error::ImageError;
+pub use format::ImageFormat;
+pub use inspect::{inspect, inspect_with, ImageInfo};
+pub use open::{open_disk, DiskStream, Engine, OpenedDisk};
 
 use crate::recipe::SourceFormat;
 use std::fs::File;
@@ -97,24 +118,9 @@ impl Read for SparseReader {
     }
 }
 
-/// Container format by magic bytes.
-pub fn detect_format(head: &[u8]) -> SourceFormat {
-    if head.starts_with(b"QFI\xfb") {
-        SourceFormat::Qcow2
-    } else {
-        SourceFormat::Raw
-    }
-}
-
 /// Parses a `--format` value.
-pub fn parse_format(name: &str) -> Result<SourceFormat, String> {
-    match name {
-        "raw" => Ok(SourceFormat::Raw),
-        "qcow2" => Ok(SourceFormat::Qcow2),
-        other => Err(format!(
-            "unknown image format {other:?} (known: raw, qcow2)"
-        )),
-    }
+pub fn parse_format(name: &str) -> Result<ImageFormat, String> {
+    ImageFormat::parse(name)
 }
 
 /// An image opened for pushing: its logical bytes and what it was.
@@ -123,135 +129,37 @@ pub struct OpenImage {
     pub reader: Box<dyn Read + Send>,
     /// Virtual size.
     pub logical_size: u64,
-    /// Container format.
+    /// What the recipe header records.
     pub format: SourceFormat,
+    /// The container format.
+    pub image_format: ImageFormat,
+    /// Every file read, top first ([`OpenedDisk::files_read`]).
+    pub files_read: Vec<std::path::PathBuf>,
 }
 
 /// Opens an image file or block device for reading its logical disk; the format is
-/// detected from the content unless `format` says.
-pub fn open_image(path: &Path, format: Option<SourceFormat>) -> io::Result<OpenImage> {
-    let file = File::open(path)?;
-    let meta = file.metadata()?;
-    let len = if meta.file_type().is_file() {
-        meta.len()
-    } else {
-        // block device: its size is where a seek to the end lands
-        use std::io::Seek;
-        let mut f = &file;
-        f.seek(io::SeekFrom::End(0))?
-    };
-    let mut head = [0u8; 4];
-    let n = file.read_at(&mut head, 0)?;
-    let format = format.unwrap_or_else(|| detect_format(&head[..n]));
-    match format {
-        SourceFormat::Qcow2 => {
-            drop(file);
-            let reader = qcow2::Qcow2Reader::new(qcow2::open(path)?);
-            return Ok(OpenImage {
-                logical_size: reader.size(),
-                reader: Box::new(reader),
-                format,
-            });
-        }
-        SourceFormat::Other => {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "unknown image format",
-            ))
-        }
-        SourceFormat::Raw => {}
-    }
+/// detected from the content unless `format` says (a detected format opens no file the
+/// image names).
+pub fn open_image(path: &Path, format: Option<ImageFormat>) -> io::Result<OpenImage> {
+    open_image_with(
+        path,
+        &OpenOptions {
+            format,
+            ..OpenOptions::default()
+        },
+    )
+}
+
+/// [`open_image`] with every option.
+pub fn open_image_with(path: &Path, opts: &OpenOptions) -> io::Result<OpenImage> {
+    let opened = open_disk(path, opts)?;
     Ok(OpenImage {
-        reader: Box::new(SparseReader::new(file, len)),
-        logical_size: len,
-        format,
+        logical_size: opened.disk.size(),
+        format: opened.format.source_format(),
+        image_format: opened.format,
+        files_read: opened.files_read,
+        reader: Box::new(DiskStream::new(opened.disk)),
     })
-}
-
-/// What `bonsai inspect` reports: a user's first questions about an image.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ImageInfo {
-    /// The file.
-    pub path: String,
-    /// Container format.
-    pub format: SourceFormat,
-    /// Size of the guest-visible disk.
-    pub virtual_size: u64,
-    /// Bytes of the disk stored in this file (not in holes, zero clusters or backing files).
-    pub allocated_bytes: u64,
-    /// Size of the file itself.
-    pub file_bytes: u64,
-    /// Backing files, nearest first.
-    pub backing_chain: Vec<String>,
-}
-
-/// Describes an image without reading its data.
-pub fn inspect(path: &Path, format: Option<SourceFormat>) -> io::Result<ImageInfo> {
-    let opened = open_image(path, format)?;
-    let meta = std::fs::metadata(path)?;
-    let (allocated_bytes, backing_chain) = match opened.format {
-        SourceFormat::Qcow2 => (
-            qcow2::allocated_bytes(path)?,
-            qcow2::backing_chain(path)?
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
-        ),
-        _ => {
-            let file = File::open(path)?;
-            let mut pos = 0;
-            let mut allocated = 0;
-            while pos < opened.logical_size {
-                let (s, e) = next_data(&file, pos, opened.logical_size)?;
-                allocated += e - s;
-                if e <= pos {
-                    break;
-                }
-                pos = e;
-            }
-            (allocated, Vec::new())
-        }
-    };
-    Ok(ImageInfo {
-        path: path.display().to_string(),
-        format: opened.format,
-        virtual_size: opened.logical_size,
-        allocated_bytes,
-        file_bytes: meta.len(),
-        backing_chain,
-    })
-}
-
-/// Turns a verified raw image into a qcow2 at `out` with `qemu-img convert`, through a
-/// temporary name so `out` appears only when complete; `raw` is removed on success.
-/// (imago can write qcow2, but qemu-img's converter is the reference for compact output.)
-pub fn convert_raw_to_qcow2(raw: &Path, out: &Path) -> io::Result<()> {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    let tmp = out.with_file_name(format!(".{name}.qcow2.tmp"));
-    let status = std::process::Command::new("qemu-img")
-        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
-        .arg(raw)
-        .arg(&tmp)
-        .status()
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("qcow2 output needs qemu-img (package qemu-utils): {e}"),
-            )
-        })?;
-    if !status.success() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io::Error::other(format!(
-            "qemu-img convert failed ({status})"
-        )));
-    }
-    File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, out)?;
-    std::fs::remove_file(raw)?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -285,7 +193,8 @@ mod tests {
             .unwrap();
         let err = open_image(&p, None).err().unwrap();
         assert!(
-            err.to_string().contains("not a readable qcow2 image"),
+            err.to_string()
+                .contains("img.qcow2 is damaged: qcow2 header is cut short"),
             "{err}"
         );
     }

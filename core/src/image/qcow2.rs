@@ -1,154 +1,148 @@
-//! qcow2 images read through `imago`: the guest-visible disk, with backing chains read
-//! through, compressed clusters decompressed by the library, and zero or unallocated
-//! clusters produced as zeros without touching the file.
+//! qcow2 read natively through `imago`: the fast path for the qcow2 features imago reads
+//! (v2/v3, zlib-compressed clusters, backing chains, external data files). Zero and
+//! unallocated clusters are mapped as zeros without touching the file, and the map comes
+//! from the L1/L2 tables, so an exabyte of holes maps in a few lookups.
+//!
+//! [`super::header`] has already checked the tables lie inside the file and the chain has
+//! no loop; images using features imago lacks (zstd, extended L2, dirty bit, encryption)
+//! go to qemu's reader instead ([`super::qemu`]).
+//!
+//! Compressed clusters are read by qemu, not imago: imago's inflate (miniz with a
+//! wrapping window) turns some damaged deflate streams into wrong bytes where zlib — and
+//! so qemu — reports an error. qemu is started the first time a compressed cluster is
+//! read, so an uncompressed image never starts it. Caveat: imago reads zeros for a data
+//! cluster past the end of the file, so every data mapping is checked against the file
+//! size here.
 
+use super::disk::{Disk, DiskExtent};
+use super::qemu::QemuDisk;
+use super::ImageError;
 use imago::file::File;
 use imago::qcow2::Qcow2;
 use imago::{FormatDriverBuilder, Mapping, PermissiveImplicitOpenGate, Storage, SyncFormatAccess};
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-fn context(path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(
-        e.kind(),
-        format!("not a readable qcow2 image ({}): {e}", path.display()),
-    )
-}
+/// Starts qemu's reader on the same image, for compressed clusters.
+pub type Fallback = Box<dyn Fn() -> Result<QemuDisk, ImageError> + Send + Sync>;
 
-/// Opens a qcow2 image and everything it references (backing files).
-pub fn open(path: &Path) -> io::Result<SyncFormatAccess<File>> {
-    let q = Qcow2::<File>::builder_path(path)
-        .open_sync(PermissiveImplicitOpenGate::default())
-        .map_err(|e| context(path, e))?;
-    SyncFormatAccess::new(q).map_err(|e| context(path, e))
-}
-
-/// The backing chain below `path`, nearest first (file names as resolved on disk).
-pub fn backing_chain(path: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut chain = Vec::new();
-    let mut current = path.to_path_buf();
-    for _ in 0..64 {
-        let q = Qcow2::<File>::builder_path(&current)
-            .backing(None)
-            .open_sync(PermissiveImplicitOpenGate::default())
-            .map_err(|e| context(&current, e))?;
-        let Some(name) = q.implicit_backing_file() else {
-            return Ok(chain);
-        };
-        let next = current
-            .parent()
-            .unwrap_or_else(|| Path::new("."))
-            .join(name);
-        chain.push(next.clone());
-        let mut head = [0u8; 4];
-        let is_qcow2 = std::fs::File::open(&next)
-            .and_then(|mut f| f.read_exact(&mut head))
-            .map(|_| &head == b"QFI\xfb")
-            .unwrap_or(false);
-        if !is_qcow2 {
-            return Ok(chain);
-        }
-        current = next;
-    }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidData,
-        "backing chain deeper than 64 images (a loop?)",
-    ))
-}
-
-/// Bytes of the guest disk that are stored in the image file itself (the top layer).
-pub fn allocated_bytes(path: &Path) -> io::Result<u64> {
-    let q = Qcow2::<File>::builder_path(path)
-        .backing(None)
-        .open_sync(PermissiveImplicitOpenGate::default())
-        .map_err(|e| context(path, e))?;
-    let access = SyncFormatAccess::new(q)?;
-    let size = access.size();
-    let mut pos = 0;
-    let mut allocated = 0;
-    while pos < size {
-        let (mapping, len) = access.get_mapping_sync(pos, size - pos)?;
-        if len == 0 {
-            break;
-        }
-        if !matches!(mapping, Mapping::Zero { .. } | Mapping::Eof { .. }) {
-            allocated += len;
-        }
-        pos += len;
-    }
-    Ok(allocated)
-}
-
-/// Reads the guest disk front to back; zero and unallocated ranges cost no I/O.
-pub struct Qcow2Reader {
-    access: SyncFormatAccess<File>,
+/// A qcow2 image (and its chain) opened with imago.
+pub struct Qcow2Disk {
+    access: Mutex<SyncFormatAccess<File>>,
     size: u64,
-    pos: u64,
-    /// Current mapping run: end offset and whether it reads as zeros.
-    run_end: u64,
-    run_zero: bool,
+    fallback: Fallback,
+    qemu: Mutex<Option<Arc<QemuDisk>>>,
 }
 
-impl Qcow2Reader {
-    /// A reader over an opened image.
-    pub fn new(access: SyncFormatAccess<File>) -> Self {
-        let size = access.size();
-        Qcow2Reader {
-            access,
-            size,
-            pos: 0,
-            run_end: 0,
-            run_zero: false,
-        }
+/// How a run of the disk is read.
+enum Source {
+    Native,
+    Zero,
+    Qemu,
+}
+
+impl Qcow2Disk {
+    /// Opens `path` and the files it names (already resolved and checked by the caller).
+    pub fn open(path: &Path, fallback: Fallback) -> Result<Qcow2Disk, ImageError> {
+        let reader_err = |e: io::Error| ImageError::Reader {
+            path: path.into(),
+            message: format!("not a readable qcow2 image: {e}"),
+        };
+        let q = Qcow2::<File>::builder_path(path)
+            .open_sync(PermissiveImplicitOpenGate::default())
+            .map_err(reader_err)?;
+        let access = SyncFormatAccess::new(q).map_err(reader_err)?;
+        Ok(Qcow2Disk {
+            size: access.size(),
+            access: Mutex::new(access),
+            fallback,
+            qemu: Mutex::new(None),
+        })
     }
 
-    /// Virtual size of the disk.
-    pub fn size(&self) -> u64 {
+    /// qemu's reader, started on first use.
+    fn qemu(&self) -> io::Result<Arc<QemuDisk>> {
+        let mut q = self
+            .qemu
+            .lock()
+            .map_err(|_| io::Error::other("qcow2 reader lock poisoned"))?;
+        if let Some(d) = q.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = Arc::new((self.fallback)()?);
+        *q = Some(d.clone());
+        Ok(d)
+    }
+
+    /// The source of the run at `pos` (at most `max` bytes) and its length.
+    fn source(&self, pos: u64, max: u64) -> io::Result<(Source, u64)> {
+        let access = self.lock()?;
+        let (mapping, len) = access.get_mapping_sync(pos, max)?;
+        let source = match mapping {
+            Mapping::Raw { .. } => Source::Native,
+            Mapping::Zero { .. } | Mapping::Eof { .. } => Source::Zero,
+            _ => Source::Qemu,
+        };
+        Ok((source, if len == 0 { max } else { len.min(max) }))
+    }
+
+    fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, SyncFormatAccess<File>>> {
+        self.access
+            .lock()
+            .map_err(|_| io::Error::other("qcow2 reader lock poisoned"))
+    }
+}
+
+impl Disk for Qcow2Disk {
+    fn size(&self) -> u64 {
         self.size
     }
-}
 
-impl Read for Qcow2Reader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.size || buf.is_empty() {
-            return Ok(0);
-        }
-        if self.pos >= self.run_end {
-            let (mapping, len) = self
-                .access
-                .get_mapping_sync(self.pos, self.size - self.pos)?;
-            // A mapping past the end of its file means a truncated image; imago would
-            // read zeros there, which would silently become part of the disk.
-            if let Mapping::Raw {
-                storage, offset, ..
-            } = &mapping
-            {
-                let file_len = storage.size()?;
-                if offset + len > file_len {
-                    let name = storage
-                        .get_filename()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|| "image".into());
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "{name} is truncated: guest offset {} maps to byte {} of a {file_len}-byte file",
-                            self.pos,
-                            offset + len
-                        ),
-                    ));
-                }
+    fn extent_at(&self, pos: u64) -> io::Result<DiskExtent> {
+        let access = self.lock()?;
+        let (mapping, len) = access.get_mapping_sync(pos, self.size - pos)?;
+        // A mapping past the end of its file means a truncated image; imago would read
+        // zeros there, which would silently become part of the disk.
+        if let Mapping::Raw {
+            storage, offset, ..
+        } = &mapping
+        {
+            let file_len = storage.size()?;
+            if offset + len > file_len {
+                let name = storage
+                    .get_filename()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "image".into());
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{name} is truncated: guest offset {pos} maps to byte {} of a {file_len}-byte file",
+                        offset + len
+                    ),
+                ));
             }
-            self.run_zero = matches!(mapping, Mapping::Zero { .. } | Mapping::Eof { .. });
-            self.run_end = if len == 0 { self.size } else { self.pos + len };
         }
-        let n = (self.run_end - self.pos).min(buf.len() as u64) as usize;
-        if self.run_zero {
-            buf[..n].fill(0);
-        } else {
-            self.access.read(&mut buf[..n], self.pos)?;
+        let zero = matches!(mapping, Mapping::Zero { .. } | Mapping::Eof { .. });
+        Ok(DiskExtent {
+            len: if len == 0 { self.size - pos } else { len },
+            zero,
+        })
+    }
+
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = pos + done as u64;
+            let (source, len) = self.source(at, (buf.len() - done) as u64)?;
+            let part = &mut buf[done..done + len as usize];
+            match source {
+                Source::Native => self.lock()?.read(&mut *part, at)?,
+                Source::Zero => part.fill(0),
+                Source::Qemu => self.qemu()?.read_at(part, at)?,
+            }
+            done += len as usize;
         }
-        self.pos += n as u64;
-        Ok(n)
+        Ok(())
     }
 }
