@@ -83,16 +83,24 @@ fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     e.downcast_ref::<io::Error>().map(io_error)
 }
 
-/// `None` means "look at the cause".
+/// Core's own classification ([`bonsai_core::Error::kind`]), except that a local file
+/// that does not exist is "not found" and recipe faults are classed as everywhere else.
 fn core_error(e: &bonsai_core::Error) -> Option<Exit> {
+    use bonsai_core::error::ErrorKind as K;
     use bonsai_core::Error as E;
     match e {
-        E::Io { source, .. } => Some(io_error(source)),
-        E::Recipe(r) => recipe_error(r),
-        E::Codec(_) | E::ImageMismatch { .. } => Some(Exit::Verify),
-        E::Store(s) => Some(store_error(s)),
-        E::WrongSecret { .. } | E::Invalid(_) => Some(Exit::Usage),
+        E::Io { source, .. } => return Some(io_error(source)),
+        E::Recipe { source, .. } => return recipe_error(source),
+        _ => {}
     }
+    Some(match e.kind() {
+        K::Usage => Exit::Usage,
+        K::Auth => Exit::Auth,
+        K::NotFound => Exit::NotFound,
+        K::Verification => Exit::Verify,
+        K::Network => Exit::Network,
+        K::Io => Exit::LocalIo,
+    })
 }
 
 /// The store's own classification ([`StoreError::kind`]), never its message.

@@ -16,6 +16,7 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         convergence: args.secret.convergence()?,
         seeds: args.seed.clone(),
         cache: crate::args::key_cache(args.no_cache),
+        force: args.force,
         in_place: args.in_place,
         discard_holes: args.discard_holes,
         force: args.force,
