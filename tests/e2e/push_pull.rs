@@ -226,12 +226,12 @@ fn embedded_store_round_trip_stats_and_recipe_show() {
     assert!(show.status.success());
     let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(v["logical_size"], 8 * MIB as u64);
-    let hash = blake3::hash(&std::fs::read(&img).unwrap())
-        .to_hex()
-        .to_string();
+    // recipe v2: the image hash is over the extents (docs/FORMAT.md), not b3sum
+    let recipe = bonsai_core::Recipe::open(&d.path("vm.recipe")).unwrap();
     assert_eq!(
-        v["image_hash"], hash,
-        "image hash is b3sum of the raw image"
+        v["image_hash"],
+        recipe.extents_hash().to_hex(),
+        "image hash is the hash of the extents"
     );
     let human = bonsai(&[
         "push",
