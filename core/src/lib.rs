@@ -49,4 +49,4 @@ pub use pull::{open_recipe, pull, Convert, PullOptions, PullPlan};
 pub use push::{push, BytesDisk, PushOptions, StreamDisk};
 pub use recipe::{Recipe, RecipeError};
 pub use stats::{PullReport, PushReport};
-pub use store::{BlockStore, StoreError, StoreStats};
+pub use store::{AdminStore, BlockStore, ReadStore, StoreError, StoreStats, WriteStore};

@@ -3,11 +3,11 @@
 
 use bonsai_core::recipe::Extent;
 use bonsai_core::store::mem::MemStore;
+use bonsai_core::store::{AdminStore, PutOutcome, ReadStore, WriteStore};
 use bonsai_core::{
-    pull, push, BlockStore, BytesDisk, ChunkerParams, Error, NoProgress, PullOptions, PushOptions,
-    Recipe,
+    pull, push, BytesDisk, ChunkerParams, Error, NoProgress, PullOptions, PushOptions, Recipe,
 };
-use bonsai_core::{BlockId, ErrorKind, StoreError};
+use bonsai_core::{BlockId, BlockStore, ErrorKind, StoreError};
 use proptest::prelude::*;
 
 fn opts(avg: u32) -> PushOptions {
@@ -175,14 +175,10 @@ impl Counting {
     }
 }
 
-impl BlockStore for Counting {
+impl ReadStore for Counting {
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError> {
-        self.missing
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.missing.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.missing(ids)
-    }
-    fn put(&self, b: &[(BlockId, &[u8])]) -> Result<bonsai_core::store::PutOutcome, StoreError> {
-        self.inner.put(b)
     }
     fn get(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError> {
         let n = self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -194,9 +190,6 @@ impl BlockStore for Counting {
         }
         self.inner.get(ids)
     }
-    fn register(&self, name: &str, l: u64, ids: &[BlockId]) -> Result<(), StoreError> {
-        self.inner.register(name, l, ids)
-    }
     fn stats(&self) -> Result<bonsai_core::StoreStats, StoreError> {
         self.inner.stats()
     }
@@ -204,6 +197,17 @@ impl BlockStore for Counting {
         "counting".into()
     }
 }
+
+impl WriteStore for Counting {
+    fn put(&self, b: &[(BlockId, &[u8])]) -> Result<PutOutcome, StoreError> {
+        self.inner.put(b)
+    }
+    fn register(&self, name: &str, l: u64, ids: &[BlockId]) -> Result<(), StoreError> {
+        self.inner.register(name, l, ids)
+    }
+}
+
+impl AdminStore for Counting {}
 
 /// Noise with zero runs: data, holes and repeats.
 fn holey_image(len: usize) -> Vec<u8> {
