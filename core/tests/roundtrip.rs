@@ -177,7 +177,8 @@ impl Counting {
 
 impl ReadStore for Counting {
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError> {
-        self.missing.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.missing
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.missing(ids)
     }
     fn get(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError> {
