@@ -17,6 +17,8 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         seeds: args.seed.clone(),
         cache: crate::args::key_cache(args.no_cache),
         in_place: args.in_place,
+        force: args.force,
+        recipe_path: args.recipe.clone(),
         discard_holes: args.discard_holes,
         ..Default::default()
     };

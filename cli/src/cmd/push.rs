@@ -30,6 +30,7 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
         name: args.name.clone().unwrap_or(file_name),
         source_format: image.format,
         cache: crate::args::key_cache(args.no_cache),
+        force: args.force,
         image_path: args.image.clone(),
         ..Default::default()
     };
