@@ -83,24 +83,24 @@ fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     e.downcast_ref::<io::Error>().map(io_error)
 }
 
-/// Core's own classification ([`bonsai_core::Error::kind`]), except that a local file
-/// that does not exist is "not found" and recipe faults are classed as everywhere else.
+/// `None` means "look at the cause". Core errors carry their class ([`bonsai_core::Error::kind`]);
+/// the variants that wrap another module's error are mapped through it.
 fn core_error(e: &bonsai_core::Error) -> Option<Exit> {
-    use bonsai_core::error::ErrorKind as K;
-    use bonsai_core::Error as E;
+    use bonsai_core::{Error as E, ErrorKind as K};
     match e {
-        E::Io { source, .. } => return Some(io_error(source)),
-        E::Recipe { source, .. } => return recipe_error(source),
-        _ => {}
+        E::Io { source, .. } => Some(io_error(source)),
+        E::Recipe { source, .. } => recipe_error(source),
+        E::Store(s) => Some(store_error(s)),
+        E::Noted { error, .. } => core_error(error),
+        _ => Some(match e.kind() {
+            K::Usage => Exit::Usage,
+            K::Auth => Exit::Auth,
+            K::NotFound => Exit::NotFound,
+            K::Verification => Exit::Verify,
+            K::Network => Exit::Network,
+            K::Io => Exit::LocalIo,
+        }),
     }
-    Some(match e.kind() {
-        K::Usage => Exit::Usage,
-        K::Auth => Exit::Auth,
-        K::NotFound => Exit::NotFound,
-        K::Verification => Exit::Verify,
-        K::Network => Exit::Network,
-        K::Io => Exit::LocalIo,
-    })
 }
 
 /// The store's own classification ([`StoreError::kind`]), never its message.

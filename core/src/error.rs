@@ -12,7 +12,7 @@ use crate::chunk::ChunkerParamsError;
 use crate::codec::CodecError;
 use crate::id::{BlockId, ImageHash};
 use crate::recipe::RecipeError;
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreErrorKind};
 use std::path::{Path, PathBuf};
 
 /// What a user does about a failure; one exit code each.
@@ -222,18 +222,17 @@ impl Error {
     }
 }
 
-/// Classifies a store failure by its variant (never by its message).
-#[allow(unreachable_patterns)] // the store may grow variants; they count as network faults
+/// Classifies a store failure by the store's own classification (never by its message).
 fn store_kind(e: &StoreError) -> ErrorKind {
-    match e {
-        StoreError::Unauthorized { .. } => ErrorKind::Auth,
-        StoreError::NotFound(_) => ErrorKind::NotFound,
-        StoreError::Rejected { .. } => ErrorKind::Verification,
-        StoreError::Io { .. } => ErrorKind::Io,
-        StoreError::Unreachable { .. } | StoreError::Protocol { .. } | StoreError::Other { .. } => {
+    match e.kind() {
+        StoreErrorKind::Network | StoreErrorKind::Protocol | StoreErrorKind::Refused => {
             ErrorKind::Network
         }
-        _ => ErrorKind::Network,
+        StoreErrorKind::Auth => ErrorKind::Auth,
+        StoreErrorKind::NotFound => ErrorKind::NotFound,
+        StoreErrorKind::Rejected => ErrorKind::Verification,
+        StoreErrorKind::Unsupported => ErrorKind::Usage,
+        StoreErrorKind::LocalIo => ErrorKind::Io,
     }
 }
 

@@ -35,7 +35,9 @@ pub struct PushReport {
     pub unique_bytes: u64,
     /// Size of the recipe file.
     pub recipe_bytes: u64,
-    /// BLAKE3 of the logical image (`b3sum` of the raw image).
+    /// The recipe's image hash: for recipe v2 (written today) BLAKE3 over the extents
+    /// (offset, length, key; docs/FORMAT.md), so holes cost nothing; for v1 it was the
+    /// BLAKE3 of the raw image.
     pub image_hash: ImageHash,
     /// Name the manifest was registered under.
     pub name: String,
@@ -63,7 +65,9 @@ pub struct PullReport {
     pub seeded_bytes: u64,
     /// Plaintext bytes found already written by an interrupted earlier pull.
     pub resumed_bytes: u64,
-    /// True only after the whole-image hash matched.
+    /// True only when the bytes at OUT are exactly the image the recipe describes: every
+    /// block extent read back matched its key, every hole read zero, and (recipe v1) the
+    /// whole-image hash matched.
     pub verified: bool,
     /// Wall-clock time of the pull.
     pub wall_seconds: f64,

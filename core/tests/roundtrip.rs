@@ -3,12 +3,11 @@
 
 use bonsai_core::recipe::Extent;
 use bonsai_core::store::mem::MemStore;
+use bonsai_core::store::{AdminStore, PutOutcome, ReadStore, WriteStore};
 use bonsai_core::{
-    pull, push, BlockStore, BytesDisk, ChunkerParams, Error, NoProgress, PullOptions, PushOptions,
-    Recipe,
+    pull, push, BytesDisk, ChunkerParams, Error, NoProgress, PullOptions, PushOptions, Recipe,
 };
-use bonsai_core::{AdminStore, ReadStore, WriteStore};
-use bonsai_core::{BlockId, ErrorKind, StoreError};
+use bonsai_core::{BlockId, BlockStore, ErrorKind, StoreError};
 use proptest::prelude::*;
 
 fn opts(avg: u32) -> PushOptions {
@@ -201,7 +200,7 @@ impl ReadStore for Counting {
 }
 
 impl WriteStore for Counting {
-    fn put(&self, b: &[(BlockId, &[u8])]) -> Result<bonsai_core::store::PutOutcome, StoreError> {
+    fn put(&self, b: &[(BlockId, &[u8])]) -> Result<PutOutcome, StoreError> {
         self.inner.put(b)
     }
     fn register(&self, name: &str, l: u64, ids: &[BlockId]) -> Result<(), StoreError> {

@@ -18,6 +18,8 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         cache: crate::args::key_cache(args.no_cache),
         force: args.force,
         in_place: args.in_place,
+        force: args.force,
+        recipe_path: args.recipe.clone(),
         discard_holes: args.discard_holes,
         force: args.force,
         recipe_path: args.recipe.clone(),
