@@ -17,6 +17,7 @@
 mod api;
 mod auth;
 mod backend;
+mod batch;
 mod error;
 mod index;
 mod ingest;
@@ -97,17 +98,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = tokio::task::spawn_blocking(move || ingest::Store::open(&data))
         .await?
         .with_context(|| format!("opening store directory {}", args.data.display()))?;
-    let state = state::AppState {
-        store: Arc::new(store),
-        tokens,
-        public_read: args.public_read,
-        limits: state::Limits {
-            max_request_bytes: args.max_request_bytes,
-            max_ids: args.max_ids,
-            request_timeout: Duration::from_secs(args.request_timeout_secs),
-            ..Default::default()
-        },
+    let limits = state::Limits {
+        max_request_bytes: args.max_request_bytes,
+        max_ids: args.max_ids,
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
+        ..Default::default()
     };
+    let state = state::AppState::new(Arc::new(store), limits).with_tokens(tokens, args.public_read);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
