@@ -35,7 +35,11 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let url = line.trim().strip_prefix("listening on ").expect(&line).to_string();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect(&line)
+            .to_string();
         let addr = url.trim_start_matches("http://").to_string();
         Server { child, url, addr }
     }
@@ -60,7 +64,10 @@ impl Drop for Server {
 }
 
 fn client() -> Client {
-    Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// `n` blocks of incompressible data, `size` bytes of plaintext each.
@@ -83,7 +90,11 @@ fn upload(c: &Client, s: &Server, n: usize) -> Vec<bonsai_core::BlockId> {
     put_blocks(c, s, fresh_blocks(n))
 }
 
-fn put_blocks(c: &Client, s: &Server, blocks: Vec<bonsai_core::codec::EncodedBlock>) -> Vec<bonsai_core::BlockId> {
+fn put_blocks(
+    c: &Client,
+    s: &Server,
+    blocks: Vec<bonsai_core::codec::EncodedBlock>,
+) -> Vec<bonsai_core::BlockId> {
     let mut body = Vec::new();
     for b in &blocks {
         write_frame(&mut body, &b.id, &b.object);
@@ -118,9 +129,17 @@ fn stalled_fetch_clients_do_not_starve_others() {
     // everyone else is still served
     let r = c.get(s.url("stats")).send().expect("stats answers");
     assert_eq!(r.status(), 200);
-    let r = c.post(s.url("blocks/missing")).body(body.clone()).send().expect("missing answers");
+    let r = c
+        .post(s.url("blocks/missing"))
+        .body(body.clone())
+        .send()
+        .expect("missing answers");
     assert_eq!((r.status().as_u16(), r.bytes().unwrap().len()), (200, 0));
-    let r = c.post(s.url("blocks/fetch")).body(body[..32 * 10].to_vec()).send().unwrap();
+    let r = c
+        .post(s.url("blocks/fetch"))
+        .body(body[..32 * 10].to_vec())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.bytes().unwrap().len() > 10 * 36);
     eprintln!(
@@ -129,7 +148,11 @@ fn stalled_fetch_clients_do_not_starve_others() {
         s.mem_kib("VmHWM:")
     );
     // bounded: well under what 530 buffered 16 MiB replies would cost (8.3 GiB)
-    assert!(s.mem_kib("VmHWM:") < 1024 * 1024, "server peaked at {} KiB", s.mem_kib("VmHWM:"));
+    assert!(
+        s.mem_kib("VmHWM:") < 1024 * 1024,
+        "server peaked at {} KiB",
+        s.mem_kib("VmHWM:")
+    );
     drop(stalled);
 }
 
@@ -175,7 +198,11 @@ fn huge_logical_sizes_do_not_break_stats() {
     for name in ["a", "b"] {
         let mut body = (i64::MAX as u64).to_le_bytes().to_vec();
         body.extend_from_slice(&ids[0].0);
-        let r = c.put(s.url(&format!("images/{name}"))).body(body).send().unwrap();
+        let r = c
+            .put(s.url(&format!("images/{name}")))
+            .body(body)
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 201);
     }
     let r = c.get(s.url("stats")).send().unwrap();
@@ -195,6 +222,9 @@ fn a_second_server_on_the_same_directory_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another process"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(dir.path().join("tmp/upload-in-flight").exists(), "tmp/ emptied");
+    assert!(
+        dir.path().join("tmp/upload-in-flight").exists(),
+        "tmp/ emptied"
+    );
     assert_eq!(client().get(s.url("health")).send().unwrap().status(), 200);
 }
