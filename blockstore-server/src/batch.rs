@@ -3,7 +3,7 @@
 //! holds a storage slot or a blocking thread while it dawdles:
 //!
 //! - upload parses frames as they arrive (each byte once), stores them in ~8 MiB groups,
-//!   lists at most [`MAX_LISTED`] refusals and stops reading after `max_rejected` of them;
+//!   lists at most [`MAX_LISTED`] refusals and stops parsing after `max_rejected` of them;
 //! - download reads a few blocks at a time on a blocking thread (holding a slot only for
 //!   the read) and hands them to the connection; a client that stops reading stops the
 //!   stream, not a worker. A failure after the first byte ends the body early (the chunked
@@ -121,8 +121,16 @@ pub(crate) async fn upload_batch(
             if outcome.rejected_count as usize >= st.limits.max_rejected {
                 tracing::warn!(
                     rejected = outcome.rejected_count,
-                    "stopped reading a batch of invalid blocks"
+                    "stopped parsing a batch of invalid blocks"
                 );
+                // discard the rest unparsed (within the body limit), so the reply is not
+                // lost to a connection reset caused by unread bytes
+                while let Some(Ok(chunk)) = stream.next().await {
+                    total += chunk.len();
+                    if total > limit {
+                        break;
+                    }
+                }
                 return Ok(verdict(outcome));
             }
         }

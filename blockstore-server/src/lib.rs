@@ -7,7 +7,8 @@
 //! - `ingest.rs` ([`Store`]) is the one write path: verify BLAKE3(object) == id, write,
 //!   make durable, index;
 //! - `routes.rs` is the route table ([`table`], [`app`]): each route with the role it needs;
-//!   `api.rs` its handlers, `auth.rs` tokens and roles, `error.rs` the machine-readable
+//!   `api.rs` its handlers, `batch.rs` the two batch transfers (bounded against hostile
+//!   peers), `auth.rs` tokens and roles, `error.rs` the machine-readable
 //!   error bodies, `middleware.rs` time limit and request log, `state.rs` the state;
 //! - `local.rs` ([`LocalStore`]) is the embedded store: core's store traits over a
 //!   directory, no server.

@@ -228,3 +228,33 @@ fn a_second_server_on_the_same_directory_is_refused() {
     );
     assert_eq!(client().get(s.url("health")).send().unwrap().status(), 200);
 }
+
+#[test]
+fn fifty_concurrent_large_existence_queries_run_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let c = client();
+    let known = upload(&c, &s, 100);
+    // 65 536 ids each: mostly absent, a few known
+    let body: Vec<u8> = (0..65_536u32)
+        .flat_map(|i| match known.get(i as usize) {
+            Some(id) => id.0,
+            None => *blake3::hash(&i.to_le_bytes()).as_bytes(),
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..50 {
+            scope.spawn(|| {
+                let r = c
+                    .post(s.url("blocks/missing"))
+                    .body(body.clone())
+                    .send()
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                assert_eq!(r.bytes().unwrap().len(), (65_536 - 100) * 32);
+            });
+        }
+    });
+    eprintln!("50 concurrent 65 536-id queries: {:?}", started.elapsed());
+}
