@@ -3,5 +3,7 @@
 
 mod failures;
 mod formats;
+mod mistakes;
 mod push_pull;
 mod util;
+mod verify;
