@@ -3,11 +3,11 @@
 
 use bonsai_core::recipe::Extent;
 use bonsai_core::store::mem::MemStore;
-use bonsai_core::{AdminStore, ReadStore, WriteStore};
 use bonsai_core::{
     pull, push, BlockStore, BytesDisk, ChunkerParams, Error, NoProgress, PullOptions, PushOptions,
     Recipe,
 };
+use bonsai_core::{AdminStore, ReadStore, WriteStore};
 use bonsai_core::{BlockId, ErrorKind, StoreError};
 use proptest::prelude::*;
 
