@@ -14,9 +14,16 @@ use std::sync::Mutex;
 /// Schema version stored in `meta`; bump with a migration when the schema changes.
 pub const SCHEMA_VERSION: i64 = 1;
 
-/// The index; one connection behind a mutex (SQLite serialises writers anyway).
+/// Read connections kept beside the writer (WAL lets readers run while one writes).
+const READERS: usize = 4;
+
+/// The index: one writer connection behind a mutex (SQLite serialises writers anyway) and
+/// a small pool of read connections, so many large existence queries run side by side
+/// instead of queueing behind one connection.
 pub struct Index {
     db: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next: std::sync::atomic::AtomicUsize,
 }
 
 /// Index failures: the database is damaged, locked or the disk is full.
@@ -58,17 +65,46 @@ impl Index {
                 "index schema version {v} is not supported (expected {SCHEMA_VERSION})"
             )));
         }
-        Ok(Index { db: Mutex::new(db) })
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            r.busy_timeout(std::time::Duration::from_secs(30))?;
+            readers.push(Mutex::new(r));
+        }
+        Ok(Index {
+            db: Mutex::new(db),
+            readers,
+            next: Default::default(),
+        })
     }
 
+    /// The writer connection (also for reads inside a write transaction).
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions).
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A read connection: the first free one, else wait for one in turn.
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        use std::sync::atomic::Ordering;
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(guard) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return guard;
+            }
+        }
+        self.readers[start % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The ids among `ids` that are not indexed, in order.
     pub fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, IndexError> {
-        let db = self.conn();
+        let db = self.reader();
         let mut stmt = db.prepare_cached("SELECT 1 FROM blocks WHERE id = ?1")?;
         let mut out = Vec::new();
         for id in ids {
@@ -81,7 +117,7 @@ impl Index {
 
     /// Size of an indexed block.
     pub fn size_of(&self, id: &BlockId) -> Result<Option<u64>, IndexError> {
-        let db = self.conn();
+        let db = self.reader();
         let mut stmt = db.prepare_cached("SELECT size FROM blocks WHERE id = ?1")?;
         stmt.query_row([&id.as_bytes()[..]], |r| r.get::<_, i64>(0))
             .optional()
@@ -152,7 +188,7 @@ impl Index {
 
     /// Registered images, by name.
     pub fn images(&self) -> Result<Vec<ImageInfo>, IndexError> {
-        let db = self.conn();
+        let db = self.reader();
         let mut stmt =
             db.prepare("SELECT name, logical_bytes, blocks, registered FROM images ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
@@ -168,7 +204,7 @@ impl Index {
 
     /// Store-wide figures from the running totals (constant time).
     pub fn stats(&self) -> Result<StoreStats, IndexError> {
-        let db = self.conn();
+        let db = self.reader();
         let get = |k: &str| -> Result<u64, IndexError> {
             db.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| {
                 r.get::<_, i64>(0)

@@ -37,8 +37,10 @@ pub struct IngestOutcome {
     pub stored: u64,
     /// Already present.
     pub existed: u64,
-    /// Refused, with the reason.
+    /// Refused, with the reason (a reply lists at most the first 100).
     pub rejected: Vec<Rejected>,
+    /// How many were refused in all.
+    pub rejected_count: u64,
 }
 
 /// A block the store refused.
@@ -103,17 +105,24 @@ impl Store {
     }
 
     /// Verifies and stores a batch. Bad blocks are reported, good ones kept.
+    /// Invalid objects are refused before the index is asked about anything.
     pub fn put_many(&self, items: &[(BlockId, &[u8])]) -> Result<IngestOutcome, StorageError> {
         let mut out = IngestOutcome::default();
-        let ids: Vec<BlockId> = items.iter().map(|i| i.0).collect();
+        let mut valid = Vec::with_capacity(items.len());
+        for (id, bytes) in items {
+            match Self::refusal(id, bytes) {
+                Some(reason) => {
+                    out.rejected_count += 1;
+                    out.rejected.push(Rejected { id: *id, reason });
+                }
+                None => valid.push((*id, *bytes)),
+            }
+        }
+        let ids: Vec<BlockId> = valid.iter().map(|i| i.0).collect();
         let missing: HashSet<BlockId> = self.index.missing(&ids)?.into_iter().collect();
         let mut written: Vec<(BlockId, u64)> = Vec::new();
         let mut seen = HashSet::new();
-        for (id, bytes) in items {
-            if let Some(reason) = Self::refusal(id, bytes) {
-                out.rejected.push(Rejected { id: *id, reason });
-                continue;
-            }
+        for (id, bytes) in &valid {
             if !missing.contains(id) || !seen.insert(*id) {
                 out.existed += 1;
                 continue;

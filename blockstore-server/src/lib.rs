@@ -7,7 +7,8 @@
 //! - `ingest.rs` ([`Store`]) is the one write path: verify BLAKE3(object) == id, write,
 //!   make durable, index;
 //! - `routes.rs` is the route table ([`table`], [`app`]): each route with the role it needs;
-//!   `api.rs` its handlers, `auth.rs` tokens and roles, `error.rs` the machine-readable
+//!   `api.rs` its handlers, `batch.rs` the two batch transfers (bounded against hostile
+//!   peers), `auth.rs` tokens and roles, `error.rs` the machine-readable
 //!   error bodies, `middleware.rs` time limit and request log, `state.rs` the state;
 //! - `local.rs` ([`LocalStore`]) is the embedded store: core's store traits over a
 //!   directory, no server.
@@ -17,6 +18,7 @@
 mod api;
 mod auth;
 mod backend;
+mod batch;
 mod error;
 mod index;
 mod ingest;
@@ -83,17 +85,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = tokio::task::spawn_blocking(move || ingest::Store::open(&data))
         .await?
         .with_context(|| format!("opening store directory {}", args.data.display()))?;
-    let state = state::AppState {
-        store: Arc::new(store),
-        tokens,
-        public_read: args.public_read,
-        limits: state::Limits {
-            max_request_bytes: args.max_request_bytes,
-            max_ids: args.max_ids,
-            request_timeout: Duration::from_secs(args.request_timeout_secs),
-            ..Default::default()
-        },
+    let limits = state::Limits {
+        max_request_bytes: args.max_request_bytes,
+        max_ids: args.max_ids,
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
+        ..Default::default()
     };
+    let state = state::AppState::new(Arc::new(store), limits).with_tokens(tokens, args.public_read);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -18,11 +18,11 @@
 //! ```
 //! Admin routes (forget, gc, check) are declared here with `Access::Needs(Role::Admin)`.
 
-use crate::api;
 use crate::auth::{bearer_token, Access, Role};
 use crate::error::ApiError;
 use crate::middleware::{log_request, time_limit};
 use crate::state::AppState;
+use crate::{api, batch};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -68,10 +68,10 @@ pub fn table() -> Vec<Route> {
         route(M::GET, "/v1/version", Open, api::version),
         route(M::GET, "/v1/stats", Needs(Read), api::stats),
         route(M::POST, "/v1/blocks/missing", Needs(Read), api::missing),
-        route(M::POST, "/v1/blocks/fetch", Needs(Read), api::fetch),
+        route(M::POST, "/v1/blocks/fetch", Needs(Read), batch::fetch),
         route(M::GET, "/v1/blocks/{id}", Needs(Read), api::get_block),
         route(M::GET, "/v1/images", Needs(Read), api::list_images),
-        route(M::POST, "/v1/blocks", Needs(Write), api::upload_batch),
+        route(M::POST, "/v1/blocks", Needs(Write), batch::upload_batch),
         route(M::PUT, "/v1/blocks/{id}", Needs(Write), api::put_block),
         route(M::PUT, "/v1/images/{name}", Needs(Write), api::register),
     ]

@@ -20,12 +20,11 @@ struct InProcess {
 impl InProcess {
     fn start(tokens: Option<&str>, public_read: bool) -> InProcess {
         let dir = tempfile::tempdir().unwrap();
-        let state = AppState {
-            store: Arc::new(Store::open(dir.path()).unwrap()),
-            tokens: tokens.map(|t| Arc::new(Tokens::parse(t).unwrap())),
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let state = AppState::new(store, Limits::default()).with_tokens(
+            tokens.map(|t| Arc::new(Tokens::parse(t).unwrap())),
             public_read,
-            limits: Limits::default(),
-        };
+        );
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -3,17 +3,33 @@
 //!
 //! The client is blocking and cheap to share: the engines call it from several threads at
 //! once to keep requests in flight.
+//!
+//! A store is a peer we do not trust with our memory or our time: every reply is read
+//! with a bound derived from what was asked (32 bytes per id asked for `missing`; frames
+//! checked one by one against the ids asked and the object size limit for `fetch`; 1 MiB
+//! for JSON and 64 KiB for error bodies), and a reply that makes no progress for the
+//! stall time-out is an error naming the store. Retries are logged at debug level only;
+//! the caller gets one error at the end. A refusal with a body (a full disk) is reported
+//! as the store's refusal with its reason, never as "unreachable".
 
 use super::wire::{ids_body, ErrorBody, ErrorCode};
 use super::{
-    limits, parse_frame, write_frame, AdminStore, ImageInfo, PutOutcome, ReadStore, StoreError,
-    StoreStats, WriteStore,
+    limits, write_frame, AdminStore, ImageInfo, PutOutcome, ReadStore, StoreError, StoreStats,
+    WriteStore,
 };
 use crate::id::BlockId;
 use bytes::Bytes;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::StatusCode;
+use std::io::Read;
 use std::time::Duration;
+
+/// Largest JSON reply accepted (stats, upload verdicts, version).
+const MAX_JSON_REPLY: u64 = 1 << 20;
+/// Largest image list accepted.
+const MAX_IMAGES_REPLY: u64 = 64 << 20;
+/// Largest error body read.
+const MAX_ERROR_REPLY: u64 = 64 << 10;
 
 /// A remote block store.
 pub struct HttpStore {
@@ -21,15 +37,35 @@ pub struct HttpStore {
     client: Client,
     token: Option<String>,
     retries: u32,
+    stall: Duration,
+}
+
+/// Why one attempt failed in a way worth retrying.
+enum Transient {
+    /// The store answered 5xx/429; status and body.
+    Reply(StatusCode, String),
+    /// No answer (connection refused, reset, timed out).
+    Network(String),
 }
 
 impl HttpStore {
     /// A client for the store at `base` (`http(s)://host:port`), with an optional token.
     pub fn new(base: &str, token: Option<String>) -> Result<Self, StoreError> {
+        Self::with_stall_timeout(base, token, Duration::from_secs(120))
+    }
+
+    /// Like [`HttpStore::new`], with the time a request or reply may go without progress
+    /// before it fails (default 120 s): a stalled store is an error, not a silent wait.
+    pub fn with_stall_timeout(
+        base: &str,
+        token: Option<String>,
+        stall: Duration,
+    ) -> Result<Self, StoreError> {
         let base = base.trim_end_matches('/').to_string();
         let client = Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(600))
+            .connect_timeout(Duration::from_secs(10).min(stall))
+            // blocking reqwest applies this to sending and to each read of a reply body
+            .timeout(stall)
             .pool_max_idle_per_host(16)
             .user_agent(concat!("bonsai/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -42,6 +78,7 @@ impl HttpStore {
             client,
             token,
             retries: 4,
+            stall,
         })
     }
 
@@ -55,7 +92,8 @@ impl HttpStore {
         format!("{}/v1/{}", self.base, path)
     }
 
-    /// Sends a request built by `make`, retrying connection failures, 429 and 5xx.
+    /// Sends a request built by `make`, retrying connection failures, 429 and 5xx (but
+    /// not 501 or 507, which will not change), quietly; the last failure is returned.
     fn send(&self, make: impl Fn(&Client) -> RequestBuilder) -> Result<Response, StoreError> {
         let mut attempt = 0;
         loop {
@@ -63,30 +101,44 @@ impl HttpStore {
             if let Some(t) = &self.token {
                 req = req.bearer_auth(t);
             }
-            let transient: Result<(), String> = match req.send() {
-                Ok(resp) => {
-                    let s = resp.status();
-                    if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS {
-                        let reason = format!("{s}: {}", error_text(resp));
-                        Err(reason)
-                    } else {
-                        return self.check(resp);
-                    }
+            let failure = match req.send() {
+                Ok(resp) if is_transient(resp.status()) => {
+                    let status = resp.status();
+                    Transient::Reply(status, read_error_text(resp))
                 }
-                Err(e) => Err(describe_reqwest(&e)),
+                Ok(resp) => return self.check(resp),
+                Err(e) => Transient::Network(self.describe(&e)),
             };
-            let reason = transient.unwrap_err();
             if attempt >= self.retries {
-                return Err(StoreError::Unreachable {
-                    store: self.base.clone(),
-                    reason,
+                let attempts = attempt + 1;
+                return Err(match failure {
+                    Transient::Reply(status, text) => self.refusal(status, &text),
+                    Transient::Network(reason) => StoreError::Unreachable {
+                        store: self.base.clone(),
+                        reason: format!("{reason} (after {attempts} attempts)"),
+                    },
                 });
             }
-            let wait = Duration::from_millis(200 << attempt);
-            tracing::warn!(store = %self.base, %reason, ?wait, "retrying");
+            let wait = Duration::from_millis(200 << attempt.min(6));
+            let reason = match &failure {
+                Transient::Reply(s, text) => format!("{s}: {}", first_line(text)),
+                Transient::Network(r) => r.clone(),
+            };
+            tracing::debug!(store = %self.base, %reason, ?wait, attempt, "retrying");
             std::thread::sleep(wait);
             attempt += 1;
         }
+    }
+
+    /// A network error in one clause; a time-out says the store stalled.
+    fn describe(&self, e: &reqwest::Error) -> String {
+        if e.is_timeout() {
+            return format!(
+                "no progress for {} s (store stalled)",
+                self.stall.as_secs_f32()
+            );
+        }
+        describe_reqwest(e)
     }
 
     /// Turns a refusal into a typed error from the body's machine fields (`code`, `id`);
@@ -96,8 +148,7 @@ impl HttpStore {
         if s.is_success() {
             return Ok(resp);
         }
-        let text = resp.text().unwrap_or_default();
-        Err(self.refusal(s, &text))
+        Err(self.refusal(s, &read_error_text(resp)))
     }
 
     fn refusal(&self, status: StatusCode, text: &str) -> StoreError {
@@ -142,11 +193,71 @@ impl HttpStore {
         }
     }
 
-    fn body(&self, resp: Response) -> Result<Bytes, StoreError> {
-        resp.bytes().map_err(|e| StoreError::Unreachable {
+    /// Reads a whole reply of at most `limit` bytes; more is a protocol error.
+    fn body(&self, resp: Response, limit: u64) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::new();
+        resp.take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| self.read_failed(e))?;
+        if out.len() as u64 > limit {
+            return Err(self.protocol(format!("reply larger than the {limit} bytes expected")));
+        }
+        Ok(out)
+    }
+
+    fn read_failed(&self, e: std::io::Error) -> StoreError {
+        let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+            || e.get_ref()
+                .and_then(|r| r.downcast_ref::<reqwest::Error>())
+                .is_some_and(|r| r.is_timeout());
+        StoreError::Unreachable {
             store: self.base.clone(),
-            reason: format!("reading reply: {}", describe_reqwest(&e)),
-        })
+            reason: if timed_out {
+                format!(
+                    "reply stalled: no progress for {} s",
+                    self.stall.as_secs_f32()
+                )
+            } else {
+                format!("reading reply: {e}")
+            },
+        }
+    }
+
+    /// Reads the frames of a batch download, checking each against the id asked before
+    /// reading its bytes; memory follows what was asked, not what the store claims.
+    fn read_frames(&self, resp: Response, batch: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut reader = std::io::BufReader::new(resp);
+        let mut out = Vec::with_capacity(batch.len());
+        let mut header = [0u8; super::wire::FRAME_HEADER];
+        for want in batch {
+            read_exact_or(&mut reader, &mut header, || {
+                self.protocol("batch download ended early")
+            })
+            .map_err(|e| e.unwrap_or_else(|e| self.read_failed(e)))?;
+            let id = BlockId::from_slice(&header[..32]).expect("32 bytes");
+            let len = read_len(&header);
+            if len > crate::codec::MAX_OBJECT {
+                return Err(self.protocol(format!(
+                    "frame for block {id} declares {len} bytes, above the limit {}",
+                    crate::codec::MAX_OBJECT
+                )));
+            }
+            if id != *want {
+                return Err(self.protocol(format!("asked for block {want}, got {id}")));
+            }
+            let mut object = vec![0u8; len];
+            read_exact_or(&mut reader, &mut object, || {
+                self.protocol("batch download ended early")
+            })
+            .map_err(|e| e.unwrap_or_else(|e| self.read_failed(e)))?;
+            out.push(object);
+        }
+        let mut extra = [0u8; 1];
+        match reader.read(&mut extra) {
+            Ok(0) => Ok(out),
+            Ok(_) => Err(self.protocol("trailing bytes after batch download")),
+            Err(e) => Err(self.read_failed(e)),
+        }
     }
 
     /// `/v1/images/NAME`, the name percent-encoded as one path segment.
@@ -163,7 +274,7 @@ impl HttpStore {
     /// Server version and API level, for `bonsai` to check before a long job.
     pub fn version(&self) -> Result<serde_json::Value, StoreError> {
         let resp = self.send(|c| c.get(self.url("version")))?;
-        let body = self.body(resp)?;
+        let body = self.body(resp, MAX_JSON_REPLY)?;
         serde_json::from_slice(&body).map_err(|e| self.protocol(e.to_string()))
     }
 }
@@ -178,12 +289,36 @@ fn first_line(text: &str) -> String {
     }
 }
 
-/// The one-line reason of a transient (5xx, 429) reply.
-fn error_text(resp: Response) -> String {
-    let text = resp.text().unwrap_or_default();
-    match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(body) => first_line(&body.error),
-        Err(_) => first_line(&text),
+/// Statuses worth another attempt: overload and server failures that may pass.
+fn is_transient(s: StatusCode) -> bool {
+    s == StatusCode::TOO_MANY_REQUESTS
+        || (s.is_server_error()
+            && s != StatusCode::NOT_IMPLEMENTED
+            && s != StatusCode::INSUFFICIENT_STORAGE)
+}
+
+/// An error body, read with a bound (a hostile store cannot make us buffer gigabytes).
+fn read_error_text(resp: Response) -> String {
+    let mut out = Vec::new();
+    let _ = resp.take(MAX_ERROR_REPLY).read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The u32 LE length of a frame header.
+fn read_len(header: &[u8]) -> usize {
+    u32::from_le_bytes(header[32..36].try_into().expect("4 bytes")) as usize
+}
+
+/// `read_exact`, telling a clean early end (`Ok(err)` from `ended`) from an I/O failure.
+fn read_exact_or(
+    r: &mut impl Read,
+    buf: &mut [u8],
+    ended: impl Fn() -> StoreError,
+) -> Result<(), Result<StoreError, std::io::Error>> {
+    match r.read_exact(buf) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Ok(ended())),
+        Err(e) => Err(Err(e)),
     }
 }
 
@@ -204,7 +339,7 @@ impl ReadStore for HttpStore {
         for batch in ids.chunks(limits::MAX_IDS_PER_QUERY) {
             let body = Bytes::from(ids_body(batch));
             let resp = self.send(|c| c.post(self.url("blocks/missing")).body(body.clone()))?;
-            let reply = self.body(resp)?;
+            let reply = self.body(resp, batch.len() as u64 * 32)?;
             if !reply.len().is_multiple_of(32) {
                 return Err(self.protocol("missing-ids reply is not a multiple of 32 bytes"));
             }
@@ -222,28 +357,14 @@ impl ReadStore for HttpStore {
         for batch in ids.chunks(limits::MAX_IDS_PER_QUERY) {
             let body = Bytes::from(ids_body(batch));
             let resp = self.send(|c| c.post(self.url("blocks/fetch")).body(body.clone()))?;
-            let reply = self.body(resp)?;
-            let mut rest = &reply[..];
-            for want in batch {
-                let (id, skip, len) = parse_frame(rest, crate::codec::MAX_OBJECT)
-                    .map_err(|e| self.protocol(e))?
-                    .ok_or_else(|| self.protocol("batch download ended early"))?;
-                if id != *want {
-                    return Err(self.protocol(format!("asked for block {want}, got {id}")));
-                }
-                out.push(rest[skip..skip + len].to_vec());
-                rest = &rest[skip + len..];
-            }
-            if !rest.is_empty() {
-                return Err(self.protocol("trailing bytes after batch download"));
-            }
+            out.extend(self.read_frames(resp, batch)?);
         }
         Ok(out)
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
         let resp = self.send(|c| c.get(self.url("stats")))?;
-        let body = self.body(resp)?;
+        let body = self.body(resp, MAX_JSON_REPLY)?;
         serde_json::from_slice(&body).map_err(|e| self.protocol(e.to_string()))
     }
 
@@ -267,7 +388,7 @@ impl WriteStore for HttpStore {
             // Bytes: a retry re-sends the same buffer instead of copying it.
             let body = Bytes::from(body);
             let resp = self.send(|c| c.post(self.url("blocks")).body(body.clone()))?;
-            let b = self.body(resp)?;
+            let b = self.body(resp, MAX_JSON_REPLY)?;
             let reply: PutOutcome =
                 serde_json::from_slice(&b).map_err(|e| self.protocol(e.to_string()))?;
             total.stored += reply.stored;
@@ -294,7 +415,7 @@ impl AdminStore for HttpStore {
             images: Vec<ImageInfo>,
         }
         let resp = self.send(|c| c.get(self.url("images")))?;
-        let body = self.body(resp)?;
+        let body = self.body(resp, MAX_IMAGES_REPLY)?;
         let reply: Reply =
             serde_json::from_slice(&body).map_err(|e| self.protocol(e.to_string()))?;
         Ok(reply.images)

@@ -1,0 +1,260 @@
+//! A hostile or broken client against the real server binary on loopback: each test
+//! asserts the bound that keeps the server serving everyone else (issue 11). Memory is read
+//! from the server process's /proc/PID/status (VmHWM), not guessed.
+
+use bonsai_core::store::conformance::fresh_blocks;
+use bonsai_core::store::write_frame;
+use reqwest::blocking::Client;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Server {
+    child: Child,
+    url: String,
+    addr: String,
+}
+
+fn spawn(data: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_bonsai-blockstore"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("BONSAI_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start server")
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let mut child = spawn(data);
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect(&line)
+            .to_string();
+        let addr = url.trim_start_matches("http://").to_string();
+        Server { child, url, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v1/{path}", self.url)
+    }
+
+    /// A field of /proc/PID/status in KiB (VmHWM, VmRSS).
+    fn mem_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// `n` blocks of incompressible data, `size` bytes of plaintext each.
+fn big_blocks(n: usize, size: usize) -> Vec<bonsai_core::codec::EncodedBlock> {
+    let mut enc = bonsai_core::Encoder::new();
+    (0..n)
+        .map(|i| {
+            let mut plain = vec![0u8; size];
+            let seed = format!("{:?} {i}", std::time::SystemTime::now());
+            blake3::Hasher::new()
+                .update(seed.as_bytes())
+                .finalize_xof()
+                .fill(&mut plain);
+            enc.encode(&bonsai_core::Convergence::public(), &plain)
+        })
+        .collect()
+}
+
+fn upload(c: &Client, s: &Server, n: usize) -> Vec<bonsai_core::BlockId> {
+    put_blocks(c, s, fresh_blocks(n))
+}
+
+fn put_blocks(
+    c: &Client,
+    s: &Server,
+    blocks: Vec<bonsai_core::codec::EncodedBlock>,
+) -> Vec<bonsai_core::BlockId> {
+    let mut body = Vec::new();
+    for b in &blocks {
+        write_frame(&mut body, &b.id, &b.object);
+    }
+    let r = c.post(s.url("blocks")).body(body).send().unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    blocks.iter().map(|b| b.id).collect()
+}
+
+#[test]
+fn stalled_fetch_clients_do_not_starve_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let c = client();
+    // 16 MiB per reply: far more than socket buffers hold, so every sender stalls
+    let ids = put_blocks(&c, &s, big_blocks(64, 256 * 1024));
+    let body: Vec<u8> = ids.iter().flat_map(|i| i.0).collect();
+    // 530 clients ask for every block and never read the reply
+    let mut stalled = Vec::new();
+    for _ in 0..530 {
+        let mut t = TcpStream::connect(&s.addr).unwrap();
+        write!(
+            t,
+            "POST /v1/blocks/fetch HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        t.write_all(&body).unwrap();
+        stalled.push(t);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // everyone else is still served
+    let r = c.get(s.url("stats")).send().expect("stats answers");
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(s.url("blocks/missing"))
+        .body(body.clone())
+        .send()
+        .expect("missing answers");
+    assert_eq!((r.status().as_u16(), r.bytes().unwrap().len()), (200, 0));
+    let r = c
+        .post(s.url("blocks/fetch"))
+        .body(body[..32 * 10].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().unwrap().len() > 10 * 36);
+    eprintln!(
+        "530 stalled fetches: server VmRSS {} KiB, VmHWM {} KiB",
+        s.mem_kib("VmRSS:"),
+        s.mem_kib("VmHWM:")
+    );
+    // bounded: well under what 530 buffered 16 MiB replies would cost (8.3 GiB)
+    assert!(
+        s.mem_kib("VmHWM:") < 1024 * 1024,
+        "server peaked at {} KiB",
+        s.mem_kib("VmHWM:")
+    );
+    drop(stalled);
+}
+
+#[test]
+fn a_flood_of_tiny_invalid_frames_costs_little_and_gets_a_short_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let c = client();
+    let _ = c.get(s.url("stats")).send().unwrap();
+    let before = s.mem_kib("VmHWM:");
+    // 64 MiB of 36-byte frames: random ids, empty objects
+    let mut body = Vec::with_capacity(64 << 20);
+    let mut n = 0u64;
+    while body.len() + 36 <= 64 << 20 {
+        let id = bonsai_core::BlockId(*blake3::hash(&n.to_le_bytes()).as_bytes());
+        write_frame(&mut body, &id, &[]);
+        n += 1;
+    }
+    let started = std::time::Instant::now();
+    let r = c.post(s.url("blocks")).body(body).send().unwrap();
+    let status = r.status();
+    let reply = r.bytes().unwrap();
+    let grew = s.mem_kib("VmHWM:").saturating_sub(before);
+    eprintln!(
+        "64 MiB of invalid frames: status {status}, reply {} bytes, VmHWM grew {grew} KiB, {:?}",
+        reply.len(),
+        started.elapsed()
+    );
+    assert_eq!(status, 422);
+    assert!(reply.len() < 64 * 1024, "reply of {} bytes", reply.len());
+    let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(v["code"], "block_rejected");
+    assert!(v["rejected"].as_array().unwrap().len() <= 100);
+    assert!(grew < 256 * 1024, "server memory grew by {grew} KiB");
+}
+
+#[test]
+fn huge_logical_sizes_do_not_break_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let c = client();
+    let ids = upload(&c, &s, 1);
+    for name in ["a", "b"] {
+        let mut body = (i64::MAX as u64).to_le_bytes().to_vec();
+        body.extend_from_slice(&ids[0].0);
+        let r = c
+            .put(s.url(&format!("images/{name}")))
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = c.get(s.url("stats")).send().unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().unwrap()).unwrap();
+    assert_eq!(v["images"], 2);
+    assert_eq!(v["logical_bytes"], 2 * (i64::MAX as u64), "no overflow");
+}
+
+#[test]
+fn a_second_server_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    std::fs::write(dir.path().join("tmp/upload-in-flight"), b"x").unwrap();
+    let out = spawn(dir.path()).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        dir.path().join("tmp/upload-in-flight").exists(),
+        "tmp/ emptied"
+    );
+    assert_eq!(client().get(s.url("health")).send().unwrap().status(), 200);
+}
+
+#[test]
+fn fifty_concurrent_large_existence_queries_run_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let c = client();
+    let known = upload(&c, &s, 100);
+    // 65 536 ids each: mostly absent, a few known
+    let body: Vec<u8> = (0..65_536u32)
+        .flat_map(|i| match known.get(i as usize) {
+            Some(id) => id.0,
+            None => *blake3::hash(&i.to_le_bytes()).as_bytes(),
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..50 {
+            scope.spawn(|| {
+                let r = c
+                    .post(s.url("blocks/missing"))
+                    .body(body.clone())
+                    .send()
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                assert_eq!(r.bytes().unwrap().len(), (65_536 - 100) * 32);
+            });
+        }
+    });
+    eprintln!("50 concurrent 65 536-id queries: {:?}", started.elapsed());
+}
