@@ -12,6 +12,9 @@
 //! PUT  /v1/blocks/{id}       upload one object
 //! GET  /v1/images            registered images, JSON
 //! PUT  /v1/images/{name}     body: u64 LE logical size ‖ ids → register a manifest
+//!                            (`?zero_bytes=N`: the image's holes, for reports)
+//! GET  /v1/report            the dedup report, JSON (`?matrix=N`)
+//! GET  /                     the dashboard: the report as a page (dashboard.rs)
 //! ```
 
 use crate::auth::Role;
@@ -19,7 +22,7 @@ use crate::error::ApiError;
 use crate::ingest::IngestOutcome;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -42,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blocks/{id}", get(get_block).put(put_block))
         .route("/v1/images", get(list_images))
         .route("/v1/images/{name}", put(register))
+        .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint (API v1 lives under /v1/)") })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
@@ -309,9 +313,16 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 255 && !name.chars().any(|c| c.is_control() || c == '/')
 }
 
+/// Figures a client may send with a manifest (docs/API.md); absent ones stay unknown.
+#[derive(Debug, Default, serde::Deserialize)]
+struct RegisterQuery {
+    zero_bytes: Option<u64>,
+}
+
 async fn register(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    Query(figures): Query<RegisterQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
     if !valid_name(&name) {
@@ -329,7 +340,19 @@ async fn register(
     let ids = parse_ids(&body[8..], usize::MAX)?;
     let store = st.store.clone();
     let n = ids.len();
-    let absent = blocking(move || Ok(store.register(&name, logical, &ids)?)).await?;
+    if figures.zero_bytes.is_some_and(|z| z > logical) {
+        return Err(ApiError::bad_request(format!(
+            "zero_bytes exceeds the logical size {logical}"
+        )));
+    }
+    let absent = blocking(move || {
+        let absent = store.register(&name, logical, &ids)?;
+        if let (None, Some(z)) = (absent, figures.zero_bytes) {
+            store.record_figures(&name, z)?;
+        }
+        Ok(absent)
+    })
+    .await?;
     if let Some(id) = absent {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -344,6 +367,8 @@ async fn register(
 fn needs(method: &Method, path: &str) -> Option<Role> {
     match (method, path) {
         (_, "/v1/health") | (_, "/v1/version") => None,
+        // The dashboard checks its own credentials (a browser cannot send a bearer token).
+        (&Method::GET, p) if crate::dashboard::owns(p) => None,
         (&Method::PUT, _) => Some(Role::Write),
         (&Method::POST, "/v1/blocks") => Some(Role::Write),
         _ => Some(Role::Read),

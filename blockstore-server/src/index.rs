@@ -58,10 +58,11 @@ impl Index {
                 "index schema version {v} is not supported (expected {SCHEMA_VERSION})"
             )));
         }
+        crate::report::ensure_schema(&db)?;
         Ok(Index { db: Mutex::new(db) })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions).
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -86,6 +86,7 @@ impl Store {
         let missing: std::collections::HashSet<BlockId> =
             self.index.missing(&ids)?.into_iter().collect();
         let mut written: Vec<(BlockId, u64)> = Vec::new();
+        let mut plains: Vec<(BlockId, u32)> = Vec::new();
         for (id, bytes) in items {
             if bytes.len() > MAX_OBJECT {
                 out.rejected.push(Rejected {
@@ -115,6 +116,7 @@ impl Store {
                     source,
                 })?;
             written.push((*id, bytes.len() as u64));
+            plains.extend(crate::report::plain_len(bytes).map(|p| (*id, p)));
         }
         if !written.is_empty() {
             self.blobs.sync().map_err(|source| StorageError::Io {
@@ -122,6 +124,7 @@ impl Store {
                 source,
             })?;
             let added = self.index.insert(&written)?;
+            self.index.record_plain(&plains)?;
             out.stored += added;
             out.existed += written.len() as u64 - added;
         }
@@ -160,6 +163,19 @@ impl Store {
     /// Store-wide figures.
     pub fn stats(&self) -> Result<StoreStats, StorageError> {
         Ok(self.index.stats()?)
+    }
+
+    /// Records an image's zero bytes for reports (after [`Store::register`]).
+    pub fn record_figures(&self, name: &str, zero_bytes: u64) -> Result<(), StorageError> {
+        Ok(self.index.record_figures(name, zero_bytes)?)
+    }
+
+    /// The dedup report, from the index alone.
+    pub fn report(
+        &self,
+        opts: &bonsai_core::report::ReportOptions,
+    ) -> Result<bonsai_core::report::StoreReport, StorageError> {
+        Ok(self.index.report(opts)?)
     }
 
     /// Registered images.

@@ -5,16 +5,19 @@
 //! - [`index`] is the SQLite index of blocks and registered images;
 //! - [`ingest`] is the one write path: verify BLAKE3(object) == id, write, sync, index;
 //! - [`api`] is the axum HTTP API v1, [`auth`] its bearer tokens, [`state`] its state;
-//! - [`local`] is the embedded store: core's `BlockStore` over a directory, no server.
+//! - [`local`] is the embedded store: core's `BlockStore` over a directory, no server;
+//! - [`report`] computes the dedup report from the index alone; [`dashboard`] serves it.
 //!
 //! [`open_store`] turns a `--store` argument into a store of either kind.
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod index;
 pub mod ingest;
 pub mod local;
+pub mod report;
 pub mod state;
 pub mod storage;
 

@@ -3,6 +3,7 @@
 //! locally can later be served as is.
 
 use crate::ingest::{StorageError, Store};
+use bonsai_core::report::{Registration, ReportOptions, StoreReport};
 use bonsai_core::store::{BlockStore, PutOutcome, StoreError, StoreStats};
 use bonsai_core::BlockId;
 use std::path::Path;
@@ -94,5 +95,18 @@ impl BlockStore for LocalStore {
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn register_image(&self, reg: &Registration<'_>) -> Result<(), StoreError> {
+        self.register(reg.name, reg.logical_bytes, reg.ids)?;
+        self.store
+            .record_figures(reg.name, reg.zero_bytes)
+            .map_err(|e| to_store_error(&self.name, e))
+    }
+
+    fn report(&self, opts: &ReportOptions) -> Result<StoreReport, StoreError> {
+        self.store
+            .report(opts)
+            .map_err(|e| to_store_error(&self.name, e))
     }
 }

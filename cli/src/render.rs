@@ -2,6 +2,7 @@
 //! progress to stderr.
 
 use bonsai_core::analyze::ImageAnalysis;
+use bonsai_core::stats::{fmt_ratio, Savings};
 use bonsai_core::{PullReport, PushReport, StoreStats};
 use indicatif::HumanBytes;
 
@@ -31,17 +32,13 @@ pub fn push(r: &PushReport) {
         "  chunks    {} ({} distinct, {} of them already in the store)",
         r.chunks, r.unique_chunks, r.known_chunks
     );
-    let ratio = r
-        .dedup_ratio
-        .map(|d| format!("{d:.1}x"))
-        .unwrap_or_else(|| "infinite: nothing new".into());
     println!(
-        "  sent      {} new blocks, {} ({} before compression); dedup ratio {}",
+        "  sent      {} new blocks, {} ({} before compression)",
         r.new_chunks,
         HumanBytes(r.sent_bytes),
         HumanBytes(r.new_plain_bytes),
-        ratio
     );
+    println!("  savings   {}", savings_line(&r.savings));
     println!(
         "  time      {:.2}s, {} of image",
         r.wall_seconds,
@@ -83,14 +80,23 @@ pub fn stats(store: &str, s: &StoreStats) {
     println!("  stored        {}", HumanBytes(s.stored_bytes));
     println!("  images        {}", s.images);
     println!("  logical       {}", HumanBytes(s.logical_bytes));
-    println!("  dedup ratio   {:.1}x", s.dedup_ratio);
+    println!(
+        "  overall       {} (logical / stored; `bonsai report` splits it)",
+        fmt_ratio((s.stored_bytes > 0).then_some(s.dedup_ratio))
+    );
+}
+
+/// The three savings and their product (docs/RATIOS.md); `-` for an infinite or
+/// undefined factor.
+pub fn savings_line(s: &Savings) -> String {
+    s.to_string()
 }
 
 /// The analyze table.
 pub fn analyze(rows: &[ImageAnalysis]) {
     println!(
         "{:<28} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9}",
-        "image", "logical", "data", "distinct", "new", "cum. new", "cum.ratio"
+        "image", "logical", "data", "distinct", "new", "cum. new", "zero×dedup"
     );
     let mut cum = 0u64;
     for r in rows {

@@ -8,7 +8,8 @@
 //! - [`recipe`] records how to rebuild the image: a compact, checksummed binary list.
 //! - [`store`] is the block store as the engines see it, with the HTTP client.
 //! - [`push`] and [`pull`] orchestrate; [`seed`] finds blocks in local files;
-//!   [`image`] reads raw and sparse images; [`stats`] holds the reported figures.
+//!   [`image`] reads raw and sparse images; [`stats`] holds the reported figures and the
+//!   ratio vocabulary; [`report`] the store report and its charts.
 //!
 //! # Example
 //! ```
@@ -30,6 +31,7 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod recipe;
+pub mod report;
 pub mod seed;
 pub mod stats;
 pub mod store;

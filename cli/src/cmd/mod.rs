@@ -6,4 +6,5 @@ pub mod inspect;
 pub mod pull;
 pub mod push;
 pub mod recipe;
+pub mod report;
 pub mod stats;

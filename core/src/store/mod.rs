@@ -120,6 +120,22 @@ pub trait BlockStore: Send + Sync {
     fn stats(&self) -> Result<StoreStats, StoreError>;
     /// How the user named the store, for messages.
     fn describe(&self) -> String;
+    /// Registers an image with the figures reports need (its zero bytes). A store that
+    /// keeps no figures registers the manifest alone.
+    fn register_image(&self, reg: &crate::report::Registration<'_>) -> Result<(), StoreError> {
+        self.register(reg.name, reg.logical_bytes, reg.ids)
+    }
+    /// The dedup report (docs/RATIOS.md), computed from the store's index.
+    fn report(
+        &self,
+        opts: &crate::report::ReportOptions,
+    ) -> Result<crate::report::StoreReport, StoreError> {
+        let _ = opts;
+        Err(StoreError::Other {
+            store: self.describe(),
+            reason: "this store keeps no report".into(),
+        })
+    }
 }
 
 /// Limits both sides agree on; the server enforces them, the client batches below them.
