@@ -112,7 +112,7 @@ fn growth_series(points: &[GrowthPoint]) -> Vec<Series> {
         ),
         (
             "stored",
-            "stored (compressed, encrypted)",
+            "stored (compressed)",
             "#2e8b57",
             all(&|p| Some(p.stored_bytes)),
         ),
