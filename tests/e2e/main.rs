@@ -4,4 +4,5 @@
 mod failures;
 mod formats;
 mod push_pull;
+mod report;
 mod util;
