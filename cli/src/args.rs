@@ -270,6 +270,9 @@ pub struct ReportArgs {
     /// Also write a self-contained HTML page with the charts (no network needed to view).
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Also write the growth chart alone as an SVG file (for documents).
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
     /// Most images in the pairwise sharing matrix (the first registered).
     #[arg(long, value_name = "N", default_value_t = bonsai_core::report::DEFAULT_MATRIX_IMAGES)]
     pub matrix: usize,

@@ -117,7 +117,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
     writeln!(
         out,
         "  {:<8} {:>10} {:>10} {:>10} {:>10} {:>8}",
-        "image", "logical", "data", "known", "sent", "dedup"
+        "image", "logical", "data", "known", "sent", "overall"
     )?;
     for (vm, name) in [(&vm1, "vm1"), (&vm2, "vm2")] {
         let r = crate::cmd::push::push(
@@ -186,7 +186,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
     let s = bonsai_blockstore::open_store(&store.display().to_string(), None)?.stats()?;
     writeln!(
         out,
-        "store: {} blocks, {} stored for {} of images ({:.1}x)",
+        "store: {} blocks, {} stored for {} of images ({:.1}x overall)",
         s.blocks,
         HumanBytes(s.stored_bytes),
         HumanBytes(s.logical_bytes),

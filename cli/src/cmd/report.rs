@@ -28,6 +28,10 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         );
         write_atomically(path, html.as_bytes())?;
     }
+    if let Some(path) = &args.svg {
+        let svg = bonsai_core::report::svg::growth_chart(&report.growth);
+        write_atomically(path, format!("{svg}\n").as_bytes())?;
+    }
     if args.json {
         return render::json(&report);
     }
