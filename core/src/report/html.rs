@@ -28,7 +28,7 @@ const STYLE: &str =
     "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}\
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}\
 p.sub{color:#666;margin:0 0 16px}table{border-collapse:collapse;font-size:13px}\
-th,td{padding:4px 10px;border-bottom:1px solid #e3e6ea;text-align:right}\
+th,td{padding:4px 10px;white-space:nowrap;border-bottom:1px solid #e3e6ea;text-align:right}\
 th:first-child,td:first-child{text-align:left}th{background:#f5f6f8}\
 .factors{font-size:15px}.factors b{font-size:18px}dl{font-size:13px;color:#444}\
 dt{font-weight:600;float:left;width:190px}dd{margin:0 0 6px 200px}";
