@@ -1,25 +1,42 @@
 //! bonsai-blockstore: the shared store that holds every distinct encrypted block once.
 //!
 //! # Brief overview
-//! - [`storage`] lays block files out on disk (temp → rename, fan-out directories);
-//! - [`index`] is the SQLite index of blocks and registered images;
-//! - [`ingest`] is the one write path: verify BLAKE3(object) == id, write, sync, index;
-//! - [`api`] is the axum HTTP API v1, [`auth`] its bearer tokens, [`state`] its state;
-//! - [`local`] is the embedded store: core's `BlockStore` over a directory, no server;
-//! - [`report`] computes the dedup report from the index alone; [`dashboard`] serves it.
+//! - `backend/` holds block objects and manifests behind the [`Backend`] trait; the
+//!   directory backend ([`DirBackend`]) lays files out on disk and locks the directory;
+//! - `index.rs` is the SQLite index of blocks and registered images (a cache of the backend);
+//! - `ingest.rs` ([`Store`]) is the one write path: verify BLAKE3(object) == id, write,
+//!   make durable, index;
+//! - `routes.rs` is the route table ([`table`], [`app`]): each route with the role it needs;
+//!   `api.rs` its handlers, `auth.rs` tokens and roles, `error.rs` the machine-readable
+//!   error bodies, `middleware.rs` time limit and request log, `state.rs` the state;
+//! - `local.rs` ([`LocalStore`]) is the embedded store: core's store traits over a
+//!   directory, no server.
+//! - `report.rs` computes the dedup report from the index alone; `dashboard.rs` serves it
+//!   as JSON (`/v1/report`) and as a live page (`/`).
 //!
 //! [`open_store`] turns a `--store` argument into a store of either kind.
 
-pub mod api;
-pub mod auth;
-pub mod dashboard;
-pub mod error;
-pub mod index;
-pub mod ingest;
-pub mod local;
-pub mod report;
-pub mod state;
-pub mod storage;
+mod api;
+mod auth;
+mod backend;
+mod dashboard;
+mod error;
+mod index;
+mod ingest;
+mod local;
+mod middleware;
+mod report;
+mod routes;
+mod state;
+
+pub use auth::{bearer_token, Access, Role, Tokens};
+pub use backend::{Backend, BackendError, DirBackend, Put};
+pub use error::ApiError;
+pub use index::{Index, IndexError, SCHEMA_VERSION};
+pub use ingest::{IngestOutcome, Rejected, StorageError, Store};
+pub use local::LocalStore;
+pub use routes::{app, route, table, Route};
+pub use state::{AppState, Limits};
 
 use anyhow::Context;
 use bonsai_core::store::http::HttpStore;
@@ -51,8 +68,9 @@ pub struct ServeArgs {
     /// Store directory (blocks/, tmp/, index.sqlite); created if missing.
     #[arg(long)]
     pub data: PathBuf,
-    /// File of `ROLE TOKEN` lines (role `read` or `write`). Without it the store accepts
-    /// every request: use that only on loopback or a trusted network.
+    /// File of `ROLE TOKEN` lines (role `read`, `write` or `admin`; whole-line `#`
+    /// comments). Without it the store accepts every request: use that only on loopback or
+    /// a trusted network.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// Let reads (queries, downloads, stats) through without a token; writes still need one.
@@ -105,7 +123,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(%addr, data = %args.data.display(), "block store ready");
-    axum::serve(listener, api::router(state))
+    axum::serve(listener, routes::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("block store stopped");

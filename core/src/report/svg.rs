@@ -76,6 +76,8 @@ fn axis(max: u64) -> (f64, f64) {
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * mag)
         * unit;
+    // Never a step below one byte: ticks are whole bytes.
+    let step = step.max(1.0);
     ((max / step).ceil() * step, step)
 }
 
