@@ -3,6 +3,8 @@
 
 mod failures;
 mod formats;
+mod mistakes;
 mod push_pull;
 mod report;
 mod util;
+mod verify;

@@ -59,7 +59,6 @@ pub fn run(args: AnalyzeArgs, quiet: bool) -> anyhow::Result<()> {
     if args.json {
         render::json(&serde_json::json!({ "chunker": params, "images": rows }))
     } else {
-        render::analyze(&rows);
-        Ok(())
+        render::text(|out| render::analyze(out, &rows))
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::args::ReportArgs;
 use crate::render;
+use crate::store::Access;
 use anyhow::Context;
 use bonsai_core::report::html::{page, PageOptions};
 use bonsai_core::report::svg::human_bytes;
@@ -13,7 +14,7 @@ use std::path::Path;
 
 /// Runs the command.
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {
-    let store = bonsai_blockstore::open_store(&args.store.store, args.store.token()?)?;
+    let store = args.store.open(Access::Existing)?;
     let report = store.report(&ReportOptions {
         matrix_images: args.matrix,
     })?;
@@ -35,11 +36,13 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     if args.json {
         return render::json(&report);
     }
-    table(&store.describe(), &report);
-    if let Some(path) = &args.html {
-        println!("wrote {}", path.display());
-    }
-    Ok(())
+    render::text(|out| {
+        table(out, &store.describe(), &report)?;
+        if let Some(path) = &args.html {
+            writeln!(out, "wrote {}", path.display())?;
+        }
+        Ok(())
+    })
 }
 
 /// Writes `bytes` beside `path` and renames, so a reader never sees half a page.
@@ -67,10 +70,11 @@ fn opt(v: Option<u64>) -> String {
 }
 
 /// The human table: totals and savings, then one row per image.
-fn table(store: &str, r: &StoreReport) {
+fn table(out: &mut dyn Write, store: &str, r: &StoreReport) -> std::io::Result<()> {
     let t = &r.totals;
-    println!("store {store}: {} images", t.images);
-    println!(
+    writeln!(out, "store {store}: {} images", t.images)?;
+    writeln!(
+        out,
         "  logical {}  data {}  distinct {}  stored {}  ({} in {} blocks no image uses)",
         human_bytes(t.logical_bytes),
         opt(t.data_bytes),
@@ -78,17 +82,19 @@ fn table(store: &str, r: &StoreReport) {
         human_bytes(t.stored_bytes),
         human_bytes(t.unreferenced_stored_bytes),
         t.unreferenced_blocks
-    );
-    println!("  {}", render::savings_line(&t.savings));
+    )?;
+    writeln!(out, "  {}", render::savings_line(&t.savings))?;
     if r.images.is_empty() {
-        return;
+        return Ok(());
     }
-    println!(
+    writeln!(
+        out,
         "{:<24} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
         "image", "logical", "data", "distinct", "shared", "only here", "stored", "added", "overall"
-    );
+    )?;
     for im in &r.images {
-        println!(
+        writeln!(
+            out,
             "{:<24} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
             im.name,
             human_bytes(im.logical_bytes),
@@ -99,6 +105,7 @@ fn table(store: &str, r: &StoreReport) {
             human_bytes(im.stored_bytes),
             human_bytes(im.new_stored_bytes),
             fmt_ratio(im.savings.overall)
-        );
+        )?;
     }
+    Ok(())
 }
