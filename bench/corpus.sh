@@ -20,7 +20,7 @@ for _ in $(seq 100); do grep -q listening "$work/serve.out" && break; sleep 0.1;
 url=$(sed -n 's/^listening on //p' "$work/serve.out")
 
 rss() { sed -n 's/.*Maximum resident set size (kbytes): //p' "$1"; }
-printf '| image | logical | data | sent | new chunks / distinct | dedup | wall s | MiB/s (logical) | MiB/s (data) | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| image | logical | data | sent | new chunks / distinct | overall | wall s | MiB/s (logical) | MiB/s (data) | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for img in ${IMAGES:-A B C Cip}; do
   /usr/bin/time -v -o "$work/$img.time" $bonsai push "$corpus/$img.raw" --store "$url" \
     -o "$work/$img.recipe" --name "$img" --json --quiet > "$work/$img.push.json"

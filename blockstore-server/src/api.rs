@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::ingest::IngestOutcome;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -172,9 +172,16 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 255 && !name.chars().any(|c| c.is_control() || c == '/')
 }
 
+/// Figures a client may send with a manifest (docs/API.md); absent ones stay unknown.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct RegisterQuery {
+    zero_bytes: Option<u64>,
+}
+
 pub(crate) async fn register(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    Query(figures): Query<RegisterQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
     if !valid_name(&name) {
@@ -192,7 +199,19 @@ pub(crate) async fn register(
     let ids = parse_ids(&body[8..], usize::MAX)?;
     let store = st.store.clone();
     let n = ids.len();
-    let absent = blocking(&st, move || Ok(store.register(&name, logical, &ids)?)).await?;
+    if figures.zero_bytes.is_some_and(|z| z > logical) {
+        return Err(ApiError::bad_request(format!(
+            "zero_bytes exceeds the logical size {logical}"
+        )));
+    }
+    let absent = blocking(&st, move || {
+        let absent = store.register(&name, logical, &ids)?;
+        if let (None, Some(z)) = (absent, figures.zero_bytes) {
+            store.record_figures(&name, z)?;
+        }
+        Ok(absent)
+    })
+    .await?;
     if let Some(id) = absent {
         return Err(ApiError::block_missing(
             StatusCode::CONFLICT,

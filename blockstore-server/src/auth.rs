@@ -37,6 +37,11 @@ pub enum Access {
     Open,
     /// A token of at least this role (`read` routes are open under `--public-read`).
     Needs(Role),
+    /// A page for browsers (the dashboard): a read token, which may also come as the
+    /// password of HTTP Basic authentication because a browser cannot send a bearer
+    /// header to a page it navigates to; a refusal asks for Basic credentials. Open
+    /// under `--public-read`.
+    Page,
 }
 
 /// The tokens the server accepts.
@@ -107,6 +112,22 @@ impl Tokens {
     }
 }
 
+/// The password of an `Authorization: Basic …` header (the user name is ignored): how a
+/// browser presents a token to [`Access::Page`] routes.
+pub fn basic_password(header: &str) -> Option<String> {
+    use base64::Engine;
+    let (scheme, rest) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_, password) = text.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_string())
+}
+
 /// The token in an `Authorization` header value: scheme `Bearer`, matched without regard
 /// to case (RFC 6750 / RFC 9110), then one or more spaces.
 pub fn bearer_token(header: &str) -> Option<&str> {
@@ -121,6 +142,17 @@ pub fn bearer_token(header: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_password_is_the_token() {
+        // "me:s3cret-token" in base64
+        assert_eq!(
+            basic_password("Basic bWU6czNjcmV0LXRva2Vu").as_deref(),
+            Some("s3cret-token")
+        );
+        assert_eq!(basic_password("Basic !!!"), None);
+        assert_eq!(basic_password("Bearer abc"), None);
+    }
 
     #[test]
     fn parses_and_checks() {

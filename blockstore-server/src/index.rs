@@ -65,6 +65,7 @@ impl Index {
                 "index schema version {v} is not supported (expected {SCHEMA_VERSION})"
             )));
         }
+        crate::report::ensure_schema(&db)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let r = Connection::open_with_flags(
@@ -83,7 +84,7 @@ impl Index {
     }
 
     /// The writer connection (also for reads inside a write transaction).
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions).
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -121,6 +121,7 @@ impl Store {
         let ids: Vec<BlockId> = valid.iter().map(|i| i.0).collect();
         let missing: HashSet<BlockId> = self.index.missing(&ids)?.into_iter().collect();
         let mut written: Vec<(BlockId, u64)> = Vec::new();
+        let mut plains: Vec<(BlockId, u32)> = Vec::new();
         let mut seen = HashSet::new();
         for (id, bytes) in &valid {
             if !missing.contains(id) || !seen.insert(*id) {
@@ -129,10 +130,12 @@ impl Store {
             }
             self.backend.put_if_absent(id, bytes)?;
             written.push((*id, bytes.len() as u64));
+            plains.extend(crate::report::plain_len(bytes).map(|p| (*id, p)));
         }
         if !written.is_empty() {
             self.backend.flush()?;
             let added = self.index.insert(&written)?;
+            self.index.record_plain(&plains)?;
             out.stored += added;
             out.existed += written.len() as u64 - added;
         }
@@ -194,6 +197,19 @@ impl Store {
     /// Store-wide figures.
     pub fn stats(&self) -> Result<StoreStats, StorageError> {
         Ok(self.index.stats()?)
+    }
+
+    /// Records an image's zero bytes for reports (after [`Store::register`]).
+    pub fn record_figures(&self, name: &str, zero_bytes: u64) -> Result<(), StorageError> {
+        Ok(self.index.record_figures(name, zero_bytes)?)
+    }
+
+    /// The dedup report, from the index alone.
+    pub fn report(
+        &self,
+        opts: &bonsai_core::report::ReportOptions,
+    ) -> Result<bonsai_core::report::StoreReport, StorageError> {
+        Ok(self.index.report(opts)?)
     }
 
     /// Registered images.

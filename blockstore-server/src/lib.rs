@@ -12,6 +12,8 @@
 //!   error bodies, `middleware.rs` time limit and request log, `state.rs` the state;
 //! - `local.rs` ([`LocalStore`]) is the embedded store: core's store traits over a
 //!   directory, no server.
+//! - `report.rs` computes the dedup report from the index alone; `dashboard.rs` serves it
+//!   as JSON (`/v1/report`) and as a live page (`/`).
 //!
 //! Which store a `--store` argument names is the client's business (the `bonsai` CLI).
 
@@ -19,11 +21,13 @@ mod api;
 mod auth;
 mod backend;
 mod batch;
+mod dashboard;
 mod error;
 mod index;
 mod ingest;
 mod local;
 mod middleware;
+mod report;
 mod routes;
 mod state;
 

@@ -5,6 +5,7 @@
 
 use crate::backend::BackendError;
 use crate::ingest::{StorageError, Store};
+use bonsai_core::report::{Registration, ReportOptions, StoreReport};
 use bonsai_core::store::{
     AdminStore, ImageInfo, PutOutcome, ReadStore, StoreError, StoreStats, WriteStore,
 };
@@ -74,6 +75,10 @@ impl ReadStore for LocalStore {
     fn describe(&self) -> String {
         self.name.clone()
     }
+
+    fn report(&self, opts: &ReportOptions) -> Result<StoreReport, StoreError> {
+        self.store.report(opts).map_err(|e| self.err(e))
+    }
 }
 
 impl WriteStore for LocalStore {
@@ -100,6 +105,13 @@ impl WriteStore for LocalStore {
             Some(id) => Err(StoreError::NotFound(id)),
             None => Ok(()),
         }
+    }
+
+    fn register_image(&self, reg: &Registration<'_>) -> Result<(), StoreError> {
+        self.register(reg.name, reg.logical_bytes, reg.ids)?;
+        self.store
+            .record_figures(reg.name, reg.zero_bytes)
+            .map_err(|e| self.err(e))
     }
 }
 

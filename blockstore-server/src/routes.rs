@@ -15,10 +15,15 @@
 //! POST /v1/blocks            write   body: frames id ‖ u32 LE len ‖ object → verdicts
 //! PUT  /v1/blocks/{id}       write   upload one object
 //! PUT  /v1/images/{name}     write   body: u64 LE logical size ‖ ids → register
+//!                                    (`?zero_bytes=N`: the image's holes, for reports)
+//! GET  /v1/report            read    the dedup report, JSON (`?matrix=N`)
+//! GET  /                     page    the dashboard: read token, also as the Basic password
+//! GET  /dashboard/generation page    what the dashboard polls to reload on change
 //! ```
 //! Admin routes (forget, gc, check) are declared here with `Access::Needs(Role::Admin)`.
 
-use crate::auth::{bearer_token, Access, Role};
+use crate::auth::{basic_password, bearer_token, Access, Role};
+use crate::dashboard;
 use crate::error::ApiError;
 use crate::middleware::{log_request, time_limit};
 use crate::state::AppState;
@@ -74,6 +79,14 @@ pub fn table() -> Vec<Route> {
         route(M::POST, "/v1/blocks", Needs(Write), batch::upload_batch),
         route(M::PUT, "/v1/blocks/{id}", Needs(Write), api::put_block),
         route(M::PUT, "/v1/images/{name}", Needs(Write), api::register),
+        route(M::GET, "/v1/report", Needs(Read), dashboard::report_json),
+        route(M::GET, "/", Access::Page, dashboard::dashboard),
+        route(
+            M::GET,
+            dashboard::GENERATION_PATH,
+            Access::Page,
+            dashboard::generation,
+        ),
     ]
 }
 
@@ -94,11 +107,18 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn deny(status: StatusCode, code: ErrorCode, msg: String) -> Response {
+fn deny(status: StatusCode, code: ErrorCode, msg: String, page: bool) -> Response {
     let mut r = ApiError::new(status, code, msg).into_response();
     if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let challenge = if page {
+            "Basic realm=\"bonsai store\", charset=\"UTF-8\""
+        } else {
+            "Bearer"
+        };
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
     }
     r
 }
@@ -109,22 +129,30 @@ async fn authorize(
     req: Request,
     next: Next,
 ) -> Response {
-    let need = match (access, &st.tokens) {
+    let (need, page) = match (access, &st.tokens) {
         (Access::Open, _) | (_, None) => return next.run(req).await,
-        (Access::Needs(Role::Read), _) if st.public_read => return next.run(req).await,
-        (Access::Needs(role), Some(_)) => role,
+        (Access::Needs(Role::Read) | Access::Page, _) if st.public_read => {
+            return next.run(req).await
+        }
+        (Access::Needs(role), Some(_)) => (role, false),
+        (Access::Page, Some(_)) => (Role::Read, true),
     };
     let tokens = st.tokens.as_ref().expect("matched Some above");
-    let presented = req
+    let header_value = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
+        .and_then(|v| v.to_str().ok());
+    let presented: Option<String> = header_value
+        .and_then(bearer_token)
+        .map(String::from)
+        .or_else(|| header_value.filter(|_| page).and_then(basic_password));
+    let presented = presented.as_deref();
     let unauthorized = |msg: &str| {
         deny(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
             msg.into(),
+            page,
         )
     };
     match presented.map(|t| tokens.role_of(t)) {
@@ -141,6 +169,7 @@ async fn authorize(
                 },
                 need.name()
             ),
+            page,
         ),
         Some(Some(_)) => next.run(req).await,
     }

@@ -61,8 +61,12 @@ pub enum Command {
     ///
     /// Example: bonsai init /srv/bonsai && bonsai push vm.raw --store /srv/bonsai
     Init(InitArgs),
-    /// Show store-wide figures: blocks, bytes stored, images, dedup ratio.
+    /// Show store-wide figures: blocks, bytes stored, images, overall ratio.
     Stats(StatsArgs),
+    /// Dedup figures of a store: per image, its growth, and what images share.
+    ///
+    /// Example: bonsai report --store http://store:7412 --html report.html
+    Report(ReportArgs),
     /// Dedup figures for images in order, without a store: what would each one add?
     ///
     /// Example: bonsai analyze debian-minimal.raw debian-web.raw debian-db.raw
@@ -409,6 +413,25 @@ pub struct StatsArgs {
     pub json: bool,
 }
 
+/// `bonsai report`
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a self-contained HTML page with the charts (no network needed to view).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also write the growth chart alone as an SVG file (for documents).
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Most images in the pairwise sharing matrix (the first registered).
+    #[arg(long, value_name = "N", default_value_t = bonsai_core::report::DEFAULT_MATRIX_IMAGES)]
+    pub matrix: usize,
+}
+
 /// `bonsai analyze`
 #[derive(Args, Debug)]
 pub struct AnalyzeArgs {
@@ -418,6 +441,9 @@ pub struct AnalyzeArgs {
     /// Print JSON (one object with a row per image).
     #[arg(long)]
     pub json: bool,
+    /// Also write a self-contained HTML page with the growth chart.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub chunk: ChunkArgs,
 }

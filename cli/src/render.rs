@@ -6,6 +6,7 @@
 //! the command ends quietly (see `main`). Use [`stdout`] and `writeln!`, never `println!`.
 
 use bonsai_core::analyze::ImageAnalysis;
+use bonsai_core::stats::fmt_ratio;
 use bonsai_core::{PullReport, PushReport, StoreStats};
 use indicatif::HumanBytes;
 use std::io::{self, Write};
@@ -75,18 +76,14 @@ pub fn push(out: &mut dyn Write, r: &PushReport, store: &str) -> io::Result<()> 
         "  chunks    {} ({} distinct, {} of them already in the store)",
         r.chunks, r.unique_chunks, r.known_chunks
     )?;
-    let ratio = r
-        .dedup_ratio
-        .map(|d| format!("{d:.1}x"))
-        .unwrap_or_else(|| "infinite: nothing new".into());
     writeln!(
         out,
-        "  sent      {} new blocks, {} ({} before compression); dedup ratio {}",
+        "  sent      {} new blocks, {} ({} before compression)",
         r.new_chunks,
         HumanBytes(r.sent_bytes),
         HumanBytes(r.new_plain_bytes),
-        ratio
     )?;
+    writeln!(out, "  savings   {}", r.savings)?;
     writeln!(
         out,
         "  time      {:.2}s, {} of image",
@@ -135,8 +132,18 @@ pub fn stats(out: &mut dyn Write, store: &str, s: &StoreStats) -> io::Result<()>
     writeln!(out, "  stored        {}", HumanBytes(s.stored_bytes))?;
     writeln!(out, "  images        {}", s.images)?;
     writeln!(out, "  logical       {}", HumanBytes(s.logical_bytes))?;
-    writeln!(out, "  dedup ratio   {:.1}x", s.dedup_ratio)?;
+    writeln!(
+        out,
+        "  overall       {} (logical / stored; `bonsai report` splits it)",
+        fmt_ratio((s.stored_bytes > 0).then_some(s.dedup_ratio))
+    )?;
     Ok(())
+}
+
+/// The three savings and their product (docs/RATIOS.md); `-` for an infinite or
+/// undefined factor.
+pub fn savings_line(s: &bonsai_core::stats::Savings) -> String {
+    s.to_string()
 }
 
 /// The analyze table.
@@ -144,7 +151,7 @@ pub fn analyze(out: &mut dyn Write, rows: &[ImageAnalysis]) -> io::Result<()> {
     writeln!(
         out,
         "{:<28} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9}",
-        "image", "logical", "data", "distinct", "new", "cum. new", "cum.ratio"
+        "image", "logical", "data", "distinct", "new", "cum. new", "zero×dedup"
     )?;
     let mut cum = 0u64;
     for r in rows {

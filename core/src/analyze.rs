@@ -25,8 +25,12 @@ pub struct ImageAnalysis {
     pub distinct_bytes: u64,
     /// Bytes of chunks no earlier image (nor this one before) had: what a store would gain.
     pub new_bytes: u64,
-    /// Logical bytes of all images so far / new bytes of all images so far.
+    /// Logical bytes of all images so far / new bytes of all images so far: zero
+    /// elimination × deduplication (no compression: analyze does not compress).
     pub cumulative_ratio: f64,
+    /// Savings of all images so far (docs/RATIOS.md); `compression` and `overall` are
+    /// `null` because nothing is compressed.
+    pub savings: crate::stats::Savings,
 }
 
 /// Analyses images in order; each is counted against all before it.
@@ -35,6 +39,7 @@ pub struct Analyzer {
     conv: Convergence,
     seen: DedupCounter,
     logical: u64,
+    data: u64,
 }
 
 impl Analyzer {
@@ -45,6 +50,7 @@ impl Analyzer {
             conv,
             seen: DedupCounter::new(),
             logical: 0,
+            data: 0,
         }
     }
 
@@ -52,6 +58,9 @@ impl Analyzer {
     pub fn add(&mut self, name: &str, image: impl Read) -> io::Result<ImageAnalysis> {
         let mut row = analyze_image(name, image, self.params, &self.conv, &mut self.seen)?;
         self.logical += row.logical_bytes;
+        self.data += row.data_bytes;
+        row.savings =
+            crate::stats::Savings::of(self.logical, self.data, self.seen.distinct_bytes, None);
         row.cumulative_ratio = if self.seen.distinct_bytes == 0 {
             0.0
         } else {

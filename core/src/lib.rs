@@ -10,7 +10,8 @@
 //! - [`push`] and [`pull`] orchestrate, each a plan of steps in files named for them;
 //!   [`batch`] is the one chunk-and-key batching step push, [`seed`] and [`analyze`] share.
 //! - [`image`] presents every image as a guest-visible [`image::Disk`]; [`publish`]
-//!   makes files appear complete or not at all; [`stats`] holds the reported figures.
+//!   makes files appear complete or not at all; [`stats`] holds the reported figures and the
+//!   ratio vocabulary; [`report`] the store report and its charts.
 //! - [`error`]: one [`Error`] for the engines, classified by [`ErrorKind`] for exit codes.
 //!
 //! # Example
@@ -35,6 +36,7 @@ pub mod publish;
 pub mod pull;
 pub mod push;
 pub mod recipe;
+pub mod report;
 pub mod seed;
 pub mod stats;
 pub mod store;

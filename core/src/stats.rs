@@ -1,5 +1,11 @@
-//! The figures push, pull and analyze report. These structs ARE the `--json` contract
-//! (DESIGN.md, "Contracts"): fields may be added, never renamed or removed.
+//! The figures push, pull, analyze and report print. These structs ARE the `--json`
+//! contract (DESIGN.md, "Contracts"): fields may be added, never renamed or removed.
+//!
+//! One vocabulary (docs/RATIOS.md defines each word once): *logical* bytes (virtual
+//! size) = *zeros* (holes) + *data*; data deduplicates to *distinct* bytes, of which some
+//! are *already in the store* and the rest *new*; new bytes are *sent* (or *stored*) as
+//! compressed and encrypted block objects. [`Savings`] names the three factors — zero
+//! elimination, deduplication, compression — whose product is the overall ratio.
 
 use crate::id::{BlockKey, ImageHash};
 use std::collections::HashSet;
@@ -23,7 +29,8 @@ pub struct PushReport {
     pub new_plain_bytes: u64,
     /// Bytes of block objects uploaded.
     pub sent_bytes: u64,
-    /// `logical_bytes / sent_bytes`; `null` when nothing was sent (infinite).
+    /// Old name of `overall_ratio` (`logical_bytes / sent_bytes`), kept for scripts;
+    /// `null` when nothing was sent (infinite). See docs/RATIOS.md.
     pub dedup_ratio: Option<f64>,
     /// Wall-clock time of the push.
     pub wall_seconds: f64,
@@ -50,6 +57,83 @@ pub struct PushReport {
     /// its backing chain, nearest first.
     #[serde(default)]
     pub files_read: Vec<String>,
+    /// `logical_bytes / sent_bytes`: the product of the three savings; `null` when
+    /// nothing was sent.
+    pub overall_ratio: Option<f64>,
+    /// The three named savings of this push (deduplication counts against the store).
+    pub savings: Savings,
+}
+
+impl PushReport {
+    /// Fills the ratios from the byte counts: zeros `logical/data`, deduplication
+    /// `data/new_plain`, compression `new_plain/sent`, overall `logical/sent`.
+    pub fn fill_ratios(&mut self) {
+        self.savings = Savings::of(
+            self.logical_bytes,
+            self.data_bytes,
+            self.new_plain_bytes,
+            Some(self.sent_bytes),
+        );
+        self.overall_ratio = self.savings.overall;
+        self.dedup_ratio = self.overall_ratio;
+    }
+}
+
+/// The three savings between an image's logical size and the bytes it costs, each a
+/// factor ≥ 1 (or `null` when its denominator is zero: infinite or undefined), so that
+/// `zero_elimination × deduplication × compression = overall`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Savings {
+    /// logical / data: what leaving zeros (holes) out saves.
+    pub zero_elimination: Option<f64>,
+    /// data / distinct-new plaintext: what storing each chunk once saves.
+    pub deduplication: Option<f64>,
+    /// plaintext / stored (compressed and encrypted) bytes: what zstd saves, net of the
+    /// 40-byte header and tag each block carries.
+    pub compression: Option<f64>,
+    /// logical / stored: the product of the three.
+    pub overall: Option<f64>,
+}
+
+impl Savings {
+    /// The savings from `logical` bytes, their non-zero `data`, the `plain` bytes left
+    /// after deduplication and (when known) the `stored` bytes those became.
+    pub fn of(logical: u64, data: u64, plain: u64, stored: Option<u64>) -> Self {
+        Savings {
+            zero_elimination: ratio(logical, data),
+            deduplication: ratio(data, plain),
+            compression: stored.and_then(|s| ratio(plain, s)),
+            overall: stored.and_then(|s| ratio(logical, s)),
+        }
+    }
+}
+
+impl std::fmt::Display for Savings {
+    /// `zero elimination 2.00x × deduplication 1.50x × compression 1.50x = overall 4.50x`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "zero elimination {} × deduplication {} × compression {} = overall {}",
+            fmt_ratio(self.zero_elimination),
+            fmt_ratio(self.deduplication),
+            fmt_ratio(self.compression),
+            fmt_ratio(self.overall)
+        )
+    }
+}
+
+/// `a / b`, or `None` when `b` is zero (nothing to divide by: infinite or undefined).
+pub fn ratio(a: u64, b: u64) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// A ratio for people: `4.5x`, or `-` when undefined.
+pub fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r >= 100.0 => format!("{r:.0}x"),
+        Some(r) => format!("{r:.2}x"),
+        None => "-".into(),
+    }
 }
 
 /// What `bonsai pull --json` prints.
@@ -139,6 +223,39 @@ mod tests {
     }
 
     #[test]
+    fn savings_multiply_to_overall() {
+        let s = Savings::of(1000, 400, 100, Some(50));
+        assert_eq!(s.zero_elimination, Some(2.5));
+        assert_eq!(s.deduplication, Some(4.0));
+        assert_eq!(s.compression, Some(2.0));
+        assert_eq!(s.overall, Some(20.0));
+        let product =
+            s.zero_elimination.unwrap() * s.deduplication.unwrap() * s.compression.unwrap();
+        assert!((product - s.overall.unwrap()).abs() < 1e-12);
+        let nothing_new = Savings::of(1000, 400, 0, Some(0));
+        assert_eq!(nothing_new.deduplication, None);
+        assert_eq!(nothing_new.overall, None);
+        assert_eq!(Savings::of(10, 10, 10, None).compression, None);
+        assert_eq!(fmt_ratio(Some(4.5)), "4.50x");
+        assert_eq!(fmt_ratio(None), "-");
+    }
+
+    #[test]
+    fn push_ratios_keep_the_old_name() {
+        let mut r = PushReport {
+            logical_bytes: 800,
+            data_bytes: 400,
+            new_plain_bytes: 200,
+            sent_bytes: 100,
+            ..Default::default()
+        };
+        r.fill_ratios();
+        assert_eq!(r.overall_ratio, Some(8.0));
+        assert_eq!(r.dedup_ratio, r.overall_ratio);
+        assert_eq!(r.savings.compression, Some(2.0));
+    }
+
+    #[test]
     fn push_report_has_contract_keys() {
         let v = serde_json::to_value(PushReport::default()).unwrap();
         for k in [
@@ -153,6 +270,8 @@ mod tests {
             "dedup_ratio",
             "wall_seconds",
             "recipe",
+            "overall_ratio",
+            "savings",
         ] {
             assert!(v.get(k).is_some(), "{k}");
         }

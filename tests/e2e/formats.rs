@@ -471,7 +471,11 @@ fn qemu_raw(d: &Dir, image: &str, extra: &[&str]) -> std::path::PathBuf {
 
 /// Pushes `image` (with `extra` options) into `store`; returns the --json figures.
 fn push(d: &Dir, image: &str, extra: &[&str]) -> serde_json::Value {
-    let (path, recipe, store) = (d.s(image), d.s(&format!("{image}.recipe")), d.store("store"));
+    let (path, recipe, store) = (
+        d.s(image),
+        d.s(&format!("{image}.recipe")),
+        d.store("store"),
+    );
     let _ = std::fs::remove_file(&recipe);
     let mut args = vec!["push", &path, "--store", &store, "-o", &recipe, "--json"];
     args.extend_from_slice(extra);

@@ -5,5 +5,6 @@ mod failures;
 mod formats;
 mod mistakes;
 mod push_pull;
+mod report;
 mod util;
 mod verify;

@@ -404,7 +404,7 @@ fn analyze_shows_what_each_image_adds() {
             > rows[0]["cumulative_ratio"].as_f64().unwrap()
     );
     let human = bonsai(&["analyze", &d.s("a.raw"), &d.s("b.raw")]);
-    assert!(String::from_utf8_lossy(&human.stdout).contains("cum.ratio"));
+    assert!(String::from_utf8_lossy(&human.stdout).contains("zero×dedup"));
 }
 
 /// A re-push takes every id from the key cache; with the store emptied, cached ids are

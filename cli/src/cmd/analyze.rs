@@ -1,23 +1,60 @@
-//! `bonsai analyze`
+//! `bonsai analyze`: dedup figures for local images in order, no store; a progress bar per
+//! image, and with `--html FILE` the same growth chart `bonsai report` draws.
 
 use crate::args::AnalyzeArgs;
+use crate::progress::Bar;
 use crate::render;
 use anyhow::Context;
 use bonsai_core::analyze::Analyzer;
-use bonsai_core::Convergence;
+use bonsai_core::report::html::{page, PageOptions};
+use bonsai_core::{Convergence, Progress};
+use std::io::Read;
+
+/// Counts what passes through into a progress bar.
+struct Counted<'a, R> {
+    inner: R,
+    bar: &'a Bar,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.advance(n as u64);
+        Ok(n)
+    }
+}
 
 /// Runs the command.
-pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
+pub fn run(args: AnalyzeArgs, quiet: bool) -> anyhow::Result<()> {
     let params = args.chunk.params()?;
     let mut analyzer = Analyzer::new(params, Convergence::public());
     let mut rows = Vec::new();
     for path in &args.images {
         let image = bonsai_core::image::open_image(path, None)
             .with_context(|| format!("cannot read image {}", path.display()))?;
+        let bar = Bar::new(quiet, None);
+        bar.start("scan", Some(image.logical_size));
+        let reader = Counted {
+            inner: image.reader,
+            bar: &bar,
+        };
         let row = analyzer
-            .add(&path.display().to_string(), image.reader)
+            .add(&path.display().to_string(), reader)
             .with_context(|| format!("reading {}", path.display()))?;
+        bar.finish();
         rows.push(row);
+    }
+    if let Some(out) = &args.html {
+        let report = bonsai_core::report::from_analysis(&rows);
+        let html = page(
+            &report,
+            &PageOptions {
+                title: "bonsai analyze".into(),
+                source: format!("{} local images, no store", rows.len()),
+                live: None,
+            },
+        );
+        crate::cmd::report::write_atomically(out, html.as_bytes())?;
     }
     if args.json {
         render::json(&serde_json::json!({ "chunker": params, "images": rows }))

@@ -101,7 +101,7 @@ fn push_both(out: &mut dyn Write, dir: &Path, store: &str, quiet: bool) -> anyho
     writeln!(
         out,
         "  {:<8} {:>10} {:>10} {:>10} {:>10} {:>8}",
-        "image", "logical", "data", "known", "sent", "dedup"
+        "image", "logical", "data", "known", "sent", "overall"
     )?;
     for name in ["vm1", "vm2"] {
         let image = dir.join(format!("{name}.raw")).display().to_string();
@@ -208,7 +208,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         .stats()?;
     writeln!(
         out,
-        "store: {} blocks, {} stored for {} of images ({:.1}x)",
+        "store: {} blocks, {} stored for {} of images ({:.1}x overall)",
         s.blocks,
         HumanBytes(s.stored_bytes),
         HumanBytes(s.logical_bytes),

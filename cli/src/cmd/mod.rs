@@ -7,4 +7,5 @@ pub mod inspect;
 pub mod pull;
 pub mod push;
 pub mod recipe;
+pub mod report;
 pub mod stats;

@@ -18,10 +18,7 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         cache: crate::args::key_cache(args.no_cache),
         force: args.force,
         in_place: args.in_place,
-        force: args.force,
-        recipe_path: args.recipe.clone(),
         discard_holes: args.discard_holes,
-        force: args.force,
         recipe_path: args.recipe.clone(),
         ..Default::default()
     };
@@ -37,9 +34,9 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     );
     if format != bonsai_core::image::OutputFormat::Raw {
         // rebuilt and verified as raw beside OUT, then converted and published
-        opts.convert = Some(std::sync::Arc::new(bonsai_core::image::convert::QemuConvert(
-            format,
-        )));
+        opts.convert = Some(std::sync::Arc::new(
+            bonsai_core::image::convert::QemuConvert(format),
+        ));
     }
     let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));
     bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)

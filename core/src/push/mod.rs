@@ -123,7 +123,12 @@ pub fn push(
     report.known_chunks = report.unique_chunks - report.new_chunks;
 
     let ids: Vec<_> = entries.firsts.iter().map(|f| f.1).collect();
-    store.register(&opts.name, logical, &ids)?;
+    store.register_image(&crate::report::Registration {
+        name: &opts.name,
+        logical_bytes: logical,
+        zero_bytes: report.zero_bytes,
+        ids: &ids,
+    })?;
     if let Some(cache) = &opts.cache {
         cache.insert(entries.firsts.iter().copied());
     }
@@ -133,8 +138,7 @@ pub fn push(
     drop(out);
     report.recipe_bytes = pending.commit()?;
     report.wall_seconds = started.elapsed().as_secs_f64();
-    report.dedup_ratio =
-        (report.sent_bytes > 0).then(|| report.logical_bytes as f64 / report.sent_bytes as f64);
+    report.fill_ratios();
     Ok(report)
 }
 

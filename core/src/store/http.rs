@@ -362,6 +362,16 @@ impl ReadStore for HttpStore {
         Ok(out)
     }
 
+    fn report(
+        &self,
+        opts: &crate::report::ReportOptions,
+    ) -> Result<crate::report::StoreReport, StoreError> {
+        let url = format!("{}?matrix={}", self.url("report"), opts.matrix_images);
+        let resp = self.send(|c| c.get(&url))?;
+        let body = self.body(resp, MAX_IMAGES_REPLY)?;
+        serde_json::from_slice(&body).map_err(|e| self.protocol(e.to_string()))
+    }
+
     fn stats(&self) -> Result<StoreStats, StoreError> {
         let resp = self.send(|c| c.get(self.url("stats")))?;
         let body = self.body(resp, MAX_JSON_REPLY)?;
@@ -398,11 +408,38 @@ impl WriteStore for HttpStore {
     }
 
     fn register(&self, name: &str, logical: u64, ids: &[BlockId]) -> Result<(), StoreError> {
+        self.register_with(name, logical, ids, &[])
+    }
+
+    fn register_image(&self, reg: &crate::report::Registration<'_>) -> Result<(), StoreError> {
+        let zeros = reg.zero_bytes.to_string();
+        self.register_with(
+            reg.name,
+            reg.logical_bytes,
+            reg.ids,
+            &[("zero_bytes", zeros.as_str())],
+        )
+    }
+}
+
+impl HttpStore {
+    /// `PUT /v1/images/{name}` with the manifest body and figures as query parameters
+    /// (ignored by servers that keep none).
+    fn register_with(
+        &self,
+        name: &str,
+        logical: u64,
+        ids: &[BlockId],
+        query: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
         let mut body = Vec::with_capacity(8 + ids.len() * 32);
         body.extend_from_slice(&logical.to_le_bytes());
         body.extend_from_slice(&ids_body(ids));
         let body = Bytes::from(body);
-        let url = self.image_url(name)?;
+        let mut url = self.image_url(name)?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         self.send(|c| c.put(url.clone()).body(body.clone()))?;
         Ok(())
     }

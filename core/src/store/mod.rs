@@ -80,6 +80,17 @@ pub trait ReadStore: Send + Sync {
     fn has(&self, id: &BlockId) -> Result<bool, StoreError> {
         Ok(self.missing(std::slice::from_ref(id))?.is_empty())
     }
+    /// The dedup report (docs/RATIOS.md), computed from the store's index.
+    fn report(
+        &self,
+        opts: &crate::report::ReportOptions,
+    ) -> Result<crate::report::StoreReport, StoreError> {
+        let _ = opts;
+        Err(StoreError::Unsupported {
+            store: self.describe(),
+            operation: "report",
+        })
+    }
 }
 
 /// Writing: what push needs. The store verifies every object against its id.
@@ -90,6 +101,11 @@ pub trait WriteStore: ReadStore {
     /// Records that image `name` of `logical_bytes` uses `ids` (never keys). Refused with
     /// [`StoreError::NotFound`] naming the first id the store does not hold.
     fn register(&self, name: &str, logical_bytes: u64, ids: &[BlockId]) -> Result<(), StoreError>;
+    /// Registers an image with the figures reports need (its zero bytes). A store that
+    /// keeps no figures registers the manifest alone.
+    fn register_image(&self, reg: &crate::report::Registration<'_>) -> Result<(), StoreError> {
+        self.register(reg.name, reg.logical_bytes, reg.ids)
+    }
 }
 
 /// Operating the store over time. Defaults refuse with [`StoreError::Unsupported`].
