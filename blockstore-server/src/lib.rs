@@ -15,6 +15,7 @@ pub mod error;
 pub mod index;
 pub mod ingest;
 pub mod local;
+pub mod s3;
 pub mod state;
 pub mod storage;
 
