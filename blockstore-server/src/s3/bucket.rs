@@ -89,36 +89,40 @@ impl Bucket {
 
     fn probe(&self) -> Result<(), S3Error> {
         let prefix = Path::from(self.layout.images());
-        let result = self
-            .rt
-            .block_on(self.s3.list_with_delimiter(Some(&prefix)));
-        match result {
-            Ok(_) => Ok(()),
-            Err(
-                object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. },
-            ) => Err(S3Error::Denied {
-                store: self.location.to_string(),
-                endpoint: self.endpoint.clone(),
-            }),
-            Err(e) => {
-                let reason = one_line(&e);
-                if matches!(e, object_store::Error::NotFound { .. })
-                    || reason.contains("NoSuchBucket")
-                {
-                    Err(S3Error::NoBucket {
-                        store: self.location.to_string(),
-                        bucket: self.location.bucket.clone(),
-                        endpoint: self.endpoint.clone(),
-                    })
-                } else {
-                    Err(S3Error::Unreachable {
-                        store: self.location.to_string(),
-                        endpoint: self.endpoint.clone(),
-                        reason,
-                    })
-                }
-            }
+        let result = self.rt.block_on(self.s3.list_with_delimiter(Some(&prefix)));
+        let Err(e) = result else { return Ok(()) };
+        let reason = one_line(&e);
+        let store = self.location.to_string();
+        let endpoint = self.endpoint.clone();
+        // listings report HTTP failures as generic errors: classify by the S3 error code
+        let denied = [
+            "AccessDenied",
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "403 Forbidden",
+            "401 Unauthorized",
+        ];
+        if matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        ) || denied.iter().any(|d| reason.contains(d))
+        {
+            Err(S3Error::Denied { store, endpoint })
+        } else if matches!(e, object_store::Error::NotFound { .. })
+            || reason.contains("NoSuchBucket")
+        {
+            Err(S3Error::NoBucket {
+                store,
+                bucket: self.location.bucket.clone(),
+                endpoint,
+            })
+        } else {
+            Err(S3Error::Unreachable {
+                store,
+                endpoint,
+                reason,
+            })
         }
     }
 
@@ -205,8 +209,11 @@ impl Bucket {
             let key = self.layout.block(id);
             async move { self.delete_object(&key).await }
         });
-        self.rt
-            .block_on(stream::iter(jobs).buffered(PARALLEL).try_collect::<Vec<()>>())?;
+        self.rt.block_on(
+            stream::iter(jobs)
+                .buffered(PARALLEL)
+                .try_collect::<Vec<()>>(),
+        )?;
         Ok(())
     }
 
@@ -354,7 +361,11 @@ fn one_line(e: &dyn std::error::Error) -> String {
         }
         cur = s.source();
     }
-    let mut line = parts.join(": ").split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut line = parts
+        .join(": ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if line.len() > 400 {
         let mut cut = 400;
         while !line.is_char_boundary(cut) {
@@ -381,7 +392,10 @@ impl Runtime {
     }
 
     fn block_on<F: Future>(&self, f: F) -> F::Output {
-        self.0.as_ref().expect("runtime lives until drop").block_on(f)
+        self.0
+            .as_ref()
+            .expect("runtime lives until drop")
+            .block_on(f)
     }
 }
 

@@ -120,15 +120,24 @@ mod tests {
     fn keys_round_trip() {
         for l in [Layout::new(""), Layout::new("team/store")] {
             let k = l.block(&id(0xab));
-            assert!(k.ends_with(&format!("blocks/ab/{}", id(0xab).to_hex())), "{k}");
+            assert!(
+                k.ends_with(&format!("blocks/ab/{}", id(0xab).to_hex())),
+                "{k}"
+            );
             assert!(k.starts_with(&l.shard(0xab)));
             assert_eq!(l.block_id(&k), Some(id(0xab)));
             assert_eq!(l.image_name(&l.image("vm-1")), Some("vm-1"));
         }
         let l = Layout::new("p");
         assert_eq!(l.block_id("p/blocks/ab/xyz"), None);
-        assert_eq!(l.block_id(&format!("p/blocks/00/{}", id(0xab).to_hex())), None);
-        assert_eq!(l.block_id(&format!("q/blocks/ab/{}", id(0xab).to_hex())), None);
+        assert_eq!(
+            l.block_id(&format!("p/blocks/00/{}", id(0xab).to_hex())),
+            None
+        );
+        assert_eq!(
+            l.block_id(&format!("q/blocks/ab/{}", id(0xab).to_hex())),
+            None
+        );
         assert_eq!(l.image_name("p/images/"), None);
     }
 

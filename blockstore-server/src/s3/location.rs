@@ -49,7 +49,9 @@ impl S3Location {
             && !bucket.starts_with(['.', '-'])
             && !bucket.ends_with(['.', '-']);
         if !bucket_ok {
-            return Err(bad("the bucket name must be 3-63 characters of a-z, 0-9, '.' and '-'"));
+            return Err(bad(
+                "the bucket name must be 3-63 characters of a-z, 0-9, '.' and '-'",
+            ));
         }
         let prefix = prefix.trim_end_matches('/');
         if !prefix.is_empty()
@@ -63,7 +65,9 @@ impl S3Location {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
         {
-            return Err(bad("the prefix may hold only a-z, A-Z, 0-9, '/', '.', '_' and '-'"));
+            return Err(bad(
+                "the prefix may hold only a-z, A-Z, 0-9, '/', '.', '_' and '-'",
+            ));
         }
         Ok(S3Location {
             bucket: bucket.to_string(),

@@ -25,7 +25,11 @@ pub struct RebuildReport {
 }
 
 /// Lists the bucket into `index` (whose file is at `index_path`, for messages).
-pub fn rebuild(bucket: &Bucket, index: &Index, index_path: &Path) -> Result<RebuildReport, S3Error> {
+pub fn rebuild(
+    bucket: &Bucket,
+    index: &Index,
+    index_path: &Path,
+) -> Result<RebuildReport, S3Error> {
     let t = Instant::now();
     let ix = |source| S3Error::Index {
         path: index_path.to_path_buf(),

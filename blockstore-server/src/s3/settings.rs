@@ -37,7 +37,10 @@ impl std::fmt::Debug for S3Settings {
         f.debug_struct("S3Settings")
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
-            .field("access_key_id", &self.keys.as_ref().map(|k| &k.access_key_id))
+            .field(
+                "access_key_id",
+                &self.keys.as_ref().map(|k| &k.access_key_id),
+            )
             .finish()
     }
 }
@@ -200,8 +203,19 @@ mod tests {
         assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
         assert_eq!(s.region, "us-east-1");
         let k = s.keys.unwrap();
-        assert_eq!((k.access_key_id.as_str(), k.secret_access_key.as_str()), ("ak", "sk"));
-        assert!(!format!("{:?}", resolve(&[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "SECRET")]).unwrap()).contains("SECRET"));
+        assert_eq!(
+            (k.access_key_id.as_str(), k.secret_access_key.as_str()),
+            ("ak", "sk")
+        );
+        assert!(!format!(
+            "{:?}",
+            resolve(&[
+                ("AWS_ACCESS_KEY_ID", "a"),
+                ("AWS_SECRET_ACCESS_KEY", "SECRET")
+            ])
+            .unwrap()
+        )
+        .contains("SECRET"));
     }
 
     #[test]
@@ -216,15 +230,27 @@ mod tests {
         let file = f.to_str().unwrap();
         let d = resolve(&[("AWS_SHARED_CREDENTIALS_FILE", file)]).unwrap();
         assert_eq!(d.keys.unwrap().access_key_id, "dk");
-        let t = resolve(&[("AWS_SHARED_CREDENTIALS_FILE", file), ("AWS_PROFILE", "team")])
+        let t = resolve(&[
+            ("AWS_SHARED_CREDENTIALS_FILE", file),
+            ("AWS_PROFILE", "team"),
+        ])
+        .unwrap()
+        .keys
+        .unwrap();
+        assert_eq!(
+            (t.access_key_id.as_str(), t.session_token.as_deref()),
+            ("tk", Some("tt"))
+        );
+        let e = resolve(&[
+            ("AWS_SHARED_CREDENTIALS_FILE", file),
+            ("AWS_PROFILE", "nope"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("no [nope] profile"), "{e}");
+        assert!(resolve(&[("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")])
             .unwrap()
             .keys
-            .unwrap();
-        assert_eq!((t.access_key_id.as_str(), t.session_token.as_deref()), ("tk", Some("tt")));
-        let e = resolve(&[("AWS_SHARED_CREDENTIALS_FILE", file), ("AWS_PROFILE", "nope")])
-            .unwrap_err();
-        assert!(e.to_string().contains("no [nope] profile"), "{e}");
-        assert!(resolve(&[("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")]).unwrap().keys.is_none());
+            .is_none());
     }
 
     #[test]

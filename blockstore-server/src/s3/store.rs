@@ -206,7 +206,11 @@ impl S3Store {
         }
         self.bucket
             .put_manifest(name, encode_manifest(logical, ids))?;
-        match self.index.register(name, logical, ids).map_err(|e| self.ix(e))? {
+        match self
+            .index
+            .register(name, logical, ids)
+            .map_err(|e| self.ix(e))?
+        {
             None => Ok(None),
             // Only if a block was dropped from the index between the two steps (gc).
             Some(id) => Ok(Some(id)),
