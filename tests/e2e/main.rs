@@ -4,4 +4,7 @@
 mod failures;
 mod formats;
 mod push_pull;
+mod s3;
 mod util;
+#[path = "../../blockstore-server/tests/support/weed.rs"]
+mod weed;
