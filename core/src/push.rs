@@ -137,7 +137,7 @@ pub fn push(
         source_format: opts.source_format,
         fingerprint: opts.convergence.fingerprint(),
     };
-    let mut recipe = RecipeWriter::new(io::BufWriter::new(tmp), &header).at(&tmp_path)?;
+    let mut recipe = RecipeWriter::new_v1(io::BufWriter::new(tmp), &header).at(&tmp_path)?;
     let mut report = PushReport {
         name: opts.name.clone(),
         recipe: recipe_path.display().to_string(),
@@ -255,7 +255,7 @@ pub fn push(
         cache.insert(firsts.iter().copied());
     }
     let mut file = recipe
-        .finish(logical, &image_hash)
+        .finish_v1(logical, &image_hash)
         .at(&tmp_path)?
         .into_inner()
         .map_err(|e| e.into_error())
