@@ -6,7 +6,7 @@
 //! `cargo run --release -p bonsai-blockstore --example index_scale -- [BLOCKS] [DIR]`
 //! DIR defaults to a temporary directory (deleted afterwards).
 
-use bonsai_blockstore::index::Index;
+use bonsai_blockstore::Index;
 use bonsai_core::BlockId;
 use std::time::Instant;
 

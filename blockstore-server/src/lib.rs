@@ -1,23 +1,42 @@
 //! bonsai-blockstore: the shared store that holds every distinct encrypted block once.
 //!
 //! # Brief overview
-//! - [`storage`] lays block files out on disk (temp → rename, fan-out directories);
-//! - [`index`] is the SQLite index of blocks and registered images;
-//! - [`ingest`] is the one write path: verify BLAKE3(object) == id, write, sync, index;
-//! - [`api`] is the axum HTTP API v1, [`auth`] its bearer tokens, [`state`] its state;
-//! - [`local`] is the embedded store: core's `BlockStore` over a directory, no server.
+//! - `backend/` holds block objects and manifests behind the [`Backend`] trait; the
+//!   directory backend ([`DirBackend`]) lays files out on disk and locks the directory;
+//! - `index.rs` is the SQLite index of blocks and registered images (a cache of the backend);
+//! - `ingest.rs` ([`Store`]) is the one write path: verify BLAKE3(object) == id, write,
+//!   make durable, index;
+//! - `routes.rs` is the route table ([`table`], [`app`]): each route with the role it needs;
+//!   `api.rs` its handlers, `auth.rs` tokens and roles, `error.rs` the machine-readable
+//!   error bodies, `middleware.rs` time limit and request log, `state.rs` the state;
+//! - `local.rs` ([`LocalStore`]) is the embedded store: core's store traits over a
+//!   directory, no server.
 //!
 //! [`open_store`] turns a `--store` argument into a store of either kind.
 
-pub mod api;
-pub mod auth;
-pub mod error;
-pub mod index;
-pub mod ingest;
-pub mod local;
-pub mod s3;
-pub mod state;
-pub mod storage;
+mod api;
+mod auth;
+mod backend;
+mod data;
+mod error;
+mod index;
+mod ingest;
+mod local;
+mod middleware;
+mod rebuild;
+mod routes;
+mod state;
+
+pub use auth::{bearer_token, Access, Role, Tokens};
+pub use backend::s3::{Bucket, Created, S3Backend, S3Error, S3Location, S3Settings};
+pub use backend::{Backend, BackendError, DirBackend, Put};
+pub use error::ApiError;
+pub use index::{Index, IndexError, SCHEMA_VERSION};
+pub use ingest::{IngestOutcome, Rejected, StorageError, Store};
+pub use local::LocalStore;
+pub use rebuild::{rebuild_index, RebuildReport};
+pub use routes::{app, route, table, Route};
+pub use state::{AppState, Limits};
 
 use anyhow::Context;
 use bonsai_core::store::http::HttpStore;
@@ -46,11 +65,23 @@ pub struct ServeArgs {
     /// 127.0.0.1 behind a TLS-terminating reverse proxy for anything but a trusted network.
     #[arg(long, default_value = "127.0.0.1:7412")]
     pub listen: SocketAddr,
-    /// Store directory (blocks/, tmp/, index.sqlite); created if missing.
+    /// Store directory (blocks/, tmp/, index.sqlite; created if missing), or
+    /// `s3://BUCKET/PREFIX` for S3-compatible object storage (endpoint, region and keys
+    /// from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or
+    /// ~/.aws/credentials).
     #[arg(long)]
     pub data: PathBuf,
-    /// File of `ROLE TOKEN` lines (role `read` or `write`). Without it the store accepts
-    /// every request: use that only on loopback or a trusted network.
+    /// With `--data s3://…`: where this server keeps its local index, a cache of the
+    /// bucket (default: under ~/.cache/bonsai/). Each server needs its own.
+    #[arg(long)]
+    pub index_dir: Option<PathBuf>,
+    /// Rebuild the index from a listing of the store before serving (a bucket's index is
+    /// also rebuilt whenever it is empty).
+    #[arg(long)]
+    pub rebuild_index: bool,
+    /// File of `ROLE TOKEN` lines (role `read`, `write` or `admin`; whole-line `#`
+    /// comments). Without it the store accepts every request: use that only on loopback or
+    /// a trusted network.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// Let reads (queries, downloads, stats) through without a token; writes still need one.
@@ -77,10 +108,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if tokens.is_none() {
         tracing::warn!("no --token-file: every client may read and write this store");
     }
-    let data = args.data.clone();
-    let store = tokio::task::spawn_blocking(move || ingest::Store::open(&data))
-        .await?
-        .with_context(|| format!("opening store directory {}", args.data.display()))?;
+    let (data, index_dir, rebuild) = (
+        args.data.clone(),
+        args.index_dir.clone(),
+        args.rebuild_index,
+    );
+    let store =
+        tokio::task::spawn_blocking(move || data::open_data(&data, index_dir.as_deref(), rebuild))
+            .await??;
     let state = state::AppState {
         store: Arc::new(store),
         tokens,
@@ -103,7 +138,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(%addr, data = %args.data.display(), "block store ready");
-    axum::serve(listener, api::router(state))
+    axum::serve(listener, routes::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("block store stopped");

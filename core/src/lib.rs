@@ -43,4 +43,4 @@ pub use pull::{pull, PullOptions};
 pub use push::{push, PushOptions};
 pub use recipe::{Recipe, RecipeError};
 pub use stats::{PullReport, PushReport};
-pub use store::{BlockStore, StoreError, StoreStats};
+pub use store::{AdminStore, BlockStore, ReadStore, StoreError, StoreStats, WriteStore};

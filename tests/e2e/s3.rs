@@ -19,10 +19,17 @@ struct S3Server {
 
 fn serve_cmd(weed: &Weed, data: &str, index: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data", data, "--index"])
-        .arg(index)
-        .args(extra)
-        .env("BONSAI_LOG", "warn");
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data,
+        "--index",
+    ])
+    .arg(index)
+    .args(extra)
+    .env("BONSAI_LOG", "warn");
     for (k, v) in weed.env() {
         cmd.env(k, v);
     }
@@ -80,11 +87,16 @@ fn pull_same(recipe: &str, store: &str, out: &Path, want: &Path) {
         "--json",
     ]);
     assert_eq!(pulled["verified"], true);
-    assert!(same_file(want, out), "{} differs from {}", out.display(), want.display());
+    assert!(
+        same_file(want, out),
+        "{} differs from {}",
+        out.display(),
+        want.display()
+    );
 }
 
 fn index(d: &Dir, name: &str) -> PathBuf {
-    d.path(&format!("{name}/index.sqlite"))
+    d.path(&format!("index-{name}"))
 }
 
 #[test]
@@ -97,19 +109,30 @@ fn two_servers_share_one_bucket_and_overlapping_pushes_agree() {
 
     // pushed through one, pulled through the other; the other already knows every block
     let one = d.path("one.raw");
-    image(&one, 8 * MIB as u64, &[(0, &noise(3 * MIB, 1)), (4 * MIB as u64, &text(2 * MIB, 2))]);
+    image(
+        &one,
+        8 * MIB as u64,
+        &[(0, &noise(3 * MIB, 1)), (4 * MIB as u64, &text(2 * MIB, 2))],
+    );
     let first = push(&one, &a.url, &d.s("one.recipe"));
     assert!(first["new_chunks"].as_u64().unwrap() > 0);
     pull_same(&d.s("one.recipe"), &b.url, &d.path("one.out"), &one);
     let again = push(&one, &b.url, &d.s("one-b.recipe"));
-    assert_eq!(again["new_chunks"], 0, "server b re-asked for blocks a stored: {again}");
+    assert_eq!(
+        again["new_chunks"], 0,
+        "server b re-asked for blocks a stored: {again}"
+    );
 
     // overlapping images pushed through both servers at once
     let shared = noise(4 * MIB, 7);
     let imgs: Vec<PathBuf> = (0..4)
         .map(|i| {
             let p = d.path(&format!("ov{i}.raw"));
-            image(&p, 8 * MIB as u64, &[(0, &shared), (4 * MIB as u64, &noise(2 * MIB, 100 + i))]);
+            image(
+                &p,
+                8 * MIB as u64,
+                &[(0, &shared), (4 * MIB as u64, &noise(2 * MIB, 100 + i))],
+            );
             p
         })
         .collect();
@@ -122,7 +145,12 @@ fn two_servers_share_one_bucket_and_overlapping_pushes_agree() {
     });
     for (i, img) in imgs.iter().enumerate() {
         let other = if i % 2 == 0 { &b.url } else { &a.url };
-        pull_same(&d.s(&format!("ov{i}.recipe")), other, &d.path(&format!("ov{i}.out")), img);
+        pull_same(
+            &d.s(&format!("ov{i}.recipe")),
+            other,
+            &d.path(&format!("ov{i}.out")),
+            img,
+        );
     }
 }
 
@@ -143,7 +171,10 @@ fn empty_local_index_is_rebuilt_from_the_bucket() {
     let stats = bonsai_json(&["stats", "--store", &fresh.url, "--json"]);
     assert_eq!(stats["blocks"].as_u64().unwrap(), stored, "{stats}");
     assert_eq!(stats["images"], 1, "{stats}");
-    assert_eq!(push(&img, &fresh.url, &d.s("again.recipe"))["new_chunks"], 0);
+    assert_eq!(
+        push(&img, &fresh.url, &d.s("again.recipe"))["new_chunks"],
+        0
+    );
     pull_same(&d.s("img.recipe"), &fresh.url, &d.path("out.raw"), &img);
     drop(fresh);
     // --rebuild-index over an existing index gives the same figures
@@ -160,7 +191,11 @@ fn serve_fails(weed: &Weed, data: &str, d: &Dir, env: &[(&str, String)]) -> Outp
     }
     let t = Instant::now();
     let out = cmd.stdout(Stdio::null()).output().unwrap();
-    assert!(t.elapsed() < Duration::from_secs(60), "start-up error took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "start-up error took {:?}",
+        t.elapsed()
+    );
     out
 }
 
@@ -169,7 +204,12 @@ fn wrong_credentials_and_unreachable_endpoint_fail_at_start() {
     let weed = Weed::start();
     let d = Dir::new();
     let data = format!("s3://{BUCKET}/p");
-    let out = serve_fails(&weed, &data, &d, &[("AWS_SECRET_ACCESS_KEY", "wrong".into())]);
+    let out = serve_fails(
+        &weed,
+        &data,
+        &d,
+        &[("AWS_SECRET_ACCESS_KEY", "wrong".into())],
+    );
     fails_with(&out, "access denied");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", listener.local_addr().unwrap());
@@ -192,7 +232,14 @@ fn object_store_killed_mid_push_then_rerun_completes() {
     let img = d.path("big.raw");
     image(&img, 48 * MIB as u64, &[(0, &noise(48 * MIB, 9))]);
     let mut pushing = Command::new(bin())
-        .args(["push", &d.s("big.raw"), "--store", &s.url, "-o", &d.s("big.recipe")])
+        .args([
+            "push",
+            &d.s("big.raw"),
+            "--store",
+            &s.url,
+            "-o",
+            &d.s("big.recipe"),
+        ])
         .args(["--quiet", "--no-cache"])
         .env("BONSAI_LOG", "error")
         .stderr(Stdio::piped())
@@ -205,10 +252,16 @@ fn object_store_killed_mid_push_then_rerun_completes() {
     }
     weed.kill();
     let status = pushing.wait().unwrap();
-    assert!(!status.success(), "push succeeded although the object store died");
+    assert!(
+        !status.success(),
+        "push succeeded although the object store died"
+    );
     assert!(!d.path("big.recipe").exists(), "failed push left a recipe");
     weed.restart();
     let rerun = push(&img, &s.url, &d.s("big.recipe"));
-    assert!(rerun["known_chunks"].as_u64().unwrap() > 0, "re-run resent everything: {rerun}");
+    assert!(
+        rerun["known_chunks"].as_u64().unwrap() > 0,
+        "re-run resent everything: {rerun}"
+    );
     pull_same(&d.s("big.recipe"), &s.url, &d.path("out.raw"), &img);
 }

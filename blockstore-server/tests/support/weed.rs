@@ -155,8 +155,8 @@ impl Weed {
     /// The bucket is made just after start: wait until a signed listing succeeds.
     fn bucket_ready(&self, t: Instant, limit: Duration) -> bool {
         while t.elapsed() < limit {
-            let loc = bonsai_blockstore::s3::S3Location::parse(&format!("s3://{BUCKET}")).unwrap();
-            if bonsai_blockstore::s3::Bucket::open(&loc, &self.settings()).is_ok() {
+            let loc = bonsai_blockstore::S3Location::parse(&format!("s3://{BUCKET}")).unwrap();
+            if bonsai_blockstore::Bucket::open(&loc, &self.settings()).is_ok() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -165,9 +165,9 @@ impl Weed {
     }
 
     /// Settings with the right keys.
-    pub fn settings(&self) -> bonsai_blockstore::s3::S3Settings {
+    pub fn settings(&self) -> bonsai_blockstore::S3Settings {
         let env = self.env();
-        bonsai_blockstore::s3::S3Settings::resolve(|k| {
+        bonsai_blockstore::S3Settings::resolve(|k| {
             env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
         })
         .unwrap()

@@ -226,10 +226,10 @@ impl Bucket {
 
     /// Lists every block object with its size, shard by shard (16 shards at a time), and
     /// hands each shard's blocks to `sink` as it completes. Foreign keys are skipped.
-    pub fn list_blocks(
+    pub fn list_blocks<E: From<S3Error>>(
         &self,
-        mut sink: impl FnMut(Vec<(BlockId, u64)>) -> Result<(), S3Error>,
-    ) -> Result<u64, S3Error> {
+        mut sink: impl FnMut(Vec<(BlockId, u64)>) -> Result<(), E>,
+    ) -> Result<u64, E> {
         let shards = (0..=255u8).map(|shard| {
             let prefix = self.layout.shard(shard);
             async move {

@@ -1,9 +1,8 @@
-//! Object names inside the bucket, and the one format the store writes there besides block
-//! objects: the image manifest.
+//! Object names inside the bucket.
 //!
 //! ```text
 //! PREFIX/blocks/ab/abcdef…(64 hex)   one object per block, its bytes exactly as uploaded
-//! PREFIX/images/NAME                  manifest of a registered image (below)
+//! PREFIX/images/HEX(NAME)             manifest of a registered image (the register body)
 //! ```
 //!
 //! One object per block was chosen by measurement (see README "Running a store on S3"):
@@ -11,19 +10,8 @@
 //! deletion are each one request on one key, and no pack ever needs rewriting by gc.
 //! The two hex digits after `blocks/` give 256 shards that a rebuild lists in parallel;
 //! since ids are uniform hashes, keys also spread evenly over S3's key-range partitions.
-//!
-//! Manifest object (little-endian):
-//!
-//! | offset | size | field |
-//! | --- | --- | --- |
-//! | 0 | 8 | magic `BONSAIM1` |
-//! | 8 | 8 | logical bytes of the image |
-//! | 16 | 32 × n | the distinct block ids it uses |
 
 use bonsai_core::BlockId;
-
-/// First bytes of a manifest object; the digit is its version.
-pub const MANIFEST_MAGIC: &[u8; 8] = b"BONSAIM1";
 
 /// Key names under one store prefix.
 #[derive(Debug, Clone)]
@@ -79,38 +67,9 @@ impl Layout {
     }
 }
 
-/// Encodes a manifest object.
-pub fn encode_manifest(logical: u64, ids: &[BlockId]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + 32 * ids.len());
-    out.extend_from_slice(MANIFEST_MAGIC);
-    out.extend_from_slice(&logical.to_le_bytes());
-    for id in ids {
-        out.extend_from_slice(id.as_bytes());
-    }
-    out
-}
-
-/// Decodes a manifest object: (logical bytes, ids), or why it is not one.
-pub fn decode_manifest(bytes: &[u8]) -> Result<(u64, Vec<BlockId>), &'static str> {
-    if bytes.len() < 16 || &bytes[..8] != MANIFEST_MAGIC {
-        return Err("not a bonsai manifest (bad magic or too short)");
-    }
-    let body = &bytes[16..];
-    if body.len() % 32 != 0 {
-        return Err("manifest length is not 16 + 32 x ids");
-    }
-    let logical = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-    let ids = body
-        .chunks_exact(32)
-        .map(|c| BlockId::from_slice(c).expect("32 bytes"))
-        .collect();
-    Ok((logical, ids))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     fn id(n: u8) -> BlockId {
         BlockId::from_slice(&[n; 32]).unwrap()
@@ -139,28 +98,5 @@ mod tests {
             None
         );
         assert_eq!(l.image_name("p/images/"), None);
-    }
-
-    #[test]
-    fn manifest_refuses_damage() {
-        let m = encode_manifest(7, &[id(1), id(2)]);
-        assert!(decode_manifest(&m[..m.len() - 1]).is_err());
-        assert!(decode_manifest(&m[..10]).is_err());
-        let mut bad = m.clone();
-        bad[0] ^= 1;
-        assert!(decode_manifest(&bad).is_err());
-    }
-
-    proptest! {
-        #[test]
-        fn manifest_round_trips(logical in any::<u64>(), raw in proptest::collection::vec(any::<[u8; 32]>(), 0..50)) {
-            let ids: Vec<BlockId> = raw.iter().map(|b| BlockId::from_slice(b).unwrap()).collect();
-            prop_assert_eq!(decode_manifest(&encode_manifest(logical, &ids)).unwrap(), (logical, ids));
-        }
-
-        #[test]
-        fn manifest_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = decode_manifest(&bytes);
-        }
     }
 }
