@@ -134,8 +134,11 @@ async fn authorize(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
             format!(
-                "this token has the {} role; the request needs {}",
-                role.name(),
+                "this token may only {}; the request needs a {} token",
+                match role {
+                    Role::Read => "read",
+                    _ => "read and write",
+                },
                 need.name()
             ),
         ),

@@ -143,7 +143,7 @@ fn roles_are_enforced_per_route_and_bearer_is_case_insensitive() {
     use bonsai_core::store::WriteStore;
     match store.put(&[(b[0].id, &b[0].object[..])]) {
         Err(StoreError::Unauthorized { reason, .. }) => {
-            assert!(reason.contains("needs write"), "{reason}")
+            assert!(reason.contains("may only read"), "{reason}")
         }
         other => panic!("expected a refusal, got {other:?}"),
     }

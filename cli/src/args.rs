@@ -133,15 +133,10 @@ pub struct SecretArgs {
 impl SecretArgs {
     /// The convergence secret to use.
     pub fn convergence(&self) -> anyhow::Result<Convergence> {
-        use anyhow::Context;
         match &self.secret_file {
             None => Ok(Convergence::public()),
-            Some(p) => {
-                let s = std::fs::read(p)
-                    .with_context(|| format!("reading secret file {}", p.display()))?;
-                anyhow::ensure!(!s.is_empty(), "secret file {} is empty", p.display());
-                Ok(Convergence::from_secret(&s))
-            }
+            // docs/FORMAT.md "Convergence secret": the bytes less one final line end
+            Some(p) => Ok(Convergence::from_secret_file(p)?),
         }
     }
 }
