@@ -80,7 +80,9 @@ fn main() {
         t.elapsed().as_secs_f64(),
     );
     let t = Instant::now();
-    let listed = bucket.list_blocks(|_| Ok::<_, bonsai_blockstore::S3Error>(())).unwrap();
+    let listed = bucket
+        .list_blocks(|_| Ok::<_, bonsai_blockstore::S3Error>(()))
+        .unwrap();
     report(
         "LIST all blocks (256 shards)",
         256 + listed as usize / 1000,
