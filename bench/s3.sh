@@ -2,7 +2,7 @@
 # A store on S3-compatible object storage against a store directory: push and pull of one
 # image (corpus C by default) through `bonsai serve --data s3://…` over SeaweedFS
 # (`weed mini`) on loopback, then through `bonsai serve --data DIR`; requests per GiB from
-# SeaweedFS's own request counters (its Prometheus metrics).
+# the S3 servers' own request counts (logged at shutdown).
 #
 #   bench/s3.sh [IMAGE]        (default /var/tmp/bonsai-corpus/C.raw)
 #
@@ -39,22 +39,10 @@ cat > "$work/s3.json" <<JSON
 JSON
 weed mini -dir="$work/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=$base \
   -volume.port=$((base+1)) -filer.port=$((base+2)) -s3.port=$((base+3)) -admin.port=$((base+4)) \
-  -s3.metricsPort=$((base+5)) -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
+  -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
   -master.telemetry=false -s3.config="$work/s3.json" -bucket=bonsai-bench > "$work/weed.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 600); do grep -aq "All enabled components are running" "$work/weed.log" && break; sleep 0.1; done
-
-# S3 requests by method so far (SeaweedFS counts each request it answers)
-requests() {
-  curl -s "http://127.0.0.1:$((base+5))/metrics" | python3 -c '
-import sys, re, collections
-c = collections.Counter()
-for line in sys.stdin:
-    if line.startswith("SeaweedFS_s3_request_total"):
-        m = re.search(r"type=\"(\w+)\"", line)
-        if m: c[m.group(1)] += float(line.split()[-1])
-print(" ".join(f"{k}={int(v)}" for k, v in sorted(c.items())))'
-}
 
 serve() {  # serve DATA [ARGS...] -> sets url
   local out="$work/serve.$RANDOM"
@@ -62,38 +50,46 @@ serve() {  # serve DATA [ARGS...] -> sets url
   pids+=($!)
   for _ in $(seq 600); do grep -q listening "$out" && break; sleep 0.1; done
   url=$(sed -n 's/^listening on //p' "$out")
+  last_pid=$!; last_log="$out.log"
   [ -n "$url" ] || { cat "$out.log" >&2; exit 1; }
 }
 
 sleep 2  # the bucket is created just after the banner
 serve s3://bonsai-bench/c --index-dir "$work/index-a"
-s3a=$url
+s3a=$url; pid_a=$last_pid; log_a=$last_log
 serve s3://bonsai-bench/c --index-dir "$work/index-b"
-s3b=$url
+s3b=$url; pid_b=$last_pid; log_b=$last_log
 serve "$work/dir-store"
 dir=$url
 
-row() {  # row LABEL JSON REQUESTS
+row() {  # row LABEL JSON
   python3 - "$@" <<'PY'
 import json, sys
-label, path, reqs = sys.argv[1], sys.argv[2], sys.argv[3]
+label, path = sys.argv[1], sys.argv[2]
 r = json.load(open(path)); M = 1 << 20
 moved = r.get("sent_bytes", r.get("fetched_bytes", 0))
-print(f'| {label} | {r["wall_seconds"]:.2f} | {moved/M:.1f} MiB | {r["logical_bytes"]/M/r["wall_seconds"]:.0f} | {reqs} |')
+print(f'| {label} | {r["wall_seconds"]:.2f} | {moved/M:.1f} MiB | {r["logical_bytes"]/M/r["wall_seconds"]:.0f} |')
 PY
 }
 echo "image: $img ($(du -h --apparent-size "$img" | cut -f1))"
-printf '| run | wall s | moved | MiB/s (logical) | S3 requests (by method) |\n|---|---:|---:|---:|---|\n'
+printf '| run | wall s | moved | MiB/s (logical) |\n|---|---:|---:|---:|\n'
 for target in dir s3; do
   if [ $target = dir ]; then push_url=$dir; pull_url=$dir; else push_url=$s3a; pull_url=$s3b; fi
-  before=$(requests)
   $bonsai push "$img" --store "$push_url" -o "$work/$target.recipe" --json --quiet --no-cache > "$work/$target.push.json"
-  after=$(requests)
-  row "push via $target" "$work/$target.push.json" "$([ $target = s3 ] && echo "$before -> $after" || echo -)"
+  row "push via $target" "$work/$target.push.json"
   rm -f "$work/$target.out"
-  before=$(requests)
   $bonsai pull "$work/$target.recipe" --store "$pull_url" -o "$work/$target.out" --json --quiet > "$work/$target.pull.json"
-  after=$(requests)
-  row "pull via $target$([ $target = s3 ] && echo ' (other server)')" "$work/$target.pull.json" "$([ $target = s3 ] && echo "$before -> $after" || echo -)"
+  row "pull via $target$([ $target = s3 ] && echo ' (the other server)')" "$work/$target.pull.json"
   rm -f "$work/$target.out"
 done
+kill -TERM "$pid_a" "$pid_b"; wait "$pid_a" "$pid_b" 2>/dev/null || true
+echo
+echo "S3 requests: pushing server: $(grep -a 's3 requests sent' "$log_a" | sed 's/.*sent //')"
+echo "S3 requests: pulling server: $(grep -a 's3 requests sent' "$log_b" | sed 's/.*sent //')"
+python3 - "$work/s3.push.json" "$work/s3.pull.json" <<'PY'
+import json, sys
+p, q = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+G = 1 << 30
+print(f'per GiB of block objects: {p["new_chunks"] / (p["sent_bytes"] / G):.0f} PUT pushed, '
+      f'{q["fetched_blocks"] / (q["fetched_bytes"] / G):.0f} GET pulled')
+PY

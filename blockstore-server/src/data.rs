@@ -5,7 +5,7 @@
 //! when it is empty (first start, lost disk) or when `--rebuild-index` asks.
 
 use crate::backend::s3::{S3Backend, S3Error, S3Location, S3Settings};
-use crate::ingest::{StorageError, Store};
+use crate::ingest::Store;
 use crate::rebuild::rebuild_index;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ pub fn open_data(data: &Path, index_dir: Option<&Path>, rebuild: bool) -> anyhow
     }
     let store = Store::with_backend(&dir, Arc::new(backend))
         .with_context(|| format!("opening the local index in {}", dir.display()))?;
-    if rebuild || store.stats().map_err(StorageError::from)?.blocks == 0 {
+    if rebuild || store.stats()?.blocks == 0 {
         rebuild_logged(&store)?;
     }
     Ok(store)

@@ -78,7 +78,7 @@ pub fn rebuild_index(store: &Store) -> Result<RebuildReport, StorageError> {
 
 /// A manifest as stored: the register body, `u64 LE logical size ‖ 32-byte ids`.
 fn parse_manifest(bytes: &[u8]) -> Option<(u64, Vec<BlockId>)> {
-    if bytes.len() < 8 || (bytes.len() - 8) % 32 != 0 {
+    if bytes.len() < 8 || !(bytes.len() - 8).is_multiple_of(32) {
         return None;
     }
     let logical = u64::from_le_bytes(bytes[..8].try_into().ok()?);

@@ -26,6 +26,7 @@ use object_store::{
     RetryConfig,
 };
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,26 @@ pub struct Bucket {
     location: S3Location,
     endpoint: String,
     rt: Runtime,
+    requests: Requests,
+}
+
+/// Requests sent, by kind: logged when the bucket is closed (the cost of a run).
+#[derive(Debug, Default)]
+pub struct Requests {
+    /// PUT (blocks and manifests).
+    pub put: AtomicU64,
+    /// GET.
+    pub get: AtomicU64,
+    /// HEAD.
+    pub head: AtomicU64,
+    /// LIST pages (1 000 keys each).
+    pub list: AtomicU64,
+    /// DELETE.
+    pub delete: AtomicU64,
+}
+
+fn count(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Whether an upload created the object or found it already there.
@@ -72,6 +93,7 @@ impl Bucket {
             location: location.clone(),
             endpoint,
             rt,
+            requests: Requests::default(),
         };
         bucket.probe()?;
         Ok(bucket)
@@ -80,6 +102,11 @@ impl Bucket {
     /// `s3://bucket/prefix`, for messages.
     pub fn location(&self) -> &S3Location {
         &self.location
+    }
+
+    /// Requests sent so far.
+    pub fn requests(&self) -> &Requests {
+        &self.requests
     }
 
     /// Key names.
@@ -155,6 +182,7 @@ impl Bucket {
             mode: PutMode::Create,
             ..Default::default()
         };
+        count(&self.requests.put, 1);
         match self.s3.put_opts(&Path::from(key), payload, opts).await {
             Ok(_) => Ok(Created::New),
             Err(
@@ -170,6 +198,7 @@ impl Bucket {
         let jobs = ids.iter().map(|id| {
             let key = self.layout.block(id);
             async move {
+                count(&self.requests.head, 1);
                 match self.s3.head(&Path::from(key.as_str())).await {
                     Ok(meta) => Ok(Some(meta.size)),
                     Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -192,6 +221,7 @@ impl Bucket {
     }
 
     async fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>, S3Error> {
+        count(&self.requests.get, 1);
         let got = match self.s3.get(&Path::from(key)).await {
             Ok(g) => g,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -218,6 +248,7 @@ impl Bucket {
     }
 
     async fn delete_object(&self, key: &str) -> Result<(), S3Error> {
+        count(&self.requests.delete, 1);
         match self.s3.delete(&Path::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.failed("delete", key, &e)),
@@ -239,6 +270,7 @@ impl Bucket {
                     .try_collect()
                     .await
                     .map_err(|e| self.failed("list", &prefix, &e))?;
+                count(&self.requests.list, 1 + listed.len() as u64 / 1000);
                 Ok::<_, S3Error>(
                     listed
                         .into_iter()
@@ -265,6 +297,7 @@ impl Bucket {
     /// Stores (or replaces) an image's manifest object.
     pub fn put_manifest(&self, name: &str, bytes: Vec<u8>) -> Result<(), S3Error> {
         let key = self.layout.image(&manifest_file(name));
+        count(&self.requests.put, 1);
         self.rt
             .block_on(self.s3.put(&Path::from(key.as_str()), bytes.into()))
             .map(|_| ())
@@ -294,11 +327,28 @@ impl Bucket {
                     .try_collect(),
             )
             .map_err(|e| self.failed("list", &prefix, &e))?;
+        count(&self.requests.list, 1 + listed.len() as u64 / 1000);
         Ok(listed
             .iter()
             .filter_map(|m| self.layout.image_name(m.location.as_ref()))
             .filter_map(manifest_name)
             .collect())
+    }
+}
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        let r = &self.requests;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        tracing::info!(
+            store = %self.location,
+            put = n(&r.put),
+            get = n(&r.get),
+            head = n(&r.head),
+            list = n(&r.list),
+            delete = n(&r.delete),
+            "s3 requests sent"
+        );
     }
 }
 
