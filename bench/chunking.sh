@@ -14,6 +14,7 @@ echo "|---|---:|---:|---:|---:|---:|"
 for cfg in "16" "32" "64" "128" "64 --fixed" "4 --fixed"; do
   rm -rf "$work"; mkdir -p "$work"
   set -- $cfg
+  $bonsai init "$work/store" >/dev/null
   for img in A B C D; do
     $bonsai push "$corpus/$img.raw" --store "$work/store" -o "$work/$img.recipe" --json --quiet --no-cache \
       --chunk-kib $cfg > "$work/$img.json"

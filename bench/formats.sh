@@ -10,6 +10,7 @@ work=${BONSAI_BENCH_DIR:-/var/tmp/bonsai-bench}/formats-run
 cargo build -q --release -p bonsai-cli
 bonsai=$PWD/target/release/bonsai
 rm -rf "$work"; mkdir -p "$work"
+for fmt in raw qcow2; do $bonsai init "$work/store-$fmt" >/dev/null; done
 $bonsai inspect "$corpus/$img.qcow2"
 for fmt in raw qcow2; do
   /usr/bin/time -f "%e s wall, %M KiB peak RSS" -o "$work/$fmt.time" \

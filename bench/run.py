@@ -240,6 +240,7 @@ def wan(args, bonsai, corpus, work, lines):
     try:
         data = os.path.join(work, "wan-store")
         shutil.rmtree(data, ignore_errors=True)
+        sh(f"{bonsai} init {data}")
         # the site already holds A and B (and C for the Cip question): filled locally
         for img in ("A", "B"):
             sh(f"{bonsai} push {corpus}/{img}.raw --store {data} -o {work}/wan-{img}.recipe --quiet --no-cache")

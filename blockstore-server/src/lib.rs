@@ -12,7 +12,7 @@
 //! - `local.rs` ([`LocalStore`]) is the embedded store: core's store traits over a
 //!   directory, no server.
 //!
-//! [`open_store`] turns a `--store` argument into a store of either kind.
+//! Which store a `--store` argument names is the client's business (the `bonsai` CLI).
 
 mod api;
 mod auth;
@@ -39,24 +39,10 @@ pub use routes::{app, route, table, Route};
 pub use state::{AppState, Limits};
 
 use anyhow::Context;
-use bonsai_core::store::http::HttpStore;
-use bonsai_core::BlockStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Opens `--store STORE`: `http(s)://host:port` is a running server, anything else a
-/// directory used as an embedded store.
-pub fn open_store(arg: &str, token: Option<String>) -> anyhow::Result<Box<dyn BlockStore>> {
-    if arg.starts_with("http://") || arg.starts_with("https://") {
-        Ok(Box::new(HttpStore::new(arg, token)?))
-    } else {
-        let store = local::LocalStore::open(std::path::Path::new(arg))
-            .with_context(|| format!("opening embedded store {arg}"))?;
-        Ok(Box::new(store))
-    }
-}
 
 /// Options of `bonsai serve` and `bonsai-blockstore`.
 #[derive(Debug, Clone, clap::Args)]

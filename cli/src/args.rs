@@ -1,5 +1,6 @@
 //! The command line (clap derive). Flags become core options before anything runs.
 
+use crate::store::{Access, StoreSpec};
 use bonsai_core::recipe::SourceFormat;
 use bonsai_core::{ChunkerParams, Convergence};
 use clap::{Args, Parser, Subcommand};
@@ -12,14 +13,20 @@ use std::path::PathBuf;
 /// same block and are stored once. `push` uploads what the store lacks and writes a small
 /// recipe; `pull` rebuilds the image from the recipe, verified end to end.
 ///
-/// STORE is `http(s)://host:port` (a `bonsai serve`) or a directory (an embedded store,
-/// no server needed).
+/// STORE is `http(s)://host:port` (a `bonsai serve`) or a store directory (an embedded
+/// store, no server needed; create one with `bonsai init DIR`).
+///
+/// Exit status: 0 ok, 1 other failure, 2 usage or refused input, 3 auth, 4 not found,
+/// 5 verification failed, 6 network, 7 local I/O; 130 when interrupted by Ctrl-C.
 #[derive(Parser, Debug)]
 #[command(name = "bonsai", version, propagate_version = true)]
 pub struct Cli {
     /// No progress bars.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// More log detail on stderr (-v: info, -vv: debug); store retries show from -v.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -29,16 +36,31 @@ pub struct Cli {
 pub enum Command {
     /// Upload the blocks of IMAGE that the store lacks and write a recipe.
     ///
-    /// Example: bonsai push vm.raw --store http://store:7412 -o vm.recipe
+    /// The recipe is the only key to the image: anyone holding it and access to the store
+    /// can read the image. It is written with mode 0600; keep it like a private key.
+    /// An existing recipe is never overwritten without --force.
+    #[command(after_long_help = PUSH_EXAMPLES)]
     Push(PushArgs),
     /// Rebuild an image from a recipe, fetching only blocks not found locally.
     ///
-    /// Example: bonsai pull vm.recipe --store http://store:7412 -o vm.raw --seed old-vm.raw
+    /// OUT is written under a temporary name beside it and renamed only once the whole
+    /// image is verified against the recipe. An existing OUT is never overwritten without
+    /// --force (or --in-place, which means to write into it).
+    #[command(after_long_help = PULL_EXAMPLES)]
     Pull(PullArgs),
     /// Run the block store server.
     ///
-    /// Example: bonsai serve --listen 127.0.0.1:7412 --data /srv/bonsai --token-file tokens
+    /// Prints `listening on http://ADDR` on stdout once the socket is bound; logs one line
+    /// per request on stderr. SIGTERM or Ctrl-C finish in-flight requests, then exit 0.
+    #[command(after_long_help = SERVE_EXAMPLES)]
     Serve(bonsai_blockstore::ServeArgs),
+    /// Make DIR an empty embedded store (creating it and its parents).
+    ///
+    /// Commands never create a store directory by themselves, so a mistyped --store
+    /// cannot become a new, empty store. An existing store is left as it is.
+    ///
+    /// Example: bonsai init /srv/bonsai && bonsai push vm.raw --store /srv/bonsai
+    Init(InitArgs),
     /// Show store-wide figures: blocks, bytes stored, images, dedup ratio.
     Stats(StatsArgs),
     /// Dedup figures for images in order, without a store: what would each one add?
@@ -55,6 +77,48 @@ pub enum Command {
     ///
     /// Example: bonsai inspect vm.qcow2
     Inspect(InspectArgs),
+}
+
+const PUSH_EXAMPLES: &str = "\
+Examples:
+  # to a server; writes vm.raw.recipe in the current directory
+  bonsai push vm.raw --store http://store.example:7412 --token-file ~/.bonsai-token
+
+  # to an embedded store directory (made once with `bonsai init`), recipe named
+  bonsai init /srv/bonsai
+  bonsai push vm.qcow2 --store /srv/bonsai -o vm-2026-11.recipe
+
+  # a private convergence secret: dedup only among holders of the same secret
+  bonsai push vm.raw --store http://store:7412 --secret-file team.secret --json";
+
+const PULL_EXAMPLES: &str = "\
+Examples:
+  # rebuild vm.raw, verified against the recipe
+  bonsai pull vm.recipe --store http://store.example:7412 -o vm.raw
+
+  # fetch only what an older copy lacks
+  bonsai pull vm-v2.recipe --store http://store:7412 -o vm-v2.raw --seed vm-v1.raw
+
+  # update an older copy in place, or write a block device
+  bonsai pull vm-v2.recipe --store /srv/bonsai -o vm.raw --in-place --discard-holes
+  bonsai pull vm.recipe --store /srv/bonsai -o /dev/vdb";
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  # a store on loopback for this machine only, no tokens
+  bonsai serve --listen 127.0.0.1:7412 --data /srv/bonsai
+
+  # a shared store: lines of `ROLE TOKEN` (role read or write) in tokens.txt
+  bonsai serve --listen 0.0.0.0:7412 --data /srv/bonsai --token-file tokens.txt --public-read
+
+  # a free port for tests; the address is printed on stdout
+  bonsai serve --listen 127.0.0.1:0 --data /tmp/store";
+
+/// `bonsai init`
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Directory to make a store (created if missing; must be empty or a store).
+    pub dir: PathBuf,
 }
 
 /// `bonsai inspect`
@@ -99,21 +163,31 @@ pub enum RecipeCommand {
 /// How to reach a store.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// `http(s)://host:port` or a directory path (embedded store).
-    #[arg(long, short = 's', value_name = "STORE")]
-    pub store: String,
-    /// File holding the bearer token (else the BONSAI_TOKEN environment variable).
+    /// `http(s)://host:port` (a `bonsai serve`) or an existing store directory.
+    #[arg(long, short = 's', value_name = "STORE", value_parser = crate::store::parse_store)]
+    pub store: StoreSpec,
+    /// File holding the bearer token (else the BONSAI_TOKEN environment variable);
+    /// http(s) stores only.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 }
 
 impl StoreArgs {
+    /// Opens the store for a command that needs `access` to it.
+    pub fn open(&self, access: Access) -> anyhow::Result<Box<dyn bonsai_core::BlockStore>> {
+        let token = match self.store {
+            StoreSpec::Http(_) => self.token()?,
+            StoreSpec::Dir(_) => None,
+        };
+        self.store.open(access, token, self.token_file.is_some())
+    }
+
     /// The token from the file or the environment.
     pub fn token(&self) -> anyhow::Result<Option<String>> {
         use anyhow::Context;
         if let Some(p) = &self.token_file {
             let t = std::fs::read_to_string(p)
-                .with_context(|| format!("reading token file {}", p.display()))?;
+                .with_context(|| format!("cannot read token file {}", p.display()))?;
             return Ok(Some(t.trim().to_string()));
         }
         Ok(std::env::var("BONSAI_TOKEN").ok().filter(|t| !t.is_empty()))
@@ -167,11 +241,42 @@ impl ChunkArgs {
 }
 
 /// The local key → id cache unless `--no-cache`; `None` (with a warning) if it cannot open.
+///
+/// The cache maps chunk keys to block ids, which tells whoever reads it which content this
+/// user handled: its directory is made 0700 and its files 0600 before and after opening.
 pub fn key_cache(no_cache: bool) -> Option<std::sync::Arc<bonsai_core::cache::KeyCache>> {
     if no_cache {
         return None;
     }
-    bonsai_core::cache::KeyCache::open_default().map(std::sync::Arc::new)
+    let path = bonsai_core::cache::KeyCache::default_path();
+    if let Some(dir) = path.as_deref().and_then(std::path::Path::parent) {
+        private_dir(dir);
+    }
+    let cache = bonsai_core::cache::KeyCache::open_default().map(std::sync::Arc::new);
+    if let Some(path) = &path {
+        private_files(path);
+    }
+    cache
+}
+
+/// Creates `dir` (and parents) and makes it 0700; failures are left to the cache's open.
+fn private_dir(dir: &std::path::Path) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let _ = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+}
+
+/// Makes the cache database and its SQLite side files 0600.
+fn private_files(db: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+    }
 }
 
 /// `bonsai push`
@@ -187,6 +292,9 @@ pub struct PushArgs {
     /// Where to write the recipe [default: ./IMAGE-NAME.recipe].
     #[arg(long, short = 'o', value_name = "RECIPE")]
     pub output: Option<PathBuf>,
+    /// Replace an existing recipe at RECIPE.
+    #[arg(long)]
+    pub force: bool,
     /// Name to register the image under in the store [default: the image's file name].
     #[arg(long)]
     pub name: Option<String>,
@@ -213,6 +321,9 @@ pub struct PullArgs {
     /// Where to write the image (written beside it under a temporary name, renamed when verified).
     #[arg(long, short = 'o', value_name = "OUT")]
     pub output: PathBuf,
+    /// Replace an existing file at OUT (once the new image is verified).
+    #[arg(long)]
+    pub force: bool,
     /// Format to write.
     #[arg(long, value_enum, default_value_t = OutputFormat::Raw)]
     pub output_format: OutputFormat,

@@ -1,8 +1,44 @@
 //! Progress bars on stderr (indicatif), hidden when stderr is not a terminal or with --quiet.
+//!
+//! Every bar belongs to one process-wide [`MultiProgress`], so that log lines and the final
+//! error line can be written *around* the bars ([`suspend`], [`clear`]) instead of through
+//! them, which on a terminal left a half-drawn bar glued to each warning.
 
 use bonsai_core::Progress;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+
+/// The bars of this process.
+fn multi() -> &'static MultiProgress {
+    static MULTI: OnceLock<MultiProgress> = OnceLock::new();
+    MULTI.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
+/// Runs `f` with the bars hidden, then redraws them.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    multi().suspend(f)
+}
+
+/// Removes the bars from the terminal (before the error line).
+pub fn clear() {
+    let _ = multi().clear();
+}
+
+/// stderr for log lines: each write happens with the bars suspended.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        suspend(|| std::io::stderr().write(buf))
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        suspend(|| std::io::stderr().write_all(buf))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// A bar for one long operation.
 pub struct Bar {
@@ -13,10 +49,11 @@ pub struct Bar {
 impl Bar {
     /// A bar expecting about `hint` bytes (used when the engine does not know the total).
     pub fn new(quiet: bool, hint: Option<u64>) -> Self {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        if quiet || !std::io::stderr().is_terminal() {
-            bar.set_draw_target(ProgressDrawTarget::hidden());
-        }
+        let bar = if quiet || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            multi().add(ProgressBar::no_length())
+        };
         Bar { bar, hint }
     }
 }

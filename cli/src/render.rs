@@ -1,13 +1,44 @@
 //! Human text or `--json` for every command's result. Results go to stdout; logs and
 //! progress to stderr.
+//!
+//! Every function writes to a `Write` and returns its error instead of panicking as
+//! `println!` does: when the reader of stdout goes away (`bonsai recipe show --json | head`)
+//! the command ends quietly (see `main`). Use [`stdout`] and `writeln!`, never `println!`.
 
 use bonsai_core::analyze::ImageAnalysis;
 use bonsai_core::{PullReport, PushReport, StoreStats};
 use indicatif::HumanBytes;
+use std::io::{self, Write};
 
-/// Prints `value` as one line of JSON.
+/// Standard output, locked and buffered; flush it (or let [`json`] do it) before returning.
+pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
+    io::BufWriter::new(io::stdout().lock())
+}
+
+/// Prints `value` as one line of JSON on stdout.
 pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value)?);
+    let mut out = stdout();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints a command's report as one line of JSON with `"store"` added: the store it used,
+/// so a log of JSON lines says where each image went.
+pub fn json_with_store<T: serde::Serialize>(report: &T, store: &str) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(report)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("store".into(), store.into());
+    }
+    json(&value)
+}
+
+/// Runs `f` on a buffered stdout and flushes it: the human form of a command's result.
+pub fn text(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> anyhow::Result<()> {
+    let mut out = stdout();
+    f(&mut out)?;
+    out.flush()?;
     Ok(())
 }
 
@@ -19,83 +50,101 @@ fn rate(bytes: u64, secs: f64) -> String {
 }
 
 /// The summary after a push.
-pub fn push(r: &PushReport) {
-    println!("pushed {} -> {}", r.name, r.recipe);
-    println!(
+pub fn push(out: &mut dyn Write, r: &PushReport, store: &str) -> io::Result<()> {
+    writeln!(out, "pushed {} to store {store}", r.name)?;
+    writeln!(
+        out,
+        "  recipe    {} (keep it private: it is the key to the image)",
+        r.recipe
+    )?;
+    writeln!(
+        out,
         "  image     {} logical, {} zeros (holes), {} data",
         HumanBytes(r.logical_bytes),
         HumanBytes(r.zero_bytes),
         HumanBytes(r.data_bytes)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  chunks    {} ({} distinct, {} of them already in the store)",
         r.chunks, r.unique_chunks, r.known_chunks
-    );
+    )?;
     let ratio = r
         .dedup_ratio
         .map(|d| format!("{d:.1}x"))
         .unwrap_or_else(|| "infinite: nothing new".into());
-    println!(
+    writeln!(
+        out,
         "  sent      {} new blocks, {} ({} before compression); dedup ratio {}",
         r.new_chunks,
         HumanBytes(r.sent_bytes),
         HumanBytes(r.new_plain_bytes),
         ratio
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  time      {:.2}s, {} of image",
         r.wall_seconds,
         rate(r.logical_bytes, r.wall_seconds)
-    );
+    )?;
+    Ok(())
 }
 
 /// The summary after a pull.
-pub fn pull(r: &PullReport) {
-    println!(
-        "pulled {} (verified: {})",
+pub fn pull(out: &mut dyn Write, r: &PullReport, store: &str) -> io::Result<()> {
+    writeln!(
+        out,
+        "pulled {} from store {store} (verified: {})",
         r.output,
         if r.verified { "yes" } else { "no" }
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  image     {} logical, {} holes, {} distinct blocks",
         HumanBytes(r.logical_bytes),
         HumanBytes(r.zero_bytes),
         r.unique_chunks
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  sources   {} blocks fetched ({}), {} from seeds, {} reused from an earlier attempt",
         r.fetched_blocks,
         HumanBytes(r.fetched_bytes),
         HumanBytes(r.seeded_bytes),
         HumanBytes(r.resumed_bytes)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  time      {:.2}s, {} of image",
         r.wall_seconds,
         rate(r.logical_bytes, r.wall_seconds)
-    );
+    )?;
+    Ok(())
 }
 
 /// Store-wide figures.
-pub fn stats(store: &str, s: &StoreStats) {
-    println!("store {store}");
-    println!("  blocks        {}", s.blocks);
-    println!("  stored        {}", HumanBytes(s.stored_bytes));
-    println!("  images        {}", s.images);
-    println!("  logical       {}", HumanBytes(s.logical_bytes));
-    println!("  dedup ratio   {:.1}x", s.dedup_ratio);
+pub fn stats(out: &mut dyn Write, store: &str, s: &StoreStats) -> io::Result<()> {
+    writeln!(out, "store {store}")?;
+    writeln!(out, "  blocks        {}", s.blocks)?;
+    writeln!(out, "  stored        {}", HumanBytes(s.stored_bytes))?;
+    writeln!(out, "  images        {}", s.images)?;
+    writeln!(out, "  logical       {}", HumanBytes(s.logical_bytes))?;
+    writeln!(out, "  dedup ratio   {:.1}x", s.dedup_ratio)?;
+    Ok(())
 }
 
 /// The analyze table.
-pub fn analyze(rows: &[ImageAnalysis]) {
-    println!(
+pub fn analyze(out: &mut dyn Write, rows: &[ImageAnalysis]) -> io::Result<()> {
+    writeln!(
+        out,
         "{:<28} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9}",
         "image", "logical", "data", "distinct", "new", "cum. new", "cum.ratio"
-    );
+    )?;
     let mut cum = 0u64;
     for r in rows {
         cum += r.new_bytes;
-        println!(
+        writeln!(
+            out,
             "{:<28} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8.1}x",
             r.image,
             HumanBytes(r.logical_bytes).to_string(),
@@ -104,6 +153,7 @@ pub fn analyze(rows: &[ImageAnalysis]) {
             HumanBytes(r.new_bytes).to_string(),
             HumanBytes(cum).to_string(),
             r.cumulative_ratio
-        );
+        )?;
     }
+    Ok(())
 }

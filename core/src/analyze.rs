@@ -2,11 +2,10 @@
 //! Keys are enough to tell chunks apart (a key determines its block), so nothing is
 //! compressed or encrypted: this runs at hashing speed.
 
-use crate::chunk::{Chunker, ChunkerParams};
+use crate::batch::Batcher;
+use crate::chunk::ChunkerParams;
 use crate::codec::Convergence;
-use crate::id::BlockKey;
 use crate::stats::DedupCounter;
-use rayon::prelude::*;
 use std::io::{self, Read};
 
 /// One image's row in `bonsai analyze`.
@@ -74,42 +73,21 @@ fn analyze_image(
         ..Default::default()
     };
     let mut own = DedupCounter::new();
-    let mut chunks = Chunker::new(image, params);
-    let mut batch: Vec<u8> = Vec::new();
-    let mut spans: Vec<usize> = Vec::new();
-    let mut flush = |batch: &mut Vec<u8>, spans: &mut Vec<usize>, row: &mut ImageAnalysis| {
-        let mut slices = Vec::with_capacity(spans.len());
-        let mut pos = 0;
-        for &len in spans.iter() {
-            slices.push(&batch[pos..pos + len]);
-            pos += len;
-        }
-        let keys: Vec<BlockKey> = slices.par_iter().map(|s| conv.key_for(s)).collect();
-        for (key, len) in keys.into_iter().zip(spans.iter()) {
-            let len = *len as u64;
-            own.add(key, len);
-            if seen.add(key, len) {
-                row.new_bytes += len;
+    let mut batches = Batcher::new(image, params);
+    while let Some(batch) = batches.next_batch()? {
+        let keys = batch.keys(conv);
+        let data = batch.pieces.iter().filter(|p| !p.zero);
+        for (key, p) in keys.into_iter().zip(data) {
+            own.add(key, p.len);
+            if seen.add(key, p.len) {
+                row.new_bytes += p.len;
             }
+            row.data_bytes += p.len;
+            row.chunks += 1;
         }
-        batch.clear();
-        spans.clear();
-    };
-    while let Some(c) = chunks.next_chunk()? {
-        row.logical_bytes += c.data.len() as u64;
-        if c.is_zero() {
-            row.zero_bytes += c.data.len() as u64;
-            continue;
-        }
-        row.data_bytes += c.data.len() as u64;
-        row.chunks += 1;
-        batch.extend_from_slice(c.data);
-        spans.push(c.data.len());
-        if batch.len() >= 16 << 20 {
-            flush(&mut batch, &mut spans, &mut row);
-        }
+        row.logical_bytes += batch.logical_bytes();
     }
-    flush(&mut batch, &mut spans, &mut row);
+    row.zero_bytes = row.logical_bytes - row.data_bytes;
     row.distinct_bytes = own.distinct_bytes;
     Ok(row)
 }

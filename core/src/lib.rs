@@ -7,8 +7,11 @@
 //!   an id that is the BLAKE3 of the object, so the store can verify every upload.
 //! - [`recipe`] records how to rebuild the image: a compact, checksummed binary list.
 //! - [`store`] is the block store as the engines see it, with the HTTP client.
-//! - [`push`] and [`pull`] orchestrate; [`seed`] finds blocks in local files;
-//!   [`image`] reads raw and sparse images; [`stats`] holds the reported figures.
+//! - [`push`] and [`pull`] orchestrate, each a plan of steps in files named for them;
+//!   [`batch`] is the one chunk-and-key batching step push, [`seed`] and [`analyze`] share.
+//! - [`image`] presents every image as a guest-visible [`image::Disk`]; [`publish`]
+//!   makes files appear complete or not at all; [`stats`] holds the reported figures.
+//! - [`error`]: one [`Error`] for the engines, classified by [`ErrorKind`] for exit codes.
 //!
 //! # Example
 //! ```
@@ -20,6 +23,7 @@
 //! ```
 
 pub mod analyze;
+pub mod batch;
 pub mod cache;
 pub mod chunk;
 pub mod codec;
@@ -27,6 +31,7 @@ pub mod error;
 pub mod id;
 pub mod image;
 pub mod progress;
+pub mod publish;
 pub mod pull;
 pub mod push;
 pub mod recipe;
@@ -36,11 +41,12 @@ pub mod store;
 
 pub use chunk::{ChunkerKind, ChunkerParams};
 pub use codec::{Convergence, Encoder};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use id::{BlockId, BlockKey, ImageHash};
 pub use progress::{NoProgress, Progress};
-pub use pull::{pull, PullOptions};
-pub use push::{push, PushOptions};
+pub use publish::{Pending, PublishOptions};
+pub use pull::{open_recipe, pull, Convert, PullOptions, PullPlan};
+pub use push::{push, BytesDisk, PushOptions, StreamDisk};
 pub use recipe::{Recipe, RecipeError};
 pub use stats::{PullReport, PushReport};
 pub use store::{AdminStore, BlockStore, ReadStore, StoreError, StoreStats, WriteStore};

@@ -18,44 +18,65 @@ fn pushed(d: &Dir, store: &str) {
     ]);
 }
 
-fn pull_fails(d: &Dir, recipe: &str, store: &str, needle: &str) {
+/// The pull fails with one line holding `needle` and exit code `code`, and leaves no OUT.
+fn pull_fails_with(d: &Dir, recipe: &str, store: &str, needle: &str, code: i32) {
     let out = bonsai(&["pull", recipe, "--store", store, "-o", &d.s("out.raw")]);
     fails_with(&out, needle);
+    assert_eq!(out.status.code(), Some(code), "exit code for {needle:?}");
     assert!(!d.path("out.raw").exists(), "a failed pull left OUT");
 }
 
 #[test]
 fn corrupt_and_truncated_recipes() {
     let d = Dir::new();
-    let store = d.s("store");
+    let store = d.store("store");
     pushed(&d, &store);
     let good = std::fs::read(d.path("vm.recipe")).unwrap();
     let mut flipped = good.clone();
     flipped[60] ^= 0x04;
     std::fs::write(d.path("flipped.recipe"), &flipped).unwrap();
-    pull_fails(&d, &d.s("flipped.recipe"), &store, "corrupt");
+    pull_fails_with(&d, &d.s("flipped.recipe"), &store, "corrupt", EXIT_VERIFY);
     std::fs::write(d.path("short.recipe"), &good[..good.len() / 2]).unwrap();
-    pull_fails(&d, &d.s("short.recipe"), &store, "truncated");
+    pull_fails_with(&d, &d.s("short.recipe"), &store, "truncated", EXIT_VERIFY);
     let mut newer = good.clone();
     newer[4] = 9;
     std::fs::write(d.path("newer.recipe"), &newer).unwrap();
-    pull_fails(
+    pull_fails_with(
         &d,
         &d.s("newer.recipe"),
         &store,
         "unsupported recipe format version 9",
+        EXIT_USAGE,
     );
     std::fs::write(d.path("text.recipe"), "not a recipe").unwrap();
-    pull_fails(&d, &d.s("text.recipe"), &store, "not a bonsai recipe");
-    pull_fails(&d, &d.s("absent.recipe"), &store, "no such file");
+    pull_fails_with(
+        &d,
+        &d.s("text.recipe"),
+        &store,
+        "not a bonsai recipe",
+        EXIT_USAGE,
+    );
+    pull_fails_with(
+        &d,
+        &d.s("absent.recipe"),
+        &store,
+        "no such file",
+        EXIT_NOT_FOUND,
+    );
 }
 
 #[test]
 fn recipe_for_another_store() {
     let d = Dir::new();
-    pushed(&d, &d.s("store-a"));
+    pushed(&d, &d.store("store-a"));
     let s = Server::start(&d.path("data-b"), &[]);
-    pull_fails(&d, &d.s("vm.recipe"), &s.url, "not in the store");
+    pull_fails_with(
+        &d,
+        &d.s("vm.recipe"),
+        &s.url,
+        "not in the store",
+        EXIT_NOT_FOUND,
+    );
 }
 
 #[test]
@@ -77,7 +98,13 @@ fn block_corrupted_on_the_servers_disk() {
     let n = bytes.len();
     bytes[n - 1] ^= 0xff;
     std::fs::write(&files[0], bytes).unwrap();
-    pull_fails(&d, &d.s("vm.recipe"), &s.url, "does not match its id");
+    pull_fails_with(
+        &d,
+        &d.s("vm.recipe"),
+        &s.url,
+        "does not match its id",
+        EXIT_VERIFY,
+    );
 }
 
 #[test]
@@ -106,9 +133,13 @@ fn tokens_are_enforced() {
             &d.s(token),
         ])
     };
-    fails_with(&push("bad"), "invalid token");
+    let out = push("bad");
+    fails_with(&out, "invalid token");
+    assert_eq!(out.status.code(), Some(EXIT_AUTH));
     assert!(!d.path("vm.recipe").exists(), "failed push left a recipe");
-    fails_with(&push("r"), "may only read");
+    let out = push("r");
+    fails_with(&out, "may only read");
+    assert_eq!(out.status.code(), Some(EXIT_AUTH));
     let out = bonsai(&[
         "push",
         &d.s("vm.raw"),
@@ -118,6 +149,7 @@ fn tokens_are_enforced() {
         &d.s("vm.recipe"),
     ]);
     fails_with(&out, "missing bearer token");
+    assert_eq!(out.status.code(), Some(EXIT_AUTH));
     assert!(push("w").status.success());
     // reads: the read token works, via the environment too
     let out = bonsai_env(
@@ -153,15 +185,10 @@ fn tokens_are_enforced() {
 #[test]
 fn server_that_is_down() {
     let d = Dir::new();
-    pushed(&d, &d.s("store"));
-    // a port nothing listens on: bind, note it, release it
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    pull_fails(&d, &d.s("vm.recipe"), &url, "unreachable");
+    pushed(&d, &d.store("store"));
+    let dead = HangUp::start();
+    let url = dead.url();
+    pull_fails_with(&d, &d.s("vm.recipe"), &url, "unreachable", EXIT_NETWORK);
     let out = bonsai(&[
         "push",
         &d.s("vm.raw"),
@@ -171,6 +198,7 @@ fn server_that_is_down() {
         &d.s("x.recipe"),
     ]);
     fails_with(&out, "unreachable");
+    assert_eq!(out.status.code(), Some(EXIT_NETWORK));
     assert!(!d.path("x.recipe").exists());
 }
 
@@ -182,7 +210,7 @@ fn store_killed_mid_push_then_rerun_completes() {
     let mut s = Server::start(&d.path("data"), &[]);
     let img = d.path("big.raw");
     image(&img, 96 * MIB as u64, &[(0, &noise(96 * MIB, 9))]);
-    let mut push = std::process::Command::new(bin())
+    let mut push = command(&[])
         .args([
             "push",
             &d.s("big.raw"),
@@ -192,8 +220,6 @@ fn store_killed_mid_push_then_rerun_completes() {
             &d.s("big.recipe"),
             "--quiet",
         ])
-        .env("BONSAI_LOG", "error")
-        .env("BONSAI_CACHE_DIR", cache_dir())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

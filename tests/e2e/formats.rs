@@ -84,7 +84,7 @@ fn raw_and_qcow2_of_one_disk_give_the_same_recipe() {
         &d.s("disk.raw"),
         &d.s("disk-v2.qcow2"),
     ]);
-    let store = d.s("store");
+    let store = d.store("store");
     let first = bonsai_json(&[
         "push",
         &d.s("disk.raw"),
@@ -184,7 +184,7 @@ fn qcow2_with_a_backing_file_reads_through() {
     let info = bonsai_json(&["inspect", &d.s("top.qcow2"), "--json"]);
     assert_eq!(info["backing_chain"][0], d.s("base.qcow2"));
     assert_eq!(info["virtual_size"], 24 * MIB as u64);
-    let store = d.s("store");
+    let store = d.store("store");
     bonsai_json(&[
         "push",
         &d.s("top.qcow2"),
@@ -246,7 +246,7 @@ fn damaged_qcow2_images_give_clear_errors() {
             "push",
             &d.s(name),
             "--store",
-            &d.s("store"),
+            &d.store("store"),
             "-o",
             &d.s("x.recipe"),
         ]);
@@ -266,7 +266,7 @@ fn damaged_qcow2_images_give_clear_errors() {
         "--format",
         "raw",
         "--store",
-        &d.s("store"),
+        &d.store("store"),
         "-o",
         &d.s("y.recipe"),
         "--json",
@@ -291,7 +291,7 @@ fn sparse_8gib_raw_stays_sparse() {
     let info = bonsai_json(&["inspect", &d.s("big.raw"), "--json"]);
     assert_eq!(info["format"], "raw");
     assert!(info["allocated_bytes"].as_u64().unwrap() <= 6 * MIB as u64);
-    let store = d.s("store");
+    let store = d.store("store");
     let p = bonsai_json(&[
         "push",
         &d.s("big.raw"),
@@ -333,7 +333,7 @@ fn in_place_pull_over_an_older_copy_and_onto_a_block_device() {
     let mut os2 = os.clone();
     os2[4 * MIB..4 * MIB + 100_000].copy_from_slice(&noise(100_000, 93));
     image(&new, 16 * MIB as u64, &[(0, &os2)]); // zeros where old had data at 10 MiB
-    let store = d.s("store");
+    let store = d.store("store");
     let p = bonsai_json(&[
         "push",
         &d.s("new.raw"),

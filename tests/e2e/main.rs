@@ -3,8 +3,10 @@
 
 mod failures;
 mod formats;
+mod mistakes;
 mod push_pull;
 mod s3;
 mod util;
+mod verify;
 #[path = "../../blockstore-server/tests/support/weed.rs"]
 mod weed;

@@ -218,7 +218,7 @@ fn embedded_store_round_trip_stats_and_recipe_show() {
         8 * MIB as u64,
         &[(0, &text(2 * MIB, 20)), (5 * MIB as u64, &noise(MIB, 21))],
     );
-    let store = d.s("store");
+    let store = d.store("store");
     round_trip(&store, &img, &d, "vm");
     let stats = bonsai_json(&["stats", "--store", &store, "--json"]);
     assert_eq!(stats["images"], 1);
@@ -254,7 +254,7 @@ fn private_secret_scopes_dedup_and_is_required_to_pull() {
     let img = d.path("vm.raw");
     image(&img, 2 * MIB as u64, &[(0, &noise(2 * MIB, 30))]);
     std::fs::write(d.path("secret"), "our team's secret").unwrap();
-    let store = d.s("store");
+    let store = d.store("store");
     let public = bonsai_json(&[
         "push",
         &d.s("vm.raw"),
@@ -308,7 +308,7 @@ fn interrupted_pull_resumes_from_what_it_wrote() {
     let d = Dir::new();
     let img = d.path("vm.raw");
     image(&img, 8 * MIB as u64, &[(0, &noise(6 * MIB, 40))]);
-    let store = d.s("store");
+    let store = d.store("store");
     bonsai_json(&[
         "push",
         &d.s("vm.raw"),
@@ -425,7 +425,7 @@ fn key_cache_skips_encoding_known_chunks() {
         "push",
         &d.s("vm.raw"),
         "--store",
-        &d.s("s1"),
+        &d.store("s1"),
         "-o",
         &d.s("a.recipe"),
         "--json",
@@ -434,7 +434,7 @@ fn key_cache_skips_encoding_known_chunks() {
         "push",
         &d.s("vm.raw"),
         "--store",
-        &d.s("s1"),
+        &d.store("s1"),
         "-o",
         &d.s("b.recipe"),
         "--json",
@@ -446,7 +446,7 @@ fn key_cache_skips_encoding_known_chunks() {
         "push",
         &d.s("vm.raw"),
         "--store",
-        &d.s("s2"),
+        &d.store("s2"),
         "-o",
         &d.s("c.recipe"),
         "--json",
@@ -458,7 +458,7 @@ fn key_cache_skips_encoding_known_chunks() {
         "pull",
         &d.s("c.recipe"),
         "--store",
-        &d.s("s2"),
+        &d.store("s2"),
         "-o",
         &d.s("out.raw"),
         "--json",
@@ -468,7 +468,7 @@ fn key_cache_skips_encoding_known_chunks() {
         "push",
         &d.s("vm.raw"),
         "--store",
-        &d.s("s1"),
+        &d.store("s1"),
         "-o",
         &d.s("e.recipe"),
         "--json",

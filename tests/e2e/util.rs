@@ -1,17 +1,33 @@
 //! Helpers: run `bonsai`, start and stop a store, make images.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bonsai")
 }
 
-/// A key cache private to this test process (never the user's own).
+/// The key cache of the calling test, never the user's own: one directory per test (named
+/// after the test's thread), emptied the first time this process uses it, under cargo's
+/// temporary directory for integration tests.
 pub fn cache_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("bonsai-e2e-cache-{}", std::process::id()))
+    static SEEN: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+    let name = std::thread::current()
+        .name()
+        .map(|n| n.replace("::", "-"))
+        .unwrap_or_else(|| format!("thread-{:?}", std::thread::current().id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e-cache")
+        .join(name);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.get_or_insert_with(HashSet::new).insert(dir.clone()) {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    dir
 }
 
 /// Runs bonsai with `args`; returns the output whatever the exit status.
@@ -19,15 +35,31 @@ pub fn bonsai(args: &[&str]) -> Output {
     bonsai_env(args, &[])
 }
 
-pub fn bonsai_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(bin());
-    cmd.args(args)
-        .env_remove("BONSAI_TOKEN")
-        .env("BONSAI_LOG", "error");
+/// `bonsai` as every test runs it: no token from the environment, errors only in logs,
+/// the test's own key cache (`BONSAI_CACHE_DIR`, and `XDG_CACHE_HOME`/`HOME` beside it
+/// so no path can lead to `~/.cache/bonsai`). `env` is applied last and may override.
+pub fn command(env: &[(&str, &str)]) -> Command {
+    command_of(bin(), env)
+}
+
+/// `program` (which runs bonsai, e.g. `script`) with the environment of [`command`].
+pub fn command_of(program: &str, env: &[(&str, &str)]) -> Command {
+    let cache = cache_dir();
+    let mut cmd = Command::new(program);
+    cmd.env_remove("BONSAI_TOKEN")
+        .env_remove("NO_COLOR")
+        .env("BONSAI_LOG", "error")
+        .env("BONSAI_CACHE_DIR", &cache)
+        .env("XDG_CACHE_HOME", cache.join("xdg"))
+        .env("HOME", cache.join("home"));
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run bonsai")
+    cmd
+}
+
+pub fn bonsai_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(env).args(args).output().expect("run bonsai")
 }
 
 /// Runs bonsai, asserts success, returns parsed `--json` stdout.
@@ -70,13 +102,10 @@ pub struct Server {
 }
 
 impl Server {
+    /// `bonsai serve` on 127.0.0.1:0; the address is read from its first stdout line.
     pub fn start(data: &Path, extra: &[&str]) -> Server {
-        Self::start_on(data, "127.0.0.1:0", extra)
-    }
-
-    fn start_on(data: &Path, listen: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(bin())
-            .args(["serve", "--listen", listen, "--data"])
+        let mut child = command(&[])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
             .env("BONSAI_LOG", "warn")
@@ -107,12 +136,11 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// Starts again on the same address and directory.
+    /// Starts again on the same directory, on a new port (never a released one).
     pub fn restart(mut self) -> Server {
         self.kill();
-        let listen = self.url.trim_start_matches("http://").to_string();
         let args: Vec<&str> = self.args.iter().map(|s| s.as_str()).collect();
-        Server::start_on(&self.data.clone(), &listen, &args)
+        Server::start(&self.data.clone(), &args)
     }
 }
 
@@ -121,6 +149,36 @@ impl Drop for Server {
         self.kill();
     }
 }
+
+/// A "store" that accepts every connection and hangs up at once: a server that is down,
+/// on a port this test holds for its whole life (never a released port someone may take).
+pub struct HangUp {
+    addr: std::net::SocketAddr,
+}
+
+impl HangUp {
+    pub fn start() -> HangUp {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                drop(conn);
+            }
+        });
+        HangUp { addr }
+    }
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Exit codes as README's "Exit status" table documents them.
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_AUTH: i32 = 3;
+pub const EXIT_NOT_FOUND: i32 = 4;
+pub const EXIT_VERIFY: i32 = 5;
+pub const EXIT_NETWORK: i32 = 6;
+pub const EXIT_LOCAL_IO: i32 = 7;
 
 /// Deterministic pseudo-random bytes.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -173,6 +231,16 @@ impl Dir {
     }
     pub fn s(&self, name: &str) -> String {
         self.path(name).display().to_string()
+    }
+    /// An embedded store directory made with `bonsai init` (idempotent), as a `--store`.
+    pub fn store(&self, name: &str) -> String {
+        let out = bonsai(&["init", &self.s(name)]);
+        assert!(
+            out.status.success(),
+            "bonsai init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.s(name)
     }
 }
 

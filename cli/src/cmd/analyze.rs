@@ -22,7 +22,6 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     if args.json {
         render::json(&serde_json::json!({ "chunker": params, "images": rows }))
     } else {
-        render::analyze(&rows);
-        Ok(())
+        render::text(|out| render::analyze(out, &rows))
     }
 }

@@ -4,8 +4,10 @@
 //! "update" inserted into the OS and in their "user data", and are mostly zeros — like
 //! real VMs. The second push should cost a fraction of the first.
 
-use crate::args::{ChunkArgs, DemoArgs, PullArgs, PushArgs, SecretArgs, StoreArgs};
+use crate::args::{Cli, Command, DemoArgs};
+use crate::store::{Access, StoreSpec};
 use anyhow::Context;
+use clap::Parser;
 use indicatif::HumanBytes;
 use std::io::Write;
 use std::path::Path;
@@ -71,6 +73,110 @@ fn write_image(path: &Path, size: usize, parts: &[(usize, &[u8])]) -> anyhow::Re
     Ok(())
 }
 
+/// The two images, written into `dir`: vm2 is vm1 with an OS update and other user data.
+fn make_images(dir: &Path) -> anyhow::Result<()> {
+    let mut rng = Rng(2026);
+    let base = os(&mut rng);
+    let update = rng.text(MIB);
+    let data1 = rng.bytes(6 * MIB);
+    let data2 = rng.bytes(3 * MIB);
+    // vm2's OS has an update inserted in the middle: later files shift by 1 MiB.
+    let mut os2 = base[..10 * MIB].to_vec();
+    os2.extend_from_slice(&update);
+    os2.extend_from_slice(&base[10 * MIB..]);
+    let vm1 = dir.join("vm1.raw");
+    let vm2 = dir.join("vm2.raw");
+    write_image(&vm1, 128 * MIB, &[(MIB, &base), (64 * MIB, &data1)])?;
+    write_image(&vm2, 128 * MIB, &[(MIB, &os2), (64 * MIB, &data2)])
+}
+
+/// A subcommand's arguments as the parser makes them, so that options added to a command
+/// never need a change here.
+fn parse(args: &[&str]) -> anyhow::Result<Command> {
+    Ok(Cli::try_parse_from(std::iter::once("bonsai").chain(args.iter().copied()))?.command)
+}
+
+/// Pushes vm1 then vm2 and prints a row of figures for each.
+fn push_both(out: &mut dyn Write, dir: &Path, store: &str, quiet: bool) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "  {:<8} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "image", "logical", "data", "known", "sent", "dedup"
+    )?;
+    for name in ["vm1", "vm2"] {
+        let image = dir.join(format!("{name}.raw")).display().to_string();
+        let recipe = dir.join(format!("{name}.recipe")).display().to_string();
+        let Command::Push(args) = parse(&[
+            "push",
+            &image,
+            "--store",
+            store,
+            "-o",
+            &recipe,
+            "--name",
+            name,
+            "--force",
+            "--no-cache",
+        ])?
+        else {
+            unreachable!("parsed a push")
+        };
+        let r = crate::cmd::push::push(&args, quiet)?;
+        writeln!(
+            out,
+            "  {:<8} {:>10} {:>10} {:>10} {:>10} {:>7.1}x",
+            name,
+            HumanBytes(r.logical_bytes).to_string(),
+            HumanBytes(r.data_bytes).to_string(),
+            format!("{}/{}", r.known_chunks, r.unique_chunks),
+            HumanBytes(r.sent_bytes).to_string(),
+            r.dedup_ratio.unwrap_or(f64::INFINITY)
+        )?;
+    }
+    Ok(())
+}
+
+/// Pulls vm2 back, checks it byte for byte and prints what it cost.
+fn pull_back(out: &mut dyn Write, dir: &Path, store: &str, quiet: bool) -> anyhow::Result<()> {
+    let pulled = dir.join("vm2.pulled.raw");
+    let recipe = dir.join("vm2.recipe").display().to_string();
+    let target = pulled.display().to_string();
+    let Command::Pull(args) = parse(&[
+        "pull",
+        &recipe,
+        "--store",
+        store,
+        "-o",
+        &target,
+        "--force",
+        "--no-cache",
+    ])?
+    else {
+        unreachable!("parsed a pull")
+    };
+    let p = crate::cmd::pull::pull(&args, quiet)?;
+    let same = std::fs::read(dir.join("vm2.raw"))? == std::fs::read(&pulled)?;
+    anyhow::ensure!(p.verified && same, "demo pull did not reproduce vm2");
+    let allocated = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&pulled)?.blocks() * 512
+    };
+    writeln!(
+        out,
+        "\npulled vm2 back: {} blocks fetched ({}), whole-image BLAKE3 verified, byte-identical: {}",
+        p.fetched_blocks,
+        HumanBytes(p.fetched_bytes),
+        same
+    )?;
+    writeln!(
+        out,
+        "the pulled file is sparse: {} allocated for {} logical",
+        HumanBytes(allocated),
+        HumanBytes(p.logical_bytes)
+    )?;
+    Ok(())
+}
+
 /// Runs the command.
 pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
     let tmp;
@@ -90,100 +196,16 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         out,
         "building two 128 MiB VM images: a shared 24 MiB OS, an update, user data, zeros"
     )?;
-    let mut rng = Rng(2026);
-    let base = os(&mut rng);
-    let update = rng.text(MIB);
-    let data1 = rng.bytes(6 * MIB);
-    let data2 = rng.bytes(3 * MIB);
-    // vm2's OS has an update inserted in the middle: later files shift by 1 MiB.
-    let mut os2 = base[..10 * MIB].to_vec();
-    os2.extend_from_slice(&update);
-    os2.extend_from_slice(&base[10 * MIB..]);
-    let vm1 = dir.join("vm1.raw");
-    let vm2 = dir.join("vm2.raw");
-    write_image(&vm1, 128 * MIB, &[(MIB, &base), (64 * MIB, &data1)])?;
-    write_image(&vm2, 128 * MIB, &[(MIB, &os2), (64 * MIB, &data2)])?;
-
+    make_images(&dir)?;
     let store = dir.join("store");
-    let store_args = StoreArgs {
-        store: store.display().to_string(),
-        token_file: None,
-    };
-    writeln!(
-        out,
-        "pushing both to an embedded store at {}\n",
-        store.display()
-    )?;
-    writeln!(
-        out,
-        "  {:<8} {:>10} {:>10} {:>10} {:>10} {:>8}",
-        "image", "logical", "data", "known", "sent", "dedup"
-    )?;
-    for (vm, name) in [(&vm1, "vm1"), (&vm2, "vm2")] {
-        let r = crate::cmd::push::push(
-            &PushArgs {
-                image: vm.clone(),
-                format: None,
-                store: store_args.clone(),
-                output: Some(dir.join(format!("{name}.recipe"))),
-                name: Some(name.into()),
-                json: false,
-                secret: SecretArgs { secret_file: None },
-                chunk: ChunkArgs {
-                    chunk_kib: 64,
-                    fixed: false,
-                },
-                no_cache: true,
-            },
-            quiet,
-        )?;
-        writeln!(
-            out,
-            "  {:<8} {:>10} {:>10} {:>10} {:>10} {:>7.1}x",
-            name,
-            HumanBytes(r.logical_bytes).to_string(),
-            HumanBytes(r.data_bytes).to_string(),
-            format!("{}/{}", r.known_chunks, r.unique_chunks),
-            HumanBytes(r.sent_bytes).to_string(),
-            r.dedup_ratio.unwrap_or(f64::INFINITY)
-        )?;
-    }
-    let pulled = dir.join("vm2.pulled.raw");
-    let p = crate::cmd::pull::pull(
-        &PullArgs {
-            recipe: dir.join("vm2.recipe"),
-            store: store_args,
-            output: pulled.clone(),
-            output_format: crate::args::OutputFormat::Raw,
-            no_cache: true,
-            in_place: false,
-            discard_holes: false,
-            seed: vec![],
-            json: false,
-            secret: SecretArgs { secret_file: None },
-        },
-        quiet,
-    )?;
-    let same = std::fs::read(&vm2)? == std::fs::read(&pulled)?;
-    anyhow::ensure!(p.verified && same, "demo pull did not reproduce vm2");
-    let allocated = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&pulled)?.blocks() * 512
-    };
-    writeln!(
-        out,
-        "\npulled vm2 back: {} blocks fetched ({}), whole-image BLAKE3 verified, byte-identical: {}",
-        p.fetched_blocks,
-        HumanBytes(p.fetched_bytes),
-        same
-    )?;
-    writeln!(
-        out,
-        "the pulled file is sparse: {} allocated for {} logical",
-        HumanBytes(allocated),
-        HumanBytes(p.logical_bytes)
-    )?;
-    let s = bonsai_blockstore::open_store(&store.display().to_string(), None)?.stats()?;
+    crate::store::init(&store)?;
+    let store_arg = store.display().to_string();
+    writeln!(out, "pushing both to an embedded store at {store_arg}\n")?;
+    push_both(&mut out, &dir, &store_arg, quiet)?;
+    pull_back(&mut out, &dir, &store_arg, quiet)?;
+    let s = StoreSpec::Dir(store)
+        .open(Access::Existing, None, false)?
+        .stats()?;
     writeln!(
         out,
         "store: {} blocks, {} stored for {} of images ({:.1}x)",

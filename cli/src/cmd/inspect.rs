@@ -2,7 +2,9 @@
 
 use crate::args::InspectArgs;
 use anyhow::Context;
+use bonsai_core::image::ImageInfo;
 use indicatif::HumanBytes;
+use std::io::Write;
 
 /// Runs the command.
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
@@ -11,23 +13,30 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     if args.json {
         return crate::render::json(&info);
     }
-    println!("image         {}", info.path);
-    println!("format        {:?}", info.format);
-    println!(
+    crate::render::text(|out| show(out, &info))
+}
+
+/// The human description of an image.
+fn show(out: &mut dyn Write, info: &ImageInfo) -> std::io::Result<()> {
+    writeln!(out, "image         {}", info.path)?;
+    writeln!(out, "format        {:?}", info.format)?;
+    writeln!(
+        out,
         "virtual size  {} ({} bytes)",
         HumanBytes(info.virtual_size),
         info.virtual_size
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "allocated     {} in this file",
         HumanBytes(info.allocated_bytes)
-    );
-    println!("file size     {}", HumanBytes(info.file_bytes));
+    )?;
+    writeln!(out, "file size     {}", HumanBytes(info.file_bytes))?;
     if info.backing_chain.is_empty() {
-        println!("backing       none");
+        writeln!(out, "backing       none")?;
     }
     for (i, b) in info.backing_chain.iter().enumerate() {
-        println!("backing {i:<5} {b}");
+        writeln!(out, "backing {i:<5} {b}")?;
     }
     Ok(())
 }

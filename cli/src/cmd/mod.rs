@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod demo;
+pub mod init;
 pub mod inspect;
 pub mod pull;
 pub mod push;

@@ -1,15 +1,17 @@
 //! `bonsai pull`
 
 use crate::args::{OutputFormat, PullArgs};
-use crate::{progress::Bar, render};
+use crate::store::Access;
+use crate::{preflight, progress::Bar, render};
 use anyhow::Context;
 use bonsai_core::{PullOptions, PullReport, Recipe};
 
 /// Pulls an image and returns the figures (also used by `demo`).
 pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
+    preflight::pull_output(&args.output, args.force, args.in_place)?;
+    let store = args.store.open(Access::Existing)?;
     let recipe = Recipe::open(&args.recipe)
         .with_context(|| format!("cannot use recipe {}", args.recipe.display()))?;
-    let store = bonsai_blockstore::open_store(&args.store.store, args.store.token()?)?;
     let opts = PullOptions {
         convergence: args.secret.convergence()?,
         seeds: args.seed.clone(),
@@ -45,10 +47,10 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
 /// Runs the command.
 pub fn run(args: PullArgs, quiet: bool) -> anyhow::Result<()> {
     let report = pull(&args, quiet)?;
+    let store = args.store.store.to_string();
     if args.json {
-        render::json(&report)
+        render::json_with_store(&report, &store)
     } else {
-        render::pull(&report);
-        Ok(())
+        render::text(|out| render::pull(out, &report, &store))
     }
 }

@@ -2,15 +2,15 @@
 
 use crate::args::StatsArgs;
 use crate::render;
+use crate::store::Access;
 
 /// Runs the command.
 pub fn run(args: StatsArgs) -> anyhow::Result<()> {
-    let store = bonsai_blockstore::open_store(&args.store.store, args.store.token()?)?;
+    let store = args.store.open(Access::Existing)?;
     let stats = store.stats()?;
     if args.json {
         render::json(&stats)
     } else {
-        render::stats(&store.describe(), &stats);
-        Ok(())
+        render::text(|out| render::stats(out, &store.describe(), &stats))
     }
 }
