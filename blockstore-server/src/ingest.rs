@@ -122,16 +122,19 @@ impl Store {
         let missing: HashSet<BlockId> = self.index.missing(&ids)?.into_iter().collect();
         let mut written: Vec<(BlockId, u64)> = Vec::new();
         let mut plains: Vec<(BlockId, u32)> = Vec::new();
+        let mut to_write: Vec<(BlockId, &[u8])> = Vec::new();
         let mut seen = HashSet::new();
         for (id, bytes) in &valid {
             if !missing.contains(id) || !seen.insert(*id) {
                 out.existed += 1;
                 continue;
             }
-            self.backend.put_if_absent(id, bytes)?;
-            written.push((*id, bytes.len() as u64));
+            to_write.push((*id, *bytes));
             plains.extend(crate::report::plain_len(bytes).map(|p| (*id, p)));
         }
+        // one call for the batch: concurrent requests on a remote backend
+        self.backend.put_many_if_absent(&to_write)?;
+        written.extend(to_write.iter().map(|(id, b)| (*id, b.len() as u64)));
         if !written.is_empty() {
             self.backend.flush()?;
             let added = self.index.insert(&written)?;
@@ -151,8 +154,9 @@ impl Store {
         }
         let mut still = Vec::with_capacity(absent.len());
         let mut found = Vec::new();
-        for id in absent {
-            match self.backend.stat(&id)? {
+        let sizes = self.backend.stat_many(&absent)?;
+        for (id, size) in absent.into_iter().zip(sizes) {
+            match size {
                 Some(size) => found.push((id, size)),
                 None => still.push(id),
             }
@@ -175,6 +179,15 @@ impl Store {
             Some(bytes) => Ok(Some(bytes)),
             None => Err(StorageError::Lost(*id)),
         }
+    }
+
+    /// Blocks' bytes in order, `None` where absent: [`Store::get`] for a batch download, in
+    /// one backend call on a shared backend (concurrent requests to the bucket).
+    pub fn get_many(&self, ids: &[BlockId]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        if !self.backend.is_shared() {
+            return ids.iter().map(|id| self.get(id)).collect();
+        }
+        Ok(self.backend.get_many(ids)?)
     }
 
     /// Registers a manifest; returns the first id that is not stored, if any. The manifest

@@ -22,21 +22,25 @@ mod auth;
 mod backend;
 mod batch;
 mod dashboard;
+mod data;
 mod error;
 mod index;
 mod ingest;
 mod local;
 mod middleware;
+mod rebuild;
 mod report;
 mod routes;
 mod state;
 
 pub use auth::{bearer_token, Access, Role, Tokens};
+pub use backend::s3::{Bucket, Created, S3Backend, S3Error, S3Location, S3Settings};
 pub use backend::{Backend, BackendError, DirBackend, Put};
 pub use error::ApiError;
 pub use index::{Index, IndexError, SCHEMA_VERSION};
 pub use ingest::{IngestOutcome, Rejected, StorageError, Store};
 pub use local::LocalStore;
+pub use rebuild::{rebuild_index, RebuildReport};
 pub use routes::{app, route, table, Route};
 pub use state::{AppState, Limits};
 
@@ -53,9 +57,20 @@ pub struct ServeArgs {
     /// 127.0.0.1 behind a TLS-terminating reverse proxy for anything but a trusted network.
     #[arg(long, default_value = "127.0.0.1:7412")]
     pub listen: SocketAddr,
-    /// Store directory (blocks/, tmp/, index.sqlite); created if missing.
+    /// Store directory (blocks/, tmp/, index.sqlite; created if missing), or
+    /// `s3://BUCKET/PREFIX` for S3-compatible object storage (endpoint, region and keys
+    /// from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or
+    /// ~/.aws/credentials).
     #[arg(long)]
     pub data: PathBuf,
+    /// With `--data s3://…`: where this server keeps its local index, a cache of the
+    /// bucket (default: under ~/.cache/bonsai/). Each server needs its own.
+    #[arg(long)]
+    pub index_dir: Option<PathBuf>,
+    /// Rebuild the index from a listing of the store before serving (a bucket's index is
+    /// also rebuilt whenever it is empty).
+    #[arg(long)]
+    pub rebuild_index: bool,
     /// File of `ROLE TOKEN` lines (role `read`, `write` or `admin`; whole-line `#`
     /// comments). Without it the store accepts every request: use that only on loopback or
     /// a trusted network.
@@ -85,10 +100,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if tokens.is_none() {
         tracing::warn!("no --token-file: every client may read and write this store");
     }
-    let data = args.data.clone();
-    let store = tokio::task::spawn_blocking(move || ingest::Store::open(&data))
-        .await?
-        .with_context(|| format!("opening store directory {}", args.data.display()))?;
+    let (data, index_dir, rebuild) = (
+        args.data.clone(),
+        args.index_dir.clone(),
+        args.rebuild_index,
+    );
+    let store =
+        tokio::task::spawn_blocking(move || data::open_data(&data, index_dir.as_deref(), rebuild))
+            .await??;
     let limits = state::Limits {
         max_request_bytes: args.max_request_bytes,
         max_ids: args.max_ids,

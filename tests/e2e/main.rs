@@ -6,5 +6,8 @@ mod formats;
 mod mistakes;
 mod push_pull;
 mod report;
+mod s3;
 mod util;
 mod verify;
+#[path = "../../blockstore-server/tests/support/weed.rs"]
+mod weed;

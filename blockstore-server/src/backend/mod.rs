@@ -13,6 +13,7 @@
 //!   miss is then confirmed with [`Backend::stat`] before a block is called absent.
 
 mod dir;
+pub mod s3;
 
 pub use dir::DirBackend;
 
@@ -76,10 +77,26 @@ pub trait Backend: Send + Sync {
     fn flush(&self) -> Result<(), BackendError> {
         Ok(())
     }
+    /// [`Backend::put_if_absent`] for a batch. A backend whose every call is a network
+    /// round trip (S3) runs them concurrently; the default does them one by one.
+    fn put_many_if_absent(&self, items: &[(BlockId, &[u8])]) -> Result<Vec<Put>, BackendError> {
+        items
+            .iter()
+            .map(|(id, bytes)| self.put_if_absent(id, bytes))
+            .collect()
+    }
     /// An object's bytes, `None` if absent.
     fn get(&self, id: &BlockId) -> Result<Option<Vec<u8>>, BackendError>;
+    /// [`Backend::get`] for a batch, in order (concurrent on S3).
+    fn get_many(&self, ids: &[BlockId]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        ids.iter().map(|id| self.get(id)).collect()
+    }
     /// An object's size, `None` if absent.
     fn stat(&self, id: &BlockId) -> Result<Option<u64>, BackendError>;
+    /// [`Backend::stat`] for a batch, in order (concurrent on S3).
+    fn stat_many(&self, ids: &[BlockId]) -> Result<Vec<Option<u64>>, BackendError> {
+        ids.iter().map(|id| self.stat(id)).collect()
+    }
     /// Removes an object; `false` if it was not there.
     fn delete(&self, id: &BlockId) -> Result<bool, BackendError>;
     /// Calls `each(id, size)` for every object, in no particular order (index rebuild,

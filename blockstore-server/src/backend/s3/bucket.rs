@@ -1,0 +1,477 @@
+//! The bucket: block objects and manifests in S3-compatible object storage, reached through
+//! `object_store` (signing, retries with backoff, connection pooling are its job).
+//!
+//! Every method is synchronous, like the rest of the store (handlers call it from
+//! `spawn_blocking`): the bucket owns a small tokio runtime and drives many requests at once
+//! on it — uploads, existence checks and fetches of a batch run up to [`PARALLEL`] at a time.
+//!
+//! Writes are create-if-absent (`If-None-Match: *`). A server that ignores the header
+//! overwrites an object with the very same verified bytes (the key is their hash), so the
+//! race of two servers storing one block is harmless either way.
+//!
+//! Caveat: object stores list and stat with read-after-write consistency (AWS S3 since
+//! 2020, SeaweedFS, MinIO); on a store without it, another server may briefly not see a
+//! block that was just stored and ask for it again.
+
+use super::layout::Layout;
+use super::location::S3Location;
+use super::settings::S3Settings;
+use super::S3Error;
+use bonsai_core::BlockId;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
+};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Requests in flight at once for one batch.
+pub const PARALLEL: usize = 32;
+
+/// A store's objects in one bucket under one prefix.
+pub struct Bucket {
+    s3: Arc<AmazonS3>,
+    layout: Layout,
+    location: S3Location,
+    endpoint: String,
+    rt: Runtime,
+    requests: Requests,
+}
+
+/// Requests sent, by kind: logged when the bucket is closed (the cost of a run).
+#[derive(Debug, Default)]
+pub struct Requests {
+    /// PUT (blocks and manifests).
+    pub put: AtomicU64,
+    /// GET.
+    pub get: AtomicU64,
+    /// HEAD.
+    pub head: AtomicU64,
+    /// LIST pages (1 000 keys each).
+    pub list: AtomicU64,
+    /// DELETE.
+    pub delete: AtomicU64,
+}
+
+fn count(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Whether an upload created the object or found it already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// This request stored it.
+    New,
+    /// Someone had stored it before.
+    Existed,
+}
+
+impl Bucket {
+    /// Connects and checks, with one listing request, that the bucket exists and the keys
+    /// are accepted: wrong credentials or an unreachable endpoint fail here, at start.
+    pub fn open(location: &S3Location, settings: &S3Settings) -> Result<Self, S3Error> {
+        let endpoint = settings
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", settings.region));
+        let s3 = build_client(location, settings).map_err(|e| S3Error::Setup {
+            store: location.to_string(),
+            reason: one_line(&e),
+        })?;
+        let rt = Runtime::new().map_err(|e| S3Error::Setup {
+            store: location.to_string(),
+            reason: e.to_string(),
+        })?;
+        let bucket = Bucket {
+            s3: Arc::new(s3),
+            layout: Layout::new(&location.prefix),
+            location: location.clone(),
+            endpoint,
+            rt,
+            requests: Requests::default(),
+        };
+        bucket.probe()?;
+        Ok(bucket)
+    }
+
+    /// `s3://bucket/prefix`, for messages.
+    pub fn location(&self) -> &S3Location {
+        &self.location
+    }
+
+    /// Requests sent so far.
+    pub fn requests(&self) -> &Requests {
+        &self.requests
+    }
+
+    /// Key names.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn probe(&self) -> Result<(), S3Error> {
+        let prefix = Path::from(self.layout.images());
+        let result = self.rt.block_on(self.s3.list_with_delimiter(Some(&prefix)));
+        let Err(e) = result else { return Ok(()) };
+        let reason = one_line(&e);
+        let store = self.location.to_string();
+        let endpoint = self.endpoint.clone();
+        // listings report HTTP failures as generic errors: classify by the S3 error code
+        let denied = [
+            "AccessDenied",
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "403 Forbidden",
+            "401 Unauthorized",
+        ];
+        if matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        ) || denied.iter().any(|d| reason.contains(d))
+        {
+            Err(S3Error::Denied { store, endpoint })
+        } else if matches!(e, object_store::Error::NotFound { .. })
+            || reason.contains("NoSuchBucket")
+        {
+            Err(S3Error::NoBucket {
+                store,
+                bucket: self.location.bucket.clone(),
+                endpoint,
+            })
+        } else {
+            Err(S3Error::Unreachable {
+                store,
+                endpoint,
+                reason,
+            })
+        }
+    }
+
+    fn failed(&self, op: &'static str, key: &str, e: &object_store::Error) -> S3Error {
+        S3Error::Request {
+            store: self.location.to_string(),
+            op,
+            key: key.to_string(),
+            reason: one_line(e),
+        }
+    }
+
+    /// Uploads verified block objects, create-if-absent, [`PARALLEL`] at a time. On
+    /// success every block is durable in the bucket.
+    pub fn put_blocks(&self, items: &[(BlockId, &[u8])]) -> Result<Vec<Created>, S3Error> {
+        let jobs = items.iter().map(|(id, bytes)| {
+            let key = self.layout.block(id);
+            let payload = PutPayload::from(bytes.to_vec());
+            async move { self.put_if_absent(&key, payload).await }
+        });
+        self.rt.block_on(
+            stream::iter(jobs)
+                .buffered(PARALLEL)
+                .try_collect::<Vec<_>>(),
+        )
+    }
+
+    async fn put_if_absent(&self, key: &str, payload: PutPayload) -> Result<Created, S3Error> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        count(&self.requests.put, 1);
+        match self.s3.put_opts(&Path::from(key), payload, opts).await {
+            Ok(_) => Ok(Created::New),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(Created::Existed),
+            Err(e) => Err(self.failed("put", key, &e)),
+        }
+    }
+
+    /// Sizes of the blocks present in the bucket (one HEAD each, in parallel), in order.
+    pub fn stat_blocks(&self, ids: &[BlockId]) -> Result<Vec<Option<u64>>, S3Error> {
+        let jobs = ids.iter().map(|id| {
+            let key = self.layout.block(id);
+            async move {
+                count(&self.requests.head, 1);
+                match self.s3.head(&Path::from(key.as_str())).await {
+                    Ok(meta) => Ok(Some(meta.size)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(self.failed("head", &key, &e)),
+                }
+            }
+        });
+        self.rt
+            .block_on(stream::iter(jobs).buffered(PARALLEL).try_collect())
+    }
+
+    /// Block objects, `None` for those not in the bucket, in order.
+    pub fn get_blocks(&self, ids: &[BlockId]) -> Result<Vec<Option<Vec<u8>>>, S3Error> {
+        let jobs = ids.iter().map(|id| {
+            let key = self.layout.block(id);
+            async move { self.get_object(&key).await }
+        });
+        self.rt
+            .block_on(stream::iter(jobs).buffered(PARALLEL).try_collect())
+    }
+
+    async fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>, S3Error> {
+        count(&self.requests.get, 1);
+        let got = match self.s3.get(&Path::from(key)).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.failed("get", key, &e)),
+        };
+        match got.bytes().await {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(e) => Err(self.failed("get", key, &e)),
+        }
+    }
+
+    /// Deletes block objects (absent ones are fine).
+    pub fn delete_blocks(&self, ids: &[BlockId]) -> Result<(), S3Error> {
+        let jobs = ids.iter().map(|id| {
+            let key = self.layout.block(id);
+            async move { self.delete_object(&key).await }
+        });
+        self.rt.block_on(
+            stream::iter(jobs)
+                .buffered(PARALLEL)
+                .try_collect::<Vec<()>>(),
+        )?;
+        Ok(())
+    }
+
+    async fn delete_object(&self, key: &str) -> Result<(), S3Error> {
+        count(&self.requests.delete, 1);
+        match self.s3.delete(&Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.failed("delete", key, &e)),
+        }
+    }
+
+    /// Lists every block object with its size, shard by shard (16 shards at a time), and
+    /// hands each shard's blocks to `sink` as it completes. Foreign keys are skipped.
+    pub fn list_blocks<E: From<S3Error>>(
+        &self,
+        mut sink: impl FnMut(Vec<(BlockId, u64)>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let shards = (0..=255u8).map(|shard| {
+            let prefix = self.layout.shard(shard);
+            async move {
+                let listed: Vec<_> = self
+                    .s3
+                    .list(Some(&Path::from(prefix.as_str())))
+                    .try_collect()
+                    .await
+                    .map_err(|e| self.failed("list", &prefix, &e))?;
+                count(&self.requests.list, 1 + listed.len() as u64 / 1000);
+                Ok::<_, S3Error>(
+                    listed
+                        .into_iter()
+                        .filter_map(|m| {
+                            let id = self.layout.block_id(m.location.as_ref())?;
+                            Some((id, m.size))
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            }
+        });
+        self.rt.block_on(async {
+            let mut shards = stream::iter(shards).buffer_unordered(16);
+            let mut total = 0u64;
+            while let Some(blocks) = shards.next().await {
+                let blocks = blocks?;
+                total += blocks.len() as u64;
+                sink(blocks)?;
+            }
+            Ok(total)
+        })
+    }
+
+    /// Stores (or replaces) an image's manifest object.
+    pub fn put_manifest(&self, name: &str, bytes: Vec<u8>) -> Result<(), S3Error> {
+        let key = self.layout.image(&manifest_file(name));
+        count(&self.requests.put, 1);
+        self.rt
+            .block_on(self.s3.put(&Path::from(key.as_str()), bytes.into()))
+            .map(|_| ())
+            .map_err(|e| self.failed("put", &key, &e))
+    }
+
+    /// An image's manifest object, if registered.
+    pub fn get_manifest(&self, name: &str) -> Result<Option<Vec<u8>>, S3Error> {
+        let key = self.layout.image(&manifest_file(name));
+        self.rt.block_on(self.get_object(&key))
+    }
+
+    /// Removes an image's manifest object.
+    pub fn delete_manifest(&self, name: &str) -> Result<(), S3Error> {
+        let key = self.layout.image(&manifest_file(name));
+        self.rt.block_on(self.delete_object(&key))
+    }
+
+    /// Names of every registered image.
+    pub fn list_manifests(&self) -> Result<Vec<String>, S3Error> {
+        let prefix = self.layout.images();
+        let listed: Vec<_> = self
+            .rt
+            .block_on(
+                self.s3
+                    .list(Some(&Path::from(prefix.as_str())))
+                    .try_collect(),
+            )
+            .map_err(|e| self.failed("list", &prefix, &e))?;
+        count(&self.requests.list, 1 + listed.len() as u64 / 1000);
+        Ok(listed
+            .iter()
+            .filter_map(|m| self.layout.image_name(m.location.as_ref()))
+            .filter_map(manifest_name)
+            .collect())
+    }
+}
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        let r = &self.requests;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        tracing::info!(
+            store = %self.location,
+            put = n(&r.put),
+            get = n(&r.get),
+            head = n(&r.head),
+            list = n(&r.list),
+            delete = n(&r.delete),
+            "s3 requests sent"
+        );
+    }
+}
+
+/// Image names may hold any character but `/` and controls; the object name is their
+/// UTF-8 bytes in hex, so no S3 implementation mangles them.
+fn manifest_file(name: &str) -> String {
+    hex::encode(name.as_bytes())
+}
+
+fn manifest_name(file: &str) -> Option<String> {
+    String::from_utf8(hex::decode(file).ok()?).ok()
+}
+
+fn build_client(
+    location: &S3Location,
+    settings: &S3Settings,
+) -> Result<AmazonS3, object_store::Error> {
+    let mut b = AmazonS3Builder::new()
+        .with_bucket_name(&location.bucket)
+        .with_region(&settings.region)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(2),
+                base: 2.0,
+            },
+            max_retries: 4,
+            retry_timeout: Duration::from_secs(20),
+        })
+        .with_client_options(
+            ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_timeout(Duration::from_secs(60))
+                .with_pool_max_idle_per_host(PARALLEL * 2),
+        );
+    if let Some(e) = &settings.endpoint {
+        b = b
+            .with_endpoint(e)
+            .with_allow_http(e.to_ascii_lowercase().starts_with("http://"));
+    }
+    if let Some(k) = &settings.keys {
+        b = b
+            .with_access_key_id(&k.access_key_id)
+            .with_secret_access_key(&k.secret_access_key);
+        if let Some(t) = &k.session_token {
+            b = b.with_token(t);
+        }
+    }
+    b.build()
+}
+
+/// An error and its causes on one line (object_store's messages span several).
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = s.source();
+    }
+    let mut line = parts
+        .join(": ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.len() > 400 {
+        let mut cut = 400;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push('…');
+    }
+    line
+}
+
+/// The bucket's own runtime. Dropped without blocking, so a `Bucket` may be dropped from
+/// async code (the server's shutdown).
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Runtime {
+    fn new() -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bonsai-s3")
+            .enable_all()
+            .build()?;
+        Ok(Runtime(Some(rt)))
+    }
+
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.0
+            .as_ref()
+            .expect("runtime lives until drop")
+            .block_on(f)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_names_round_trip() {
+        for name in ["vm-1", "a b/../ü", "..", "."] {
+            assert_eq!(manifest_name(&manifest_file(name)).as_deref(), Some(name));
+        }
+        assert_eq!(manifest_name("zz"), None);
+    }
+
+    #[test]
+    fn errors_fit_on_one_line() {
+        let e = std::io::Error::other("first\nsecond   third");
+        assert_eq!(one_line(&e), "first second third");
+    }
+}

@@ -1,0 +1,102 @@
+//! Object names inside the bucket.
+//!
+//! ```text
+//! PREFIX/blocks/ab/abcdef…(64 hex)   one object per block, its bytes exactly as uploaded
+//! PREFIX/images/HEX(NAME)             manifest of a registered image (the register body)
+//! ```
+//!
+//! One object per block was chosen by measurement (see README "Running a store on S3"):
+//! blocks are content-addressed and immutable, so create-if-absent, fetch, existence and
+//! deletion are each one request on one key, and no pack ever needs rewriting by gc.
+//! The two hex digits after `blocks/` give 256 shards that a rebuild lists in parallel;
+//! since ids are uniform hashes, keys also spread evenly over S3's key-range partitions.
+
+use bonsai_core::BlockId;
+
+/// Key names under one store prefix.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    base: String,
+}
+
+impl Layout {
+    /// The layout under `prefix` (empty: the bucket's root).
+    pub fn new(prefix: &str) -> Self {
+        let base = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        Layout { base }
+    }
+
+    /// Key of a block object.
+    pub fn block(&self, id: &BlockId) -> String {
+        let h = id.to_hex();
+        format!("{}blocks/{}/{h}", self.base, &h[..2])
+    }
+
+    /// Key prefix of one of the 256 block shards (`shard` is the id's first byte).
+    pub fn shard(&self, shard: u8) -> String {
+        format!("{}blocks/{shard:02x}/", self.base)
+    }
+
+    /// The id a block key names, if it is one (listings may hold foreign objects).
+    pub fn block_id(&self, key: &str) -> Option<BlockId> {
+        let rest = key.strip_prefix(&self.base)?.strip_prefix("blocks/")?;
+        let (shard, hex) = rest.split_once('/')?;
+        let id: BlockId = hex.parse().ok()?;
+        (hex.len() == 64 && shard == &hex[..2]).then_some(id)
+    }
+
+    /// Key prefix of all manifests.
+    pub fn images(&self) -> String {
+        format!("{}images/", self.base)
+    }
+
+    /// Key of an image's manifest.
+    pub fn image(&self, name: &str) -> String {
+        format!("{}images/{name}", self.base)
+    }
+
+    /// The image name a manifest key names.
+    pub fn image_name<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(&self.base)?
+            .strip_prefix("images/")
+            .filter(|n| !n.is_empty() && !n.contains('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> BlockId {
+        BlockId::from_slice(&[n; 32]).unwrap()
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        for l in [Layout::new(""), Layout::new("team/store")] {
+            let k = l.block(&id(0xab));
+            assert!(
+                k.ends_with(&format!("blocks/ab/{}", id(0xab).to_hex())),
+                "{k}"
+            );
+            assert!(k.starts_with(&l.shard(0xab)));
+            assert_eq!(l.block_id(&k), Some(id(0xab)));
+            assert_eq!(l.image_name(&l.image("vm-1")), Some("vm-1"));
+        }
+        let l = Layout::new("p");
+        assert_eq!(l.block_id("p/blocks/ab/xyz"), None);
+        assert_eq!(
+            l.block_id(&format!("p/blocks/00/{}", id(0xab).to_hex())),
+            None
+        );
+        assert_eq!(
+            l.block_id(&format!("q/blocks/ab/{}", id(0xab).to_hex())),
+            None
+        );
+        assert_eq!(l.image_name("p/images/"), None);
+    }
+}

@@ -1,0 +1,72 @@
+//! `bonsai serve --data`: a store directory, or `s3://BUCKET/PREFIX` with a local index.
+//!
+//! For a bucket, the index lives in `--index-dir` (default: one directory per store under
+//! the user's cache directory); it is only a cache, rebuilt from a listing of the bucket
+//! when it is empty (first start, lost disk) or when `--rebuild-index` asks.
+
+use crate::backend::s3::{S3Backend, S3Error, S3Location, S3Settings};
+use crate::ingest::Store;
+use crate::rebuild::rebuild_index;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Opens the store `--data` names.
+pub fn open_data(data: &Path, index_dir: Option<&Path>, rebuild: bool) -> anyhow::Result<Store> {
+    let arg = data.to_string_lossy();
+    if !S3Location::is_s3(&arg) {
+        let store = Store::open(data)
+            .with_context(|| format!("opening store directory {}", data.display()))?;
+        if rebuild {
+            rebuild_logged(&store)?;
+        }
+        return Ok(store);
+    }
+    let location = S3Location::parse(&arg).map_err(S3Error::from)?;
+    let settings = S3Settings::from_env().map_err(S3Error::from)?;
+    let dir = match index_dir {
+        Some(d) => d.to_path_buf(),
+        None => default_index_dir(&location, &settings),
+    };
+    let backend = S3Backend::open(&location, &settings)?;
+    if rebuild {
+        for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+            match std::fs::remove_file(dir.join(f)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", dir.join(f).display()))
+                }
+                _ => {}
+            }
+        }
+    }
+    let store = Store::with_backend(&dir, Arc::new(backend))
+        .with_context(|| format!("opening the local index in {}", dir.display()))?;
+    if rebuild || store.stats()?.blocks == 0 {
+        rebuild_logged(&store)?;
+    }
+    Ok(store)
+}
+
+fn rebuild_logged(store: &Store) -> anyhow::Result<()> {
+    let r = rebuild_index(store).context("rebuilding the index")?;
+    tracing::info!(
+        blocks = r.blocks,
+        images = r.images,
+        skipped_images = r.skipped_images,
+        seconds = r.seconds,
+        "index rebuilt from the backend"
+    );
+    Ok(())
+}
+
+/// One index directory per store (bucket, prefix and endpoint) under the cache directory.
+pub fn default_index_dir(location: &S3Location, settings: &S3Settings) -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    let what = format!("{location} {:?}", settings.endpoint);
+    let tag = &blake3::hash(what.as_bytes()).to_hex()[..16];
+    base.join("bonsai")
+        .join(format!("s3-index-{}-{tag}", location.bucket))
+}

@@ -1,0 +1,208 @@
+//! The object-storage backend against a real S3-compatible server (SeaweedFS `weed mini` on
+//! loopback, see `support/weed.rs`): create-if-absent, start-up errors, several servers
+//! over one bucket, an empty local index, the object store dying mid-push.
+
+mod support;
+
+use bonsai_blockstore::{
+    app, rebuild_index, AppState, Bucket, Created, Limits, S3Backend, S3Error, S3Location,
+    S3Settings, Store,
+};
+use bonsai_core::store::conformance::run_all;
+use bonsai_core::store::http::HttpStore;
+use bonsai_core::{BlockId, Convergence, Encoder};
+use std::sync::Arc;
+use support::weed::{Weed, BUCKET};
+
+fn location(prefix: &str) -> S3Location {
+    S3Location::parse(&format!("s3://{BUCKET}/{prefix}")).unwrap()
+}
+
+fn block(n: u64) -> bonsai_core::codec::EncodedBlock {
+    Encoder::new().encode(
+        &Convergence::public(),
+        format!("block number {n}").as_bytes(),
+    )
+}
+
+#[test]
+fn bucket_creates_if_absent_lists_and_deletes() {
+    let weed = Weed::start();
+    let b = Bucket::open(&location("objects"), &weed.settings()).unwrap();
+    let blocks: Vec<_> = (0..40).map(block).collect();
+    let items: Vec<(BlockId, &[u8])> = blocks.iter().map(|b| (b.id, &b.object[..])).collect();
+    assert!(b
+        .put_blocks(&items)
+        .unwrap()
+        .iter()
+        .all(|c| *c == Created::New));
+    // the second upload of the same ids is refused by `If-None-Match: *`
+    assert!(b
+        .put_blocks(&items[..5])
+        .unwrap()
+        .iter()
+        .all(|c| *c == Created::Existed));
+    let absent = block(1000);
+    let ids = [blocks[3].id, absent.id];
+    assert_eq!(
+        b.stat_blocks(&ids).unwrap(),
+        vec![Some(blocks[3].object.len() as u64), None]
+    );
+    assert_eq!(
+        b.get_blocks(&ids).unwrap(),
+        vec![Some(blocks[3].object.clone()), None]
+    );
+    let mut listed = Vec::new();
+    let n = b
+        .list_blocks(|batch| {
+            listed.extend(batch);
+            Ok::<_, S3Error>(())
+        })
+        .unwrap();
+    assert_eq!(n, 40);
+    listed.sort();
+    let mut want: Vec<_> = blocks
+        .iter()
+        .map(|b| (b.id, b.object.len() as u64))
+        .collect();
+    want.sort();
+    assert_eq!(listed, want);
+    b.delete_blocks(&[blocks[0].id, absent.id]).unwrap();
+    assert_eq!(b.stat_blocks(&[blocks[0].id]).unwrap(), vec![None]);
+    b.put_manifest("vm one/ü", b"manifest".to_vec()).unwrap();
+    assert_eq!(b.list_manifests().unwrap(), vec!["vm one/ü".to_string()]);
+    assert_eq!(b.get_manifest("vm one/ü").unwrap().unwrap(), b"manifest");
+    b.delete_manifest("vm one/ü").unwrap();
+    assert_eq!(b.get_manifest("vm one/ü").unwrap(), None);
+}
+
+fn one_line(e: &S3Error) -> String {
+    let s = e.to_string();
+    assert!(!s.contains('\n'), "not one line: {s}");
+    s
+}
+
+#[test]
+fn start_up_errors_are_one_line() {
+    let weed = Weed::start();
+    let mut wrong = weed.settings();
+    wrong.keys.as_mut().unwrap().secret_access_key = "not-the-secret".into();
+    let e = Bucket::open(&location("p"), &wrong)
+        .err()
+        .expect("wrong secret refused");
+    assert!(matches!(e, S3Error::Denied { .. }), "{e}");
+    assert!(one_line(&e).contains("access denied"));
+
+    let nobucket = S3Location::parse("s3://no-such-bucket-here/p").unwrap();
+    let e = Bucket::open(&nobucket, &weed.settings())
+        .err()
+        .expect("no bucket");
+    assert!(one_line(&e).contains("no-such-bucket-here"), "{e}");
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener); // nothing listens there now
+    let unreachable = S3Settings {
+        endpoint: Some(dead.clone()),
+        ..weed.settings()
+    };
+    let t = std::time::Instant::now();
+    let e = Bucket::open(&location("p"), &unreachable)
+        .err()
+        .expect("unreachable");
+    assert!(matches!(e, S3Error::Unreachable { .. }), "{e}");
+    assert!(one_line(&e).contains(&dead), "{e}");
+    assert!(
+        t.elapsed().as_secs() < 60,
+        "start-up error took {:?}",
+        t.elapsed()
+    );
+}
+
+/// The router over a store on `backend`, served on 127.0.0.1:0 from its own thread.
+struct InProcess {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    fn start(store: Store) -> InProcess {
+        let state = AppState::new(Arc::new(store), Limits::default());
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                axum::serve(listener, app(state))
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        InProcess {
+            url: format!("http://{addr}"),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let _ = self.thread.take().map(|t| t.join());
+    }
+}
+
+fn s3_store(weed: &Weed, prefix: &str, index_dir: &std::path::Path) -> Store {
+    let backend = S3Backend::open(&location(prefix), &weed.settings()).unwrap();
+    Store::with_backend(index_dir, Arc::new(backend)).unwrap()
+}
+
+#[test]
+fn s3_backend_passes_the_conformance_suite() {
+    let weed = Weed::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcess::start(s3_store(&weed, "conformance", dir.path()));
+    run_all(&HttpStore::new(&server.url, None).unwrap());
+}
+
+#[test]
+fn a_second_store_over_the_bucket_sees_what_the_first_stored() {
+    let weed = Weed::start();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = s3_store(&weed, "pair", da.path());
+    let b = s3_store(&weed, "pair", db.path());
+    let blocks: Vec<_> = (0..50).map(|n| block(5000 + n)).collect();
+    let items: Vec<(BlockId, &[u8])> = blocks.iter().map(|b| (b.id, &b.object[..])).collect();
+    assert_eq!(a.put_many(&items).unwrap().stored, 50);
+    let ids: Vec<BlockId> = blocks.iter().map(|b| b.id).collect();
+    // b's index is empty, yet nothing is missing, fetches work and a manifest registers
+    assert_eq!(b.missing(&ids).unwrap(), Vec::<BlockId>::new());
+    let got = b.get_many(&ids).unwrap();
+    assert!(got
+        .iter()
+        .zip(&blocks)
+        .all(|(g, b)| g.as_deref() == Some(&b.object[..])));
+    assert_eq!(b.register("from-a", 1234, &ids).unwrap(), None);
+    // uploading them again through b stores nothing new
+    let again = b.put_many(&items).unwrap();
+    assert_eq!((again.stored, again.existed), (0, 50));
+    // a block that is truly absent stays missing for both
+    let absent = block(9999);
+    assert_eq!(a.missing(&[absent.id]).unwrap(), vec![absent.id]);
+    assert_eq!(b.missing(&[absent.id]).unwrap(), vec![absent.id]);
+    // a third store with an empty index is rebuilt from the listing, manifests included
+    let dc = tempfile::tempdir().unwrap();
+    let c = s3_store(&weed, "pair", dc.path());
+    let r = rebuild_index(&c).unwrap();
+    assert_eq!((r.blocks, r.images, r.skipped_images), (50, 1, 0));
+    let st = c.stats().unwrap();
+    assert_eq!((st.blocks, st.images, st.logical_bytes), (50, 1, 1234));
+}

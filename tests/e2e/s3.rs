@@ -1,0 +1,268 @@
+//! A store on S3-compatible object storage (SeaweedFS `weed mini` on loopback): several
+//! `bonsai serve` processes over one bucket, a server with an empty local index, start-up
+//! errors, and the object store killed in the middle of a push.
+
+use crate::util::*;
+use crate::weed::{Weed, BUCKET};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1024 * 1024;
+
+/// `bonsai serve --data s3://…` with its own local index file.
+struct S3Server {
+    child: Child,
+    url: String,
+}
+
+fn serve_cmd(weed: &Weed, data: &str, index: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data,
+        "--index-dir",
+    ])
+    .arg(index)
+    .args(extra)
+    .env("BONSAI_LOG", "warn");
+    for (k, v) in weed.env() {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+impl S3Server {
+    fn start(weed: &Weed, data: &str, index: &Path, extra: &[&str]) -> S3Server {
+        let mut child = serve_cmd(weed, data, index, extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bonsai serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("server did not start: {line:?}"))
+            .to_string();
+        S3Server { child, url }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn push(img: &Path, store: &str, recipe: &str) -> serde_json::Value {
+    bonsai_json(&[
+        "push",
+        &img.display().to_string(),
+        "--store",
+        store,
+        "-o",
+        recipe,
+        "--json",
+        "--no-cache",
+    ])
+}
+
+fn pull_same(recipe: &str, store: &str, out: &Path, want: &Path) {
+    let pulled = bonsai_json(&[
+        "pull",
+        recipe,
+        "--store",
+        store,
+        "-o",
+        &out.display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(pulled["verified"], true);
+    assert!(
+        same_file(want, out),
+        "{} differs from {}",
+        out.display(),
+        want.display()
+    );
+}
+
+fn index(d: &Dir, name: &str) -> PathBuf {
+    d.path(&format!("index-{name}"))
+}
+
+#[test]
+fn two_servers_share_one_bucket_and_overlapping_pushes_agree() {
+    let weed = Weed::start();
+    let d = Dir::new();
+    let data = format!("s3://{BUCKET}/shared");
+    let a = S3Server::start(&weed, &data, &index(&d, "a"), &[]);
+    let b = S3Server::start(&weed, &data, &index(&d, "b"), &[]);
+
+    // pushed through one, pulled through the other; the other already knows every block
+    let one = d.path("one.raw");
+    image(
+        &one,
+        8 * MIB as u64,
+        &[(0, &noise(3 * MIB, 1)), (4 * MIB as u64, &text(2 * MIB, 2))],
+    );
+    let first = push(&one, &a.url, &d.s("one.recipe"));
+    assert!(first["new_chunks"].as_u64().unwrap() > 0);
+    pull_same(&d.s("one.recipe"), &b.url, &d.path("one.out"), &one);
+    let again = push(&one, &b.url, &d.s("one-b.recipe"));
+    assert_eq!(
+        again["new_chunks"], 0,
+        "server b re-asked for blocks a stored: {again}"
+    );
+
+    // overlapping images pushed through both servers at once
+    let shared = noise(4 * MIB, 7);
+    let imgs: Vec<PathBuf> = (0..4)
+        .map(|i| {
+            let p = d.path(&format!("ov{i}.raw"));
+            image(
+                &p,
+                8 * MIB as u64,
+                &[(0, &shared), (4 * MIB as u64, &noise(2 * MIB, 100 + i))],
+            );
+            p
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for (i, img) in imgs.iter().enumerate() {
+            let url = if i % 2 == 0 { &a.url } else { &b.url };
+            let recipe = d.s(&format!("ov{i}.recipe"));
+            s.spawn(move || push(img, url, &recipe));
+        }
+    });
+    for (i, img) in imgs.iter().enumerate() {
+        let other = if i % 2 == 0 { &b.url } else { &a.url };
+        pull_same(
+            &d.s(&format!("ov{i}.recipe")),
+            other,
+            &d.path(&format!("ov{i}.out")),
+            img,
+        );
+    }
+}
+
+#[test]
+fn empty_local_index_is_rebuilt_from_the_bucket() {
+    let weed = Weed::start();
+    let d = Dir::new();
+    let data = format!("s3://{BUCKET}/rebuild");
+    let img = d.path("img.raw");
+    image(&img, 6 * MIB as u64, &[(0, &noise(5 * MIB, 3))]);
+    let stored = {
+        let a = S3Server::start(&weed, &data, &index(&d, "a"), &[]);
+        let p = push(&img, &a.url, &d.s("img.recipe"));
+        p["new_chunks"].as_u64().unwrap()
+    };
+    // a new server with no index at all: rebuilt at start
+    let fresh = S3Server::start(&weed, &data, &index(&d, "fresh"), &[]);
+    let stats = bonsai_json(&["stats", "--store", &fresh.url, "--json"]);
+    assert_eq!(stats["blocks"].as_u64().unwrap(), stored, "{stats}");
+    assert_eq!(stats["images"], 1, "{stats}");
+    assert_eq!(
+        push(&img, &fresh.url, &d.s("again.recipe"))["new_chunks"],
+        0
+    );
+    pull_same(&d.s("img.recipe"), &fresh.url, &d.path("out.raw"), &img);
+    drop(fresh);
+    // --rebuild-index over an existing index gives the same figures
+    let again = S3Server::start(&weed, &data, &index(&d, "fresh"), &["--rebuild-index"]);
+    let stats2 = bonsai_json(&["stats", "--store", &again.url, "--json"]);
+    assert_eq!(stats2["blocks"], stats["blocks"]);
+    assert_eq!(stats2["stored_bytes"], stats["stored_bytes"]);
+}
+
+fn serve_fails(weed: &Weed, data: &str, d: &Dir, env: &[(&str, String)]) -> Output {
+    let mut cmd = serve_cmd(weed, data, &index(d, "x"), &[]);
+    cmd.env("BONSAI_LOG", "error"); // the error line only, not the no-token warning
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let t = Instant::now();
+    let out = cmd.stdout(Stdio::null()).output().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "start-up error took {:?}",
+        t.elapsed()
+    );
+    out
+}
+
+#[test]
+fn wrong_credentials_and_unreachable_endpoint_fail_at_start() {
+    let weed = Weed::start();
+    let d = Dir::new();
+    let data = format!("s3://{BUCKET}/p");
+    let out = serve_fails(
+        &weed,
+        &data,
+        &d,
+        &[("AWS_SECRET_ACCESS_KEY", "wrong".into())],
+    );
+    fails_with(&out, "access denied");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let out = serve_fails(&weed, &data, &d, &[("AWS_ENDPOINT_URL", dead.clone())]);
+    let err = fails_with(&out, "cannot reach");
+    assert!(err.contains(&dead), "{err}");
+    let out = serve_fails(&weed, "s3://No_Such/p", &d, &[]);
+    fails_with(&out, "bucket name");
+}
+
+/// The object store dies halfway through a push: the push fails without a recipe; once the
+/// store is back, the re-run completes and the image pulls back identical.
+#[test]
+fn object_store_killed_mid_push_then_rerun_completes() {
+    let mut weed = Weed::start();
+    let d = Dir::new();
+    let data = format!("s3://{BUCKET}/killed");
+    let s = S3Server::start(&weed, &data, &index(&d, "a"), &[]);
+    let img = d.path("big.raw");
+    image(&img, 48 * MIB as u64, &[(0, &noise(48 * MIB, 9))]);
+    let mut pushing = Command::new(bin())
+        .args([
+            "push",
+            &d.s("big.raw"),
+            "--store",
+            &s.url,
+            "-o",
+            &d.s("big.recipe"),
+        ])
+        .args(["--quiet", "--no-cache"])
+        .env("BONSAI_LOG", "error")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while bonsai_json(&["stats", "--store", &s.url, "--json"])["blocks"] == 0 {
+        assert!(Instant::now() < deadline, "push never started uploading");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    weed.kill();
+    let status = pushing.wait().unwrap();
+    assert!(
+        !status.success(),
+        "push succeeded although the object store died"
+    );
+    assert!(!d.path("big.recipe").exists(), "failed push left a recipe");
+    weed.restart();
+    let rerun = push(&img, &s.url, &d.s("big.recipe"));
+    assert!(
+        rerun["known_chunks"].as_u64().unwrap() > 0,
+        "re-run resent everything: {rerun}"
+    );
+    pull_same(&d.s("big.recipe"), &s.url, &d.path("out.raw"), &img);
+}
