@@ -124,7 +124,7 @@ impl HttpStore {
                 Transient::Reply(s, text) => format!("{s}: {}", first_line(text)),
                 Transient::Network(r) => r.clone(),
             };
-            tracing::debug!(store = %self.base, %reason, ?wait, attempt, "retrying");
+            tracing::info!(store = %self.base, %reason, ?wait, attempt, "retrying");
             std::thread::sleep(wait);
             attempt += 1;
         }
