@@ -163,7 +163,7 @@ fn pull_back(out: &mut dyn Write, dir: &Path, store: &str, quiet: bool) -> anyho
     };
     writeln!(
         out,
-        "\npulled vm2 back: {} blocks fetched ({}), whole-image BLAKE3 verified, byte-identical: {}",
+        "\npulled vm2 back: {} blocks fetched ({}), every extent verified, byte-identical: {}",
         p.fetched_blocks,
         HumanBytes(p.fetched_bytes),
         same
