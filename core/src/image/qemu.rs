@@ -130,8 +130,8 @@ impl QemuDisk {
             .spawn()
             .map_err(|e| fail(format!("cannot start {DAEMON} ({e}); install qemu-utils (it reads vmdk, vhdx, vhd, vdi, qed, parallels, luks)")))?;
         let mut daemon = Daemon(child);
-        wait_ready(&mut daemon, &qmp_sock, &log).map_err(fail)?;
-        let files = opened_files(&qmp_sock)
+        let monitor = wait_ready(&mut daemon, &qmp_sock, &log).map_err(fail)?;
+        let files = opened_files(monitor)
             .map_err(|e| fail(format!("cannot ask {DAEMON} what it opened: {e}")))?;
         let expected: Vec<PathBuf> = expected
             .iter()
@@ -224,7 +224,9 @@ fn node(layers: &[Layer], secret: bool) -> Value {
 }
 
 /// Waits until the QMP socket answers (it is created after the export), or the daemon dies.
-fn wait_ready(daemon: &mut Daemon, qmp: &Path, log: &Path) -> Result<(), String> {
+/// Returns that connection: the monitor serves one client at a time, so a second connect
+/// right after dropping the first can meet the old one's teardown.
+fn wait_ready(daemon: &mut Daemon, qmp: &Path, log: &Path) -> Result<UnixStream, String> {
     let start = Instant::now();
     loop {
         if let Ok(Some(status)) = daemon.0.try_wait() {
@@ -233,8 +235,10 @@ fn wait_ready(daemon: &mut Daemon, qmp: &Path, log: &Path) -> Result<(), String>
                 "the reader ({DAEMON}) refused the image ({status}): {line}"
             ));
         }
-        if qmp.exists() && UnixStream::connect(qmp).is_ok() {
-            return Ok(());
+        if qmp.exists() {
+            if let Ok(sock) = UnixStream::connect(qmp) {
+                return Ok(sock);
+            }
         }
         if start.elapsed() > START_TIMEOUT {
             return Err(format!(
@@ -264,9 +268,8 @@ fn last_message(log: &Path) -> String {
     line.to_lowercase().trim().to_string()
 }
 
-/// The files behind every `file`/`host_device` node, via QMP.
-fn opened_files(qmp: &Path) -> io::Result<Vec<PathBuf>> {
-    let sock = UnixStream::connect(qmp)?;
+/// The files behind every `file`/`host_device` node, via QMP on connection `sock`.
+fn opened_files(sock: UnixStream) -> io::Result<Vec<PathBuf>> {
     sock.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(sock.try_clone()?);
     let mut writer = sock;
