@@ -12,6 +12,10 @@
 //! PUT  /v1/blocks/{id}       upload one object
 //! GET  /v1/images            registered images, JSON
 //! PUT  /v1/images/{name}     body: u64 LE logical size ‖ ids → register a manifest
+//! DELETE /v1/images/{name}   forget an image (admin)
+//! POST /v1/gc                collect unreferenced blocks (admin; api_ops.rs)
+//! POST /v1/check             verify blocks, quarantine damaged ones (admin)
+//! PUT  /v1/recipes/{name}    keep a sealed recipe (write); GET fetches it (read)
 //! ```
 
 use crate::auth::Role;
@@ -41,7 +45,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blocks", post(upload_batch))
         .route("/v1/blocks/{id}", get(get_block).put(put_block))
         .route("/v1/images", get(list_images))
-        .route("/v1/images/{name}", put(register))
+        .route(
+            "/v1/images/{name}",
+            put(register).delete(crate::api_ops::forget),
+        )
+        .route("/v1/gc", post(crate::api_ops::gc))
+        .route("/v1/check", post(crate::api_ops::check))
+        .route(
+            "/v1/recipes/{name}",
+            get(crate::api_ops::get_recipe).put(crate::api_ops::put_recipe),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint (API v1 lives under /v1/)") })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
@@ -64,7 +77,7 @@ async fn version() -> Json<serde_json::Value> {
     }))
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -79,18 +92,12 @@ async fn stats(State(st): State<AppState>) -> Result<Json<bonsai_core::StoreStat
 
 async fn list_images(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let store = st.store.clone();
-    let images = blocking(move || Ok(store.images()?)).await?;
-    let list: Vec<_> = images
-        .into_iter()
-        .map(|(name, logical, blocks, at)| {
-            serde_json::json!({"name": name, "logical_bytes": logical, "blocks": blocks, "registered": at})
-        })
-        .collect();
+    let list = blocking(move || Ok(store.image_infos()?)).await?;
     Ok(Json(serde_json::json!({ "images": list })))
 }
 
 /// Reads a whole body, refusing more than `limit` bytes and reporting a cut-off body.
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -305,7 +312,7 @@ async fn fetch(State(st): State<AppState>, body: Body) -> Result<Response, ApiEr
     Ok(resp)
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 255 && !name.chars().any(|c| c.is_control() || c == '/')
 }
 
@@ -344,6 +351,9 @@ async fn register(
 fn needs(method: &Method, path: &str) -> Option<Role> {
     match (method, path) {
         (_, "/v1/health") | (_, "/v1/version") => None,
+        (&Method::DELETE, _) | (&Method::POST, "/v1/gc") | (&Method::POST, "/v1/check") => {
+            Some(Role::Admin)
+        }
         (&Method::PUT, _) => Some(Role::Write),
         (&Method::POST, "/v1/blocks") => Some(Role::Write),
         _ => Some(Role::Read),
@@ -377,7 +387,10 @@ async fn authorize(State(st): State<AppState>, req: Request, next: Next) -> Resp
         Some(None) => deny(StatusCode::UNAUTHORIZED, "invalid token"),
         Some(Some(role)) if role < need => deny(
             StatusCode::FORBIDDEN,
-            "this token may only read; the request needs a write token",
+            match need {
+                Role::Admin => "the request needs an admin token",
+                _ => "this token may only read; the request needs a write token",
+            },
         ),
         Some(Some(_)) => next.run(req).await,
     }

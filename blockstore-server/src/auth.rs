@@ -1,16 +1,18 @@
-//! Bearer tokens with roles. The token file has one `ROLE TOKEN` per line (`read` or
-//! `write`; `#` starts a comment). Tokens are compared as BLAKE3 digests, whose equality is
+//! Bearer tokens with roles. The token file has one `ROLE TOKEN` per line (`read`,
+//! `write` or `admin`; `#` starts a comment). Tokens are compared as BLAKE3 digests, whose equality is
 //! constant-time, and every entry is checked, so timing reveals nothing about a token.
 
 use std::path::Path;
 
-/// What a token may do. `Write` implies read.
+/// What a token may do. Each role implies the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
     /// Query, download, statistics.
     Read,
-    /// Also upload and register images.
+    /// Also upload and register images, keep sealed recipes.
     Write,
+    /// Also operate the store: forget images, gc, check.
+    Admin,
 }
 
 /// The tokens the server accepts.
@@ -33,9 +35,10 @@ impl Tokens {
             let role = match role {
                 Some("read") => Role::Read,
                 Some("write") => Role::Write,
+                Some("admin") => Role::Admin,
                 other => {
                     return Err(format!(
-                        "line {}: role must be `read` or `write`, got {:?}",
+                        "line {}: role must be `read`, `write` or `admin`, got {:?}",
                         n + 1,
                         other.unwrap_or("")
                     ))
@@ -86,7 +89,11 @@ mod tests {
         assert_eq!(t.role_of("aaaaaaaaaaaaaaaa"), Some(Role::Read));
         assert_eq!(t.role_of("bbbbbbbbbbbbbbbb"), Some(Role::Write));
         assert_eq!(t.role_of("cccccccccccccccc"), None);
-        assert!(Tokens::parse("admin xxxxxxxxxxxxxxxxxxx").is_err());
+        assert_eq!(
+            Tokens::parse("admin xxxxxxxxxxxxxxxxxxx").unwrap().role_of("xxxxxxxxxxxxxxxxxxx"),
+            Some(Role::Admin)
+        );
+        assert!(Tokens::parse("root xxxxxxxxxxxxxxxxxxx").is_err());
         assert!(Tokens::parse("read short").is_err());
         assert!(Tokens::parse("").is_err());
     }

@@ -53,8 +53,12 @@ pub struct Rejected {
 /// Blocks on disk plus their index.
 pub struct Store {
     root: PathBuf,
-    blobs: BlobDir,
-    index: Index,
+    pub(crate) blobs: BlobDir,
+    pub(crate) index: Index,
+    /// Uploads and existence answers hold it shared; gc's sweep and check's quarantine
+    /// hold it exclusively, so a block is never deleted between "present" and its
+    /// confirmation, nor between an upload's write and its index row (docs/OPERATING.md).
+    pub(crate) gc_lock: std::sync::RwLock<()>,
 }
 
 impl Store {
@@ -71,6 +75,7 @@ impl Store {
             root: root.to_path_buf(),
             blobs,
             index,
+            gc_lock: std::sync::RwLock::new(()),
         })
     }
 
@@ -83,8 +88,11 @@ impl Store {
     pub fn put_many(&self, items: &[(BlockId, &[u8])]) -> Result<IngestOutcome, StorageError> {
         let mut out = IngestOutcome::default();
         let ids: Vec<BlockId> = items.iter().map(|i| i.0).collect();
+        let _shared = self.shared();
         let missing: std::collections::HashSet<BlockId> =
             self.index.missing(&ids)?.into_iter().collect();
+        let present: Vec<BlockId> = ids.iter().filter(|i| !missing.contains(i)).copied().collect();
+        self.index.confirm(&present)?;
         let mut written: Vec<(BlockId, u64)> = Vec::new();
         for (id, bytes) in items {
             if bytes.len() > MAX_OBJECT {
@@ -130,7 +138,13 @@ impl Store {
 
     /// Which ids are absent.
     pub fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StorageError> {
-        Ok(self.index.missing(ids)?)
+        let _shared = self.shared();
+        let absent = self.index.missing(ids)?;
+        // "Present" confirms the block: gc keeps it for a grace period from now.
+        let gone: std::collections::HashSet<&BlockId> = absent.iter().collect();
+        let present: Vec<BlockId> = ids.iter().filter(|i| !gone.contains(i)).copied().collect();
+        self.index.confirm(&present)?;
+        Ok(absent)
     }
 
     /// A block's bytes, if indexed.

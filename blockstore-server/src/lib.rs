@@ -5,21 +5,29 @@
 //! - [`index`] is the SQLite index of blocks and registered images;
 //! - [`ingest`] is the one write path: verify BLAKE3(object) == id, write, sync, index;
 //! - [`api`] is the axum HTTP API v1, [`auth`] its bearer tokens, [`state`] its state;
-//! - [`local`] is the embedded store: core's `BlockStore` over a directory, no server.
+//! - [`local`] is the embedded store: core's `BlockStore` over a directory, no server;
+//! - [`gc`], [`check`], [`images`] operate the store (mark-and-sweep gc, scrub and
+//!   quarantine, image listing, forget, sealed recipes); [`tls`] serves HTTPS.
 //!
 //! [`open_store`] turns a `--store` argument into a store of either kind.
 
 pub mod api;
+pub mod api_ops;
 pub mod auth;
+pub mod check;
 pub mod error;
+pub mod gc;
+pub mod images;
 pub mod index;
 pub mod ingest;
 pub mod local;
 pub mod state;
 pub mod storage;
+pub mod tls;
 
 use anyhow::Context;
 use bonsai_core::store::http::HttpStore;
+use bonsai_core::admin::AdminStore;
 use bonsai_core::BlockStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,12 +46,30 @@ pub fn open_store(arg: &str, token: Option<String>) -> anyhow::Result<Box<dyn Bl
     }
 }
 
+/// Opens `--store STORE` with the operations (`images`, `forget`, `gc`, `check`, sealed
+/// recipes); `ca_file` adds a trusted CA for `https://` stores.
+pub fn open_admin_store(
+    arg: &str,
+    token: Option<String>,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<Box<dyn AdminStore>> {
+    let lower = arg.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        Ok(Box::new(HttpStore::new_with_ca(arg, token, ca_file)?))
+    } else {
+        let store = local::LocalStore::open(std::path::Path::new(arg))
+            .with_context(|| format!("opening embedded store {arg}"))?;
+        Ok(Box::new(store))
+    }
+}
+
 /// Options of `bonsai serve` and `bonsai-blockstore`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on. Port 0 picks a free port (printed at start). Keep it on
     /// 127.0.0.1 behind a TLS-terminating reverse proxy for anything but a trusted network.
-    #[arg(long, default_value = "127.0.0.1:7412")]
+    /// `host:port`, or `:port` for every interface.
+    #[arg(long, default_value = "127.0.0.1:7412", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Store directory (blocks/, tmp/, index.sqlite); created if missing.
     #[arg(long)]
@@ -64,6 +90,28 @@ pub struct ServeArgs {
     /// Seconds a request may take before the server answers 408.
     #[arg(long, default_value_t = 300)]
     pub request_timeout_secs: u64,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); clients of a private
+    /// CA pass `--ca-file`.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `--listen`: `host:port` (a name is resolved, first address wins) or `:port`, meaning
+/// every interface.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let s = s.trim();
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not host:port or :port ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// Runs the store until SIGTERM or Ctrl-C, finishing in-flight requests first.
@@ -91,20 +139,35 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(tls::load_config(c, k)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     {
         use std::io::Write;
         let mut out = std::io::stdout();
-        writeln!(out, "listening on http://{addr}")?;
+        writeln!(out, "listening on {scheme}://{addr}")?;
         out.flush()?;
     }
-    tracing::info!(%addr, data = %args.data.display(), "block store ready");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    tracing::info!(%addr, data = %args.data.display(), scheme, "block store ready");
+    let app = api::router(state);
+    match tls {
+        Some(config) => {
+            axum::serve(tls::TlsListener::new(listener, config)?, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+    }
     tracing::info!("block store stopped");
     Ok(())
 }

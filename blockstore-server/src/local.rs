@@ -96,3 +96,44 @@ impl BlockStore for LocalStore {
         self.name.clone()
     }
 }
+
+impl bonsai_core::admin::AdminStore for LocalStore {
+    fn images(&self) -> Result<Vec<bonsai_core::admin::ImageInfo>, StoreError> {
+        self.store
+            .image_infos()
+            .map_err(|e| to_store_error(&self.name, e))
+    }
+
+    fn forget(&self, name: &str) -> Result<bool, StoreError> {
+        self.store
+            .forget(name)
+            .map_err(|e| to_store_error(&self.name, e))
+    }
+
+    fn gc(
+        &self,
+        opts: bonsai_core::admin::GcOptions,
+    ) -> Result<bonsai_core::admin::GcReport, StoreError> {
+        self.store
+            .gc(opts)
+            .map_err(|e| to_store_error(&self.name, e))
+    }
+
+    fn check(&self, read_data: bool) -> Result<bonsai_core::admin::CheckReport, StoreError> {
+        self.store
+            .check(read_data)
+            .map_err(|e| to_store_error(&self.name, e))
+    }
+
+    fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        self.store
+            .put_sealed_recipe(name, sealed)
+            .map_err(|e| to_store_error(&self.name, e))
+    }
+
+    fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store
+            .sealed_recipe(name)
+            .map_err(|e| to_store_error(&self.name, e))
+    }
+}

@@ -19,6 +19,7 @@
 //! assert_eq!(back, b"some disk bytes");
 //! ```
 
+pub mod admin;
 pub mod analyze;
 pub mod cache;
 pub mod chunk;
@@ -30,6 +31,7 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod recipe;
+pub mod seal;
 pub mod seed;
 pub mod stats;
 pub mod store;

@@ -37,8 +37,34 @@ struct Rejection {
 impl HttpStore {
     /// A client for the store at `base` (`http(s)://host:port`), with an optional token.
     pub fn new(base: &str, token: Option<String>) -> Result<Self, StoreError> {
+        Self::new_with_ca(base, token, None)
+    }
+
+    /// Like [`HttpStore::new`], also trusting the PEM certificate(s) in `ca_file`: a store
+    /// serving TLS with a certificate from a private CA.
+    pub fn new_with_ca(
+        base: &str,
+        token: Option<String>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, StoreError> {
         let base = base.trim_end_matches('/').to_string();
-        let client = Client::builder()
+        let mut builder = Client::builder();
+        if let Some(path) = ca_file {
+            let bad = |reason: String| StoreError::Other {
+                store: base.clone(),
+                reason: format!("--ca-file {}: {reason}", path.display()),
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(bad("holds no certificate".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(600))
             .pool_max_idle_per_host(16)
@@ -62,12 +88,12 @@ impl HttpStore {
         self
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/v1/{}", self.base, path)
     }
 
     /// Sends a request built by `make`, retrying connection failures, 429 and 5xx.
-    fn send(&self, make: impl Fn(&Client) -> RequestBuilder) -> Result<Response, StoreError> {
+    pub(crate) fn send(&self, make: impl Fn(&Client) -> RequestBuilder) -> Result<Response, StoreError> {
         let mut attempt = 0;
         loop {
             let mut req = make(&self.client);
@@ -131,14 +157,14 @@ impl HttpStore {
         })
     }
 
-    fn protocol(&self, reason: impl Into<String>) -> StoreError {
+    pub(crate) fn protocol(&self, reason: impl Into<String>) -> StoreError {
         StoreError::Protocol {
             store: self.base.clone(),
             reason: reason.into(),
         }
     }
 
-    fn body(&self, resp: Response) -> Result<Bytes, StoreError> {
+    pub(crate) fn body(&self, resp: Response) -> Result<Bytes, StoreError> {
         resp.bytes().map_err(|e| StoreError::Unreachable {
             store: self.base.clone(),
             reason: format!("reading reply: {}", describe_reqwest(&e)),
