@@ -108,6 +108,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
     let store_args = StoreArgs {
         store: store.display().to_string(),
         token_file: None,
+        ca_file: None,
     };
     writeln!(
         out,
@@ -134,6 +135,8 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
                     fixed: false,
                 },
                 no_cache: true,
+                keep_recipe: false,
+                recipe_key: crate::args::RecipeKeyArgs { recipe_key: None },
             },
             quiet,
         )?;
@@ -161,6 +164,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
             seed: vec![],
             json: false,
             secret: SecretArgs { secret_file: None },
+            recipe_key: crate::args::RecipeKeyArgs { recipe_key: None },
         },
         quiet,
     )?;

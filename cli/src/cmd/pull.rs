@@ -7,9 +7,13 @@ use bonsai_core::{PullOptions, PullReport, Recipe};
 
 /// Pulls an image and returns the figures (also used by `demo`).
 pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
-    let recipe = Recipe::open(&args.recipe)
-        .with_context(|| format!("cannot use recipe {}", args.recipe.display()))?;
-    let store = bonsai_blockstore::open_store(&args.store.store, args.store.token()?)?;
+    let admin = args.store.open_admin()?;
+    let store: &dyn bonsai_core::BlockStore = admin.as_ref();
+    let recipe = match &args.recipe_key.recipe_key {
+        None => Recipe::open(&args.recipe)
+            .with_context(|| format!("cannot use recipe {}", args.recipe.display()))?,
+        Some(key) => sealed_recipe(args, key, admin.as_ref())?,
+    };
     let opts = PullOptions {
         convergence: args.secret.convergence()?,
         seeds: args.seed.clone(),
@@ -21,7 +25,7 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));
     let fail = || format!("pull to {} failed", args.output.display());
     if args.output_format == OutputFormat::Raw {
-        return bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
+        return bonsai_core::pull(&recipe, store, &args.output, &opts, &bar)
             .with_context(fail);
     }
     anyhow::ensure!(
@@ -36,10 +40,29 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         .unwrap_or_else(|| "image".into());
     let raw = args.output.with_file_name(format!(".{name}.raw"));
     let mut report =
-        bonsai_core::pull(&recipe, store.as_ref(), &raw, &opts, &bar).with_context(fail)?;
+        bonsai_core::pull(&recipe, store, &raw, &opts, &bar).with_context(fail)?;
     bonsai_core::image::convert_raw_to_qcow2(&raw, &args.output).with_context(fail)?;
     report.output = args.output.display().to_string();
     Ok(report)
+}
+
+/// With --recipe-key, RECIPE names an image: its sealed recipe is fetched and opened.
+fn sealed_recipe(
+    args: &PullArgs,
+    key: &std::path::Path,
+    store: &dyn bonsai_core::admin::AdminStore,
+) -> anyhow::Result<Recipe> {
+    let name = args.recipe.to_string_lossy();
+    let key = bonsai_core::seal::RecipeKey::load(key)?;
+    let sealed = store.get_sealed_recipe(&name)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "store {} keeps no sealed recipe for image {name:?} (push it with --keep-recipe)",
+            store.describe()
+        )
+    })?;
+    let bytes = bonsai_core::seal::open(&name, &sealed, &key)?;
+    Recipe::read_from(&bytes[..])
+        .with_context(|| format!("sealed recipe of {name} from the store is not a valid recipe"))
 }
 
 /// Runs the command.
