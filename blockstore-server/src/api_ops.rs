@@ -14,7 +14,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bonsai_core::admin::{CheckReport, GcOptions, GcReport, DEFAULT_GRACE_SECONDS, NO_SEALED_RECIPE};
+use bonsai_core::admin::{
+    CheckReport, GcOptions, GcReport, DEFAULT_GRACE_SECONDS, NO_SEALED_RECIPE,
+};
 
 fn check_name(name: &str) -> Result<(), ApiError> {
     if valid_name(name) {

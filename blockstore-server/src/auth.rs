@@ -90,7 +90,9 @@ mod tests {
         assert_eq!(t.role_of("bbbbbbbbbbbbbbbb"), Some(Role::Write));
         assert_eq!(t.role_of("cccccccccccccccc"), None);
         assert_eq!(
-            Tokens::parse("admin xxxxxxxxxxxxxxxxxxx").unwrap().role_of("xxxxxxxxxxxxxxxxxxx"),
+            Tokens::parse("admin xxxxxxxxxxxxxxxxxxx")
+                .unwrap()
+                .role_of("xxxxxxxxxxxxxxxxxxx"),
             Some(Role::Admin)
         );
         assert!(Tokens::parse("root xxxxxxxxxxxxxxxxxxx").is_err());

@@ -23,9 +23,8 @@ impl Index {
     fn page_after(&self, after: Option<&BlockId>) -> Result<Vec<(BlockId, u64)>, IndexError> {
         let db = self.conn();
         let start: Vec<u8> = after.map(|a| a.as_bytes().to_vec()).unwrap_or_default();
-        let mut stmt = db.prepare_cached(
-            "SELECT id, size FROM blocks WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
+        let mut stmt =
+            db.prepare_cached("SELECT id, size FROM blocks WHERE id > ?1 ORDER BY id LIMIT ?2")?;
         let rows = stmt.query_map(rusqlite::params![start, PAGE as i64], |r| {
             Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)? as u64))
         })?;
@@ -65,7 +64,12 @@ impl Index {
 }
 
 /// What is wrong with one block file, if anything.
-fn examine(path: &std::path::Path, id: &BlockId, size: u64, read_data: bool) -> Option<&'static str> {
+fn examine(
+    path: &std::path::Path,
+    id: &BlockId,
+    size: u64,
+    read_data: bool,
+) -> Option<&'static str> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(_) => return Some("missing"),
@@ -112,7 +116,10 @@ impl Store {
                         })
                     })
                     .collect();
-                handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
             });
             report.checked_blocks += page.len() as u64;
             if read_data {
@@ -120,10 +127,12 @@ impl Store {
             }
             if !found.is_empty() {
                 self.quarantine(&found)?;
-                report.damaged.extend(found.iter().map(|(id, _, p)| DamagedBlock {
-                    id: *id,
-                    problem: p.to_string(),
-                }));
+                report
+                    .damaged
+                    .extend(found.iter().map(|(id, _, p)| DamagedBlock {
+                        id: *id,
+                        problem: p.to_string(),
+                    }));
             }
             tracing::debug!(checked = report.checked_blocks, "check progress");
         }
@@ -185,7 +194,10 @@ mod tests {
         let mut bytes = std::fs::read(&flip).unwrap();
         bytes[30] ^= 1;
         std::fs::write(&flip, bytes).unwrap();
-        let f = std::fs::OpenOptions::new().write(true).open(s.block_path(&ids[1])).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(s.block_path(&ids[1]))
+            .unwrap();
         f.set_len(3).unwrap();
         std::fs::remove_file(s.block_path(&ids[2])).unwrap();
         // Without read_data the flipped byte goes unnoticed (same size).
@@ -198,6 +210,11 @@ mod tests {
         assert_eq!(full.damaged_images[0].missing_blocks, 3);
         assert_eq!(s.missing(&ids).unwrap(), ids[..3].to_vec());
         assert_eq!(s.stats().unwrap().blocks, 2);
-        assert_eq!(std::fs::read_dir(dir.path().join("quarantine")).unwrap().count(), 2);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("quarantine"))
+                .unwrap()
+                .count(),
+            2
+        );
     }
 }

@@ -28,8 +28,7 @@ impl Index {
     /// Removes the gc marks of blocks a client was just told about (cheap when none).
     pub(crate) fn confirm(&self, ids: &[BlockId]) -> Result<u64, IndexError> {
         let mut db = self.conn();
-        let any: bool =
-            db.query_row("SELECT EXISTS(SELECT 1 FROM gc_marks)", [], |r| r.get(0))?;
+        let any: bool = db.query_row("SELECT EXISTS(SELECT 1 FROM gc_marks)", [], |r| r.get(0))?;
         if !any || ids.is_empty() {
             return Ok(0);
         }
@@ -122,7 +121,11 @@ impl Index {
             )?;
             for (id, size) in batch {
                 let key = &id.as_bytes()[..];
-                if still.query_row(params![key, cutoff], |_| Ok(())).optional()?.is_some() {
+                if still
+                    .query_row(params![key, cutoff], |_| Ok(()))
+                    .optional()?
+                    .is_some()
+                {
                     gone.push((*id, *size));
                 }
             }
@@ -263,21 +266,40 @@ mod tests {
         let (a, asz) = block(&s, "garbage a");
         let (b, _) = block(&s, "garbage b");
         s.register("img", 10, &[used]).unwrap();
-        let long = GcOptions { grace_seconds: 3600, dry_run: false };
+        let long = GcOptions {
+            grace_seconds: 3600,
+            dry_run: false,
+        };
         let r = s.gc(long).unwrap();
-        assert_eq!((r.unreferenced_blocks, r.marked_blocks, r.freed_blocks), (2, 2, 0));
+        assert_eq!(
+            (r.unreferenced_blocks, r.marked_blocks, r.freed_blocks),
+            (2, 2, 0)
+        );
         // Marks older than the grace period: pretend an hour passed.
-        s.index.conn().execute("UPDATE gc_marks SET marked = marked - 7200", []).unwrap();
+        s.index
+            .conn()
+            .execute("UPDATE gc_marks SET marked = marked - 7200", [])
+            .unwrap();
         // A client is told b is present: its mark goes.
         assert!(s.missing(&[b]).unwrap().is_empty());
         let r = s.gc(long).unwrap();
         assert_eq!((r.freed_blocks, r.freed_bytes), (1, asz));
         assert_eq!(s.missing(&[a, b, used]).unwrap(), vec![a]);
         assert!(!s.block_path(&a).exists());
-        let dry = s.gc(GcOptions { grace_seconds: 0, dry_run: true }).unwrap();
+        let dry = s
+            .gc(GcOptions {
+                grace_seconds: 0,
+                dry_run: true,
+            })
+            .unwrap();
         assert_eq!(dry.freed_blocks, 1);
         assert!(s.block_path(&b).exists());
-        let r = s.gc(GcOptions { grace_seconds: 0, dry_run: false }).unwrap();
+        let r = s
+            .gc(GcOptions {
+                grace_seconds: 0,
+                dry_run: false,
+            })
+            .unwrap();
         assert_eq!(r.freed_blocks, 1);
         assert_eq!(s.stats().unwrap().blocks, 1);
         // A manifest naming a collected block is refused.

@@ -91,7 +91,11 @@ impl Store {
         let _shared = self.shared();
         let missing: std::collections::HashSet<BlockId> =
             self.index.missing(&ids)?.into_iter().collect();
-        let present: Vec<BlockId> = ids.iter().filter(|i| !missing.contains(i)).copied().collect();
+        let present: Vec<BlockId> = ids
+            .iter()
+            .filter(|i| !missing.contains(i))
+            .copied()
+            .collect();
         self.index.confirm(&present)?;
         let mut written: Vec<(BlockId, u64)> = Vec::new();
         for (id, bytes) in items {

@@ -26,8 +26,8 @@ pub mod storage;
 pub mod tls;
 
 use anyhow::Context;
-use bonsai_core::store::http::HttpStore;
 use bonsai_core::admin::AdminStore;
+use bonsai_core::store::http::HttpStore;
 use bonsai_core::BlockStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;

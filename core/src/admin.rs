@@ -126,8 +126,8 @@ fn named_url(
     prefix: &str,
     name: &str,
 ) -> Result<reqwest::Url, StoreError> {
-    let mut url = reqwest::Url::parse(&store.url(prefix))
-        .map_err(|e| store.protocol(e.to_string()))?;
+    let mut url =
+        reqwest::Url::parse(&store.url(prefix)).map_err(|e| store.protocol(e.to_string()))?;
     url.path_segments_mut()
         .map_err(|_| store.protocol("store address cannot take a path"))?
         .pop_if_empty()

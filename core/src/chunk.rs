@@ -529,8 +529,13 @@ mod tests {
 
     fn reference(data: &[u8], p: ChunkerParams) -> Vec<(u64, u64, bool)> {
         merged(
-            fastcdc::v2020::FastCDC::new(data, p.min, p.avg, p.max)
-                .map(|c| (c.offset as u64, c.length as u64, is_zero(&data[c.offset..][..c.length]))),
+            fastcdc::v2020::FastCDC::new(data, p.min, p.avg, p.max).map(|c| {
+                (
+                    c.offset as u64,
+                    c.length as u64,
+                    is_zero(&data[c.offset..][..c.length]),
+                )
+            }),
         )
     }
 
@@ -559,7 +564,9 @@ mod tests {
         fn new(layout: Vec<Option<Vec<u8>>>, zero_lens: &[u64]) -> Self {
             let (mut runs, mut pos, mut z) = (vec![], 0u64, zero_lens.iter().cycle());
             for item in layout {
-                let len = item.as_ref().map_or_else(|| *z.next().unwrap(), |d| d.len() as u64);
+                let len = item
+                    .as_ref()
+                    .map_or_else(|| *z.next().unwrap(), |d| d.len() as u64);
                 if len > 0 {
                     runs.push((pos, len, item));
                     pos += len;
@@ -624,8 +631,15 @@ mod tests {
                 data.extend(noise(3 * p.max as usize, avg as u64));
                 let want = reference(&data, p);
                 assert_eq!(read_path(&data, p), want, "avg {avg} zc {zc} extra {extra}");
-                let disk = MemDisk::new(vec![None, Some(data[zc + extra..].to_vec())], &[(zc + extra) as u64]);
-                assert_eq!(disk_path(&disk, p), want, "disk: avg {avg} zc {zc} extra {extra}");
+                let disk = MemDisk::new(
+                    vec![None, Some(data[zc + extra..].to_vec())],
+                    &[(zc + extra) as u64],
+                );
+                assert_eq!(
+                    disk_path(&disk, p),
+                    want,
+                    "disk: avg {avg} zc {zc} extra {extra}"
+                );
             }
         }
     }

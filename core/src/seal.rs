@@ -198,14 +198,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("e");
         std::fs::write(&p, "\n").unwrap();
-        assert!(matches!(
-            RecipeKey::load(&p),
-            Err(SealError::BadKey { .. })
-        ));
+        assert!(matches!(RecipeKey::load(&p), Err(SealError::BadKey { .. })));
         std::fs::write(&p, "AGE-SECRET-KEY-1NOPE\n").unwrap();
-        assert!(matches!(
-            RecipeKey::load(&p),
-            Err(SealError::BadKey { .. })
-        ));
+        assert!(matches!(RecipeKey::load(&p), Err(SealError::BadKey { .. })));
     }
 }

@@ -3,5 +3,6 @@
 
 mod failures;
 mod formats;
+mod ops;
 mod push_pull;
 mod util;

@@ -30,7 +30,10 @@ pub fn run(args: CheckArgs, quiet: bool) -> anyhow::Result<()> {
         crate::render::json(&r)?;
     } else {
         let rate = if r.wall_seconds > 0.0 {
-            format!(", {}/s", HumanBytes((r.read_bytes as f64 / r.wall_seconds) as u64))
+            format!(
+                ", {}/s",
+                HumanBytes((r.read_bytes as f64 / r.wall_seconds) as u64)
+            )
         } else {
             String::new()
         };

@@ -42,7 +42,8 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         "d" => 86_400,
         _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too long"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// A spinner with elapsed time on stderr, hidden off-TTY, with --quiet or --json.
@@ -88,7 +89,11 @@ pub fn run(args: GcArgs, quiet: bool) -> anyhow::Result<()> {
         r.marked_blocks,
         r.kept_blocks,
         r.grace_seconds,
-        if r.grace_seconds == DEFAULT_GRACE_SECONDS { ", the default" } else { "" }
+        if r.grace_seconds == DEFAULT_GRACE_SECONDS {
+            ", the default"
+        } else {
+            ""
+        }
     );
     if r.kept_blocks > 0 && !r.dry_run {
         println!("  kept blocks are deleted by a gc run after the grace period, if still unused");

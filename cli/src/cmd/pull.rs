@@ -25,8 +25,7 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));
     let fail = || format!("pull to {} failed", args.output.display());
     if args.output_format == OutputFormat::Raw {
-        return bonsai_core::pull(&recipe, store, &args.output, &opts, &bar)
-            .with_context(fail);
+        return bonsai_core::pull(&recipe, store, &args.output, &opts, &bar).with_context(fail);
     }
     anyhow::ensure!(
         !args.in_place,
@@ -39,8 +38,7 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into());
     let raw = args.output.with_file_name(format!(".{name}.raw"));
-    let mut report =
-        bonsai_core::pull(&recipe, store, &raw, &opts, &bar).with_context(fail)?;
+    let mut report = bonsai_core::pull(&recipe, store, &raw, &opts, &bar).with_context(fail)?;
     bonsai_core::image::convert_raw_to_qcow2(&raw, &args.output).with_context(fail)?;
     report.output = args.output.display().to_string();
     Ok(report)

@@ -31,7 +31,9 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
 fn collected_during_push(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<bonsai_core::Error>(),
-        Some(bonsai_core::Error::Store(bonsai_core::StoreError::NotFound(_)))
+        Some(bonsai_core::Error::Store(
+            bonsai_core::StoreError::NotFound(_)
+        ))
     )
 }
 
@@ -41,7 +43,11 @@ fn keep_recipe(
     report: &PushReport,
     store: &dyn bonsai_core::admin::AdminStore,
 ) -> anyhow::Result<()> {
-    let key_path = args.recipe_key.recipe_key.as_deref().expect("clap requires it");
+    let key_path = args
+        .recipe_key
+        .recipe_key
+        .as_deref()
+        .expect("clap requires it");
     let key = bonsai_core::seal::RecipeKey::load(key_path)?;
     let path = std::path::Path::new(&report.recipe);
     let bytes =

@@ -39,9 +39,13 @@ pub fn run(cmd: RecipeCommand) -> anyhow::Result<()> {
 }
 
 /// Asks the store which of the recipe's blocks it lacks (one query per 65 536 ids).
-fn check(recipe: &std::path::Path, store: &crate::args::StoreArgs, json: bool) -> anyhow::Result<()> {
-    let r = Recipe::open(recipe)
-        .with_context(|| format!("cannot use recipe {}", recipe.display()))?;
+fn check(
+    recipe: &std::path::Path,
+    store: &crate::args::StoreArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let r =
+        Recipe::open(recipe).with_context(|| format!("cannot use recipe {}", recipe.display()))?;
     let store = store.open_admin()?;
     let ids: Vec<_> = r.blocks.iter().map(|b| b.id).collect();
     let missing = store.missing(&ids)?;
@@ -86,7 +90,12 @@ fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(out)
-        .with_context(|| format!("cannot create key file {} (it must not exist)", out.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create key file {} (it must not exist)",
+                out.display()
+            )
+        })?;
     f.write_all(bonsai_core::seal::RecipeKey::generate().as_bytes())
         .and_then(|_| f.sync_all())
         .with_context(|| format!("writing key file {}", out.display()))?;

@@ -170,7 +170,11 @@ impl<W: Write> RecipeWriter<W> {
         Ok(true)
     }
 
-    fn finish_with(mut self, logical_size: u64, hash: Option<&ImageHash>) -> io::Result<(W, ImageHash)> {
+    fn finish_with(
+        mut self,
+        logical_size: u64,
+        hash: Option<&ImageHash>,
+    ) -> io::Result<(W, ImageHash)> {
         self.flush_hole()?;
         if logical_size != self.written {
             return Err(io::Error::other(format!(

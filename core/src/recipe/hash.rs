@@ -158,12 +158,18 @@ mod tests {
     fn params_and_size_are_bound() {
         let key = BlockKey([1; 32]);
         let e = [ExtentEntry::Block(100, &key)];
-        assert_ne!(extents_hash(&p(), e), extents_hash(&ChunkerParams::fastcdc(8192), e));
+        assert_ne!(
+            extents_hash(&p(), e),
+            extents_hash(&ChunkerParams::fastcdc(8192), e)
+        );
         assert_ne!(
             extents_hash(&p(), e),
             extents_hash(&p(), [ExtentEntry::Block(100, &key), ExtentEntry::Hole(1)])
         );
-        assert_ne!(extents_hash(&p(), []), extents_hash(&p(), [ExtentEntry::Hole(1)]));
+        assert_ne!(
+            extents_hash(&p(), []),
+            extents_hash(&p(), [ExtentEntry::Hole(1)])
+        );
     }
 
     proptest! {

@@ -531,9 +531,15 @@ mod tests {
     #[test]
     fn overlong_and_oversized_numbers_are_refused() {
         // hole of 5 written as 0x85 0x00 instead of 0x05
-        assert_eq!(fault(&crafted(hdr(), &[1, 0x85, 0x00, 0], 5)), Fault::OverlongNumber);
+        assert_eq!(
+            fault(&crafted(hdr(), &[1, 0x85, 0x00, 0], 5)),
+            Fault::OverlongNumber
+        );
         // tag 0 written as 0x80 0x00
-        assert_eq!(fault(&crafted(hdr(), &[0x80, 0x00], 0)), Fault::OverlongNumber);
+        assert_eq!(
+            fault(&crafted(hdr(), &[0x80, 0x00], 0)),
+            Fault::OverlongNumber
+        );
         let mut big = vec![1u8];
         big.extend([0xff; 9]);
         big.push(0x02);
@@ -549,7 +555,10 @@ mod tests {
     #[test]
     fn entry_rules() {
         assert_eq!(fault(&crafted(hdr(), &[1, 0, 0], 0)), Fault::EmptyHole);
-        assert_eq!(fault(&crafted(hdr(), &[1, 5, 1, 5, 0], 10)), Fault::AdjacentHoles);
+        assert_eq!(
+            fault(&crafted(hdr(), &[1, 5, 1, 5, 0], 10)),
+            Fault::AdjacentHoles
+        );
         assert_eq!(fault(&crafted(hdr(), &[3, 0], 0)), Fault::UnknownBlock(0));
         let block = |len: &[u8]| {
             let mut e = vec![2u8];
@@ -560,10 +569,16 @@ mod tests {
         };
         let mut e = block(&[0]);
         e.push(0);
-        assert_eq!(fault(&crafted(hdr(), &e, 0)), Fault::BlockLength { len: 0, max: 16384 });
+        assert_eq!(
+            fault(&crafted(hdr(), &e, 0)),
+            Fault::BlockLength { len: 0, max: 16384 }
+        );
         let mut e = block(&[0x81, 0x80, 0x01]); // 16385
         e.push(0);
-        assert!(matches!(fault(&crafted(hdr(), &e, 16385)), Fault::BlockLength { len: 16385, .. }));
+        assert!(matches!(
+            fault(&crafted(hdr(), &e, 16385)),
+            Fault::BlockLength { len: 16385, .. }
+        ));
         let mut e = block(&[10]);
         e.extend(block(&[10]));
         e.push(0);
@@ -572,7 +587,10 @@ mod tests {
         e.push(0);
         assert_eq!(
             fault(&crafted(hdr(), &e, 11)),
-            Fault::SizeMismatch { extents: 10, logical: 11 }
+            Fault::SizeMismatch {
+                extents: 10,
+                logical: 11
+            }
         );
     }
 
@@ -589,9 +607,19 @@ mod tests {
         assert_eq!(fault(&crafted(h, &[0], 0)), Fault::UnknownSourceFormat(7));
         let mut h = hdr();
         h[8..12].copy_from_slice(&8192u32.to_le_bytes()); // min > avg
-        assert!(matches!(fault(&crafted(h, &[0], 0)), Fault::ChunkerParams(_)));
+        assert!(matches!(
+            fault(&crafted(h, &[0], 0)),
+            Fault::ChunkerParams(_)
+        ));
         // an empty image is a valid recipe
-        let r = Recipe::read_from(&RecipeWriter::new(Vec::new(), &header()).unwrap().finish(0).unwrap().0[..]).unwrap();
+        let r = Recipe::read_from(
+            &RecipeWriter::new(Vec::new(), &header())
+                .unwrap()
+                .finish(0)
+                .unwrap()
+                .0[..],
+        )
+        .unwrap();
         assert_eq!(r.logical_size, 0);
     }
 
@@ -602,7 +630,9 @@ mod tests {
         assert!(w.finish(11).is_err());
         let mut w = RecipeWriter::new(Vec::new(), &header()).unwrap();
         assert!(w.block(&BlockId([1; 32]), &BlockKey([1; 32]), 0).is_err());
-        assert!(w.block(&BlockId([1; 32]), &BlockKey([1; 32]), 16385).is_err());
+        assert!(w
+            .block(&BlockId([1; 32]), &BlockKey([1; 32]), 16385)
+            .is_err());
         let mut bad = header();
         bad.chunker.min = 1;
         assert!(RecipeWriter::new(Vec::new(), &bad).is_err());

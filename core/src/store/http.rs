@@ -93,7 +93,10 @@ impl HttpStore {
     }
 
     /// Sends a request built by `make`, retrying connection failures, 429 and 5xx.
-    pub(crate) fn send(&self, make: impl Fn(&Client) -> RequestBuilder) -> Result<Response, StoreError> {
+    pub(crate) fn send(
+        &self,
+        make: impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<Response, StoreError> {
         let mut attempt = 0;
         loop {
             let mut req = make(&self.client);
