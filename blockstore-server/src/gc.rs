@@ -241,8 +241,7 @@ impl Store {
                  WHERE NOT EXISTS (SELECT 1 FROM image_blocks i WHERE i.id = b.id)",
                 [],
                 |r| r.get(0),
-            )
-            .map_err(IndexError::from)?;
+            )?;
         Ok(v as u64)
     }
 }
