@@ -8,7 +8,7 @@
 
 use bonsai_core::codec::{HEADER_LEN, OBJECT_MAGIC, OBJECT_VERSION, TAG_LEN};
 use bonsai_core::store::http::HttpStore;
-use bonsai_core::{BlockId, BlockStore};
+use bonsai_core::{BlockId, ReadStore, WriteStore};
 use std::time::Instant;
 
 fn object(seed: u64, len: usize) -> (BlockId, Vec<u8>) {

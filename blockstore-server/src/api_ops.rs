@@ -14,9 +14,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bonsai_core::admin::{
-    CheckReport, GcOptions, GcReport, DEFAULT_GRACE_SECONDS, NO_SEALED_RECIPE,
-};
+use bonsai_core::store::{CheckOptions, CheckReport, GcOptions, GcReport, DEFAULT_GRACE};
+use std::time::Duration;
 
 fn check_name(name: &str) -> Result<(), ApiError> {
     if valid_name(name) {
@@ -55,11 +54,11 @@ pub async fn gc(
     Query(q): Query<GcQuery>,
 ) -> Result<Json<GcReport>, ApiError> {
     let opts = GcOptions {
-        grace_seconds: q.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS),
+        grace: q.grace_seconds.map_or(DEFAULT_GRACE, Duration::from_secs),
         dry_run: q.dry_run,
     };
     let store = st.store.clone();
-    Ok(Json(blocking(move || Ok(store.gc(opts)?)).await?))
+    Ok(Json(blocking(move || Ok(store.gc(&opts)?)).await?))
 }
 
 /// Query of `POST /v1/check`.
@@ -76,7 +75,10 @@ pub async fn check(
     Query(q): Query<CheckQuery>,
 ) -> Result<Json<CheckReport>, ApiError> {
     let store = st.store.clone();
-    Ok(Json(blocking(move || Ok(store.check(q.read_data)?)).await?))
+    let opts = CheckOptions {
+        read_data: q.read_data,
+    };
+    Ok(Json(blocking(move || Ok(store.check(&opts)?)).await?))
 }
 
 /// `PUT /v1/recipes/{name}`: body is the sealed recipe (opaque).
@@ -114,7 +116,7 @@ pub async fn get_recipe(
         )
             .into_response()),
         None => Err(ApiError::not_found(format!(
-            "{NO_SEALED_RECIPE} for image {shown:?} (push it with --keep-recipe)"
+            "no sealed recipe for image {shown:?} (push it with --keep-recipe)"
         ))),
     }
 }

@@ -8,10 +8,11 @@
 //! files) and hashed on all cores. A block uploaded during the check is simply not in the
 //! page list yet, or is whole when read (files are renamed into place after writing).
 
+use crate::backend::{Backend, BackendError};
 use crate::index::{Index, IndexError};
 use crate::ingest::{StorageError, Store};
-use bonsai_core::admin::{CheckReport, DamagedBlock, DamagedImage};
 use bonsai_core::codec::verify_object;
+use bonsai_core::store::{CheckOptions, CheckReport, DamagedBlock, DamagedImage};
 use bonsai_core::BlockId;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -63,25 +64,23 @@ impl Index {
     }
 }
 
-/// What is wrong with one block file, if anything.
+/// What is wrong with one stored block, if anything.
 fn examine(
-    path: &std::path::Path,
+    backend: &dyn Backend,
     id: &BlockId,
     size: u64,
     read_data: bool,
 ) -> Option<&'static str> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(_) => return Some("missing"),
-    };
-    if meta.len() != size {
-        return Some("wrong_size");
+    match backend.stat(id) {
+        Ok(Some(len)) if len == size => {}
+        Ok(Some(_)) => return Some("wrong_size"),
+        Ok(None) | Err(_) => return Some("missing"),
     }
     if read_data {
-        match std::fs::read(path) {
-            Ok(bytes) if verify_object(id, &bytes).is_ok() => {}
-            Ok(_) => return Some("wrong_hash"),
-            Err(_) => return Some("missing"),
+        match backend.get(id) {
+            Ok(Some(bytes)) if verify_object(id, &bytes).is_ok() => {}
+            Ok(Some(_)) => return Some("wrong_hash"),
+            Ok(None) | Err(_) => return Some("missing"),
         }
     }
     None
@@ -89,8 +88,10 @@ fn examine(
 
 impl Store {
     /// Checks every indexed block; quarantines and unindexes the damaged ones.
-    pub fn check(&self, read_data: bool) -> Result<CheckReport, StorageError> {
+    pub fn check(&self, opts: &CheckOptions) -> Result<CheckReport, StorageError> {
         let started = Instant::now();
+        let read_data = opts.read_data;
+        let backend = self.backend().as_ref();
         let mut report = CheckReport {
             read_data,
             ..Default::default()
@@ -98,7 +99,7 @@ impl Store {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut after: Option<BlockId> = None;
         loop {
-            let page = self.index.page_after(after.as_ref())?;
+            let page = self.index().page_after(after.as_ref())?;
             let Some(last) = page.last() else { break };
             after = Some(last.0);
             let per = page.len().div_ceil(workers);
@@ -109,8 +110,7 @@ impl Store {
                         s.spawn(move || {
                             part.iter()
                                 .filter_map(|(id, size)| {
-                                    examine(&self.blobs.path_of(id), id, *size, read_data)
-                                        .map(|p| (*id, *size, p))
+                                    examine(backend, id, *size, read_data).map(|p| (*id, *size, p))
                                 })
                                 .collect::<Vec<_>>()
                         })
@@ -121,25 +121,31 @@ impl Store {
                     .flat_map(|h| h.join().unwrap_or_default())
                     .collect()
             });
-            report.checked_blocks += page.len() as u64;
+            report.blocks_checked += page.len() as u64;
             if read_data {
                 report.read_bytes += page.iter().map(|p| p.1).sum::<u64>();
             }
             if !found.is_empty() {
                 self.quarantine(&found)?;
+                report.damaged.extend(found.iter().map(|f| f.0));
                 report
-                    .damaged
+                    .problems
                     .extend(found.iter().map(|(id, _, p)| DamagedBlock {
                         id: *id,
                         problem: p.to_string(),
                     }));
             }
-            tracing::debug!(checked = report.checked_blocks, "check progress");
+            tracing::debug!(checked = report.blocks_checked, "check progress");
         }
-        report.damaged_images = self.index.damaged_images()?;
+        report.images_missing_blocks = self.index().damaged_images()?;
+        report.damaged_images = report
+            .images_missing_blocks
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
         report.wall_seconds = started.elapsed().as_secs_f64();
         tracing::info!(
-            checked = report.checked_blocks,
+            checked = report.blocks_checked,
             damaged = report.damaged.len(),
             read_data,
             "check"
@@ -147,27 +153,24 @@ impl Store {
         Ok(report)
     }
 
-    /// Moves damaged files to `quarantine/` and drops their rows, with uploads held off.
+    /// Copies damaged blocks' bytes (if any) to `quarantine/`, deletes them from the
+    /// backend and drops their rows, with uploads held off.
     fn quarantine(&self, found: &[(BlockId, u64, &'static str)]) -> Result<(), StorageError> {
         let dir: PathBuf = self.root().join("quarantine");
-        std::fs::create_dir_all(&dir).map_err(|source| StorageError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        let io = |path: &std::path::Path, e| BackendError::io(path.display(), e);
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let _excl = self.exclusive();
         let stamp = crate::index::now();
         for (id, _, problem) in found {
-            let from = self.blobs.path_of(id);
-            let to = dir.join(format!("{id}.{stamp}.{problem}"));
-            match std::fs::rename(&from, &to) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(StorageError::Io { path: from, source }),
+            if let Ok(Some(bytes)) = self.backend().get(id) {
+                let to = dir.join(format!("{id}.{stamp}.{problem}"));
+                std::fs::write(&to, bytes).map_err(|e| io(&to, e))?;
             }
+            self.backend().delete(id)?;
             tracing::warn!(%id, problem, "block quarantined");
         }
         let rows: Vec<(BlockId, u64)> = found.iter().map(|f| (f.0, f.1)).collect();
-        self.index.drop_damaged(&rows)?;
+        self.index().drop_damaged(&rows)?;
         Ok(())
     }
 }
@@ -176,6 +179,12 @@ impl Store {
 mod tests {
     use super::*;
     use bonsai_core::{Convergence, Encoder};
+
+    /// The directory backend's layout (blocks/ab/cd/HEX).
+    fn block_path(root: &std::path::Path, id: &BlockId) -> std::path::PathBuf {
+        let h = id.to_hex();
+        root.join("blocks").join(&h[..2]).join(&h[2..4]).join(h)
+    }
 
     #[test]
     fn finds_flipped_truncated_and_missing_blocks() {
@@ -188,26 +197,27 @@ mod tests {
         s.put_many(&items).unwrap();
         let ids: Vec<_> = blocks.iter().map(|b| b.id).collect();
         s.register("img", 100, &ids).unwrap();
-        let clean = s.check(true).unwrap();
-        assert_eq!((clean.checked_blocks, clean.damaged.len()), (5, 0));
-        let flip = s.block_path(&ids[0]);
+        let clean = s.check(&CheckOptions { read_data: true }).unwrap();
+        assert_eq!((clean.blocks_checked, clean.damaged.len()), (5, 0));
+        let flip = block_path(dir.path(), &ids[0]);
         let mut bytes = std::fs::read(&flip).unwrap();
         bytes[30] ^= 1;
         std::fs::write(&flip, bytes).unwrap();
         let f = std::fs::OpenOptions::new()
             .write(true)
-            .open(s.block_path(&ids[1]))
+            .open(block_path(dir.path(), &ids[1]))
             .unwrap();
         f.set_len(3).unwrap();
-        std::fs::remove_file(s.block_path(&ids[2])).unwrap();
+        std::fs::remove_file(block_path(dir.path(), &ids[2])).unwrap();
         // Without read_data the flipped byte goes unnoticed (same size).
-        let quick = s.check(false).unwrap();
-        let problems: Vec<_> = quick.damaged.iter().map(|d| d.problem.as_str()).collect();
+        let quick = s.check(&CheckOptions { read_data: false }).unwrap();
+        let problems: Vec<_> = quick.problems.iter().map(|d| d.problem.as_str()).collect();
         assert_eq!(problems.len(), 2);
-        let full = s.check(true).unwrap();
+        let full = s.check(&CheckOptions { read_data: true }).unwrap();
         assert_eq!(full.damaged.len(), 1);
-        assert_eq!(full.damaged[0].problem, "wrong_hash");
-        assert_eq!(full.damaged_images[0].missing_blocks, 3);
+        assert_eq!(full.problems[0].problem, "wrong_hash");
+        assert_eq!(full.images_missing_blocks[0].missing_blocks, 3);
+        assert_eq!(full.damaged_images, vec!["img".to_string()]);
         assert_eq!(s.missing(&ids).unwrap(), ids[..3].to_vec());
         assert_eq!(s.stats().unwrap().blocks, 2);
         assert_eq!(

@@ -1,57 +1,114 @@
-//! `ApiError`: every failure becomes a status and a one-line JSON body `{"error": "..."}`.
+//! `ApiError`: every failure becomes a status and a JSON body with machine fields,
+//! `{"error": "...", "code": "block_missing", "id": "<hex>"}` (core's `wire::ErrorBody`;
+//! codes listed in docs/API.md). Clients branch on `code` and `id`, never on the prose.
 //! Internal causes are logged, not sent: a client learns what to do, not our file paths.
 
+use crate::ingest::StorageError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use bonsai_core::store::{ErrorBody, ErrorCode};
+use bonsai_core::BlockId;
 
-/// An HTTP error with a one-line reason for the client.
+/// An HTTP error with a one-line reason and a machine code for the client.
 #[derive(Debug)]
 pub struct ApiError {
     /// Status to send.
     pub status: StatusCode,
+    /// What happened, for programs.
+    pub code: ErrorCode,
     /// Reason for the client.
     pub message: String,
+    /// The block concerned, if any.
+    pub id: Option<BlockId>,
 }
 
 impl ApiError {
+    /// Any status and code.
+    pub fn new(status: StatusCode, code: ErrorCode, msg: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: msg.into(),
+            id: None,
+        }
+    }
+    /// Names the block concerned.
+    pub fn with_id(mut self, id: BlockId) -> Self {
+        self.id = Some(id);
+        self
+    }
     /// 400: the request is malformed.
     pub fn bad_request(msg: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, msg)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, msg)
     }
-    /// 404: no such block or image.
+    /// 400: a block id in the path is not 64 lowercase hex digits.
+    pub fn bad_id() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadId,
+            "block id must be 64 lowercase hex digits",
+        )
+    }
+    /// 404: no such route or image.
     pub fn not_found(msg: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, msg)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, msg)
+    }
+    /// 404 (or 409 for a manifest): block `id` is absent.
+    pub fn block_missing(status: StatusCode, id: BlockId, msg: impl Into<String>) -> Self {
+        Self::new(status, ErrorCode::BlockMissing, msg).with_id(id)
     }
     /// 413: over a size limit.
     pub fn too_large(msg: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, msg)
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, msg)
     }
-    /// Any status.
-    pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: msg.into(),
-        }
+    /// 503: too much in flight; the client retries later.
+    pub fn busy(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy, msg)
     }
     /// 500, logging the cause and hiding it from the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
             "internal storage error (see server log)",
         )
     }
 }
 
-impl From<crate::ingest::StorageError> for ApiError {
-    fn from(e: crate::ingest::StorageError) -> Self {
-        ApiError::internal(e)
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match &e {
+            StorageError::Backend(b) if b.is_full() => {
+                tracing::error!(cause = %e, "store is full");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    ErrorCode::StorageFull,
+                    "the store's disk is full; ask its operator to free space",
+                )
+            }
+            StorageError::Lost(id) => {
+                tracing::error!(cause = %e, "indexed block lost");
+                let id = *id;
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    e.to_string(),
+                )
+                .with_id(id)
+            }
+            _ => ApiError::internal(e),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.message });
+        let body = ErrorBody {
+            error: self.message,
+            code: self.code,
+            id: self.id,
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

@@ -16,7 +16,7 @@
 
 use crate::index::{now, Index, IndexError};
 use crate::ingest::{StorageError, Store};
-use bonsai_core::admin::{GcOptions, GcReport};
+use bonsai_core::store::{GcOptions, GcReport};
 use bonsai_core::BlockId;
 use rusqlite::{params, OptionalExtension};
 use std::time::Instant;
@@ -179,38 +179,39 @@ impl Store {
 
     /// Collects unreferenced blocks: mark, then sweep those marked at least
     /// `grace_seconds` ago and not confirmed since.
-    pub fn gc(&self, opts: GcOptions) -> Result<GcReport, StorageError> {
+    pub fn gc(&self, opts: &GcOptions) -> Result<GcReport, StorageError> {
         let started = Instant::now();
-        let (unreferenced, marked, t) = self.index.mark(opts.dry_run)?;
-        let cutoff = t.saturating_sub(opts.grace_seconds.min(i64::MAX as u64) as i64);
+        let grace_seconds = opts.grace.as_secs();
+        let (unreferenced, marked, t) = self.index().mark(opts.dry_run)?;
+        let cutoff = t.saturating_sub(grace_seconds.min(i64::MAX as u64) as i64);
         let mut report = GcReport {
             dry_run: opts.dry_run,
-            grace_seconds: opts.grace_seconds,
+            grace_seconds,
             unreferenced_blocks: unreferenced,
             marked_blocks: marked,
             ..Default::default()
         };
-        if opts.dry_run && opts.grace_seconds == 0 {
+        if opts.dry_run && grace_seconds == 0 {
             // This run would mark every unreferenced block and sweep it at once.
-            report.freed_blocks = unreferenced;
-            report.freed_bytes = self.unreferenced_bytes()?;
+            report.blocks_freed = unreferenced;
+            report.bytes_freed = self.unreferenced_bytes()?;
         } else if opts.dry_run {
-            let ripe = self.index.ripe(cutoff)?;
-            report.freed_blocks = ripe.len() as u64;
-            report.freed_bytes = ripe.iter().map(|r| r.1).sum();
+            let ripe = self.index().ripe(cutoff)?;
+            report.blocks_freed = ripe.len() as u64;
+            report.bytes_freed = ripe.iter().map(|r| r.1).sum();
         } else {
-            for batch in self.index.ripe(cutoff)?.chunks(SWEEP_BATCH) {
+            for batch in self.index().ripe(cutoff)?.chunks(SWEEP_BATCH) {
                 let (n, bytes) = self.sweep(batch, cutoff)?;
-                report.freed_blocks += n;
-                report.freed_bytes += bytes;
+                report.blocks_freed += n;
+                report.bytes_freed += bytes;
             }
         }
-        report.kept_blocks = unreferenced.saturating_sub(report.freed_blocks);
+        report.blocks_in_grace = unreferenced.saturating_sub(report.blocks_freed);
         report.wall_seconds = started.elapsed().as_secs_f64();
         tracing::info!(
-            freed_blocks = report.freed_blocks,
-            freed_bytes = report.freed_bytes,
-            kept = report.kept_blocks,
+            freed_blocks = report.blocks_freed,
+            freed_bytes = report.bytes_freed,
+            kept = report.blocks_in_grace,
             dry_run = opts.dry_run,
             "gc"
         );
@@ -221,27 +222,21 @@ impl Store {
     /// answer can run, so none can see a row whose file is about to go.
     fn sweep(&self, batch: &[(BlockId, u64)], cutoff: i64) -> Result<(u64, u64), StorageError> {
         let _excl = self.exclusive();
-        let gone = self.index.drop_ripe(batch, cutoff)?;
+        let gone = self.index().drop_ripe(batch, cutoff)?;
         for (id, _) in &gone {
-            let path = self.blobs.path_of(id);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(StorageError::Io { path, source }),
-            }
+            self.backend().delete(id)?;
         }
         Ok((gone.len() as u64, gone.iter().map(|g| g.1).sum()))
     }
 
     fn unreferenced_bytes(&self) -> Result<u64, StorageError> {
-        let db = self.index.conn();
-        let v: i64 = db
-            .query_row(
-                "SELECT coalesce(sum(size), 0) FROM blocks b
+        let db = self.index().conn();
+        let v: i64 = db.query_row(
+            "SELECT coalesce(sum(size), 0) FROM blocks b
                  WHERE NOT EXISTS (SELECT 1 FROM image_blocks i WHERE i.id = b.id)",
-                [],
-                |r| r.get(0),
-            )?;
+            [],
+            |r| r.get(0),
+        )?;
         Ok(v as u64)
     }
 }
@@ -269,9 +264,9 @@ mod tests {
             grace_seconds: 3600,
             dry_run: false,
         };
-        let r = s.gc(long).unwrap();
+        let r = s.gc(&long).unwrap();
         assert_eq!(
-            (r.unreferenced_blocks, r.marked_blocks, r.freed_blocks),
+            (r.unreferenced_blocks, r.marked_blocks, r.blocks_freed),
             (2, 2, 0)
         );
         // Marks older than the grace period: pretend an hour passed.
@@ -281,25 +276,25 @@ mod tests {
             .unwrap();
         // A client is told b is present: its mark goes.
         assert!(s.missing(&[b]).unwrap().is_empty());
-        let r = s.gc(long).unwrap();
-        assert_eq!((r.freed_blocks, r.freed_bytes), (1, asz));
+        let r = s.gc(&long).unwrap();
+        assert_eq!((r.blocks_freed, r.bytes_freed), (1, asz));
         assert_eq!(s.missing(&[a, b, used]).unwrap(), vec![a]);
-        assert!(!s.block_path(&a).exists());
+        assert_eq!(s.backend().stat(&a).unwrap(), None);
         let dry = s
             .gc(GcOptions {
                 grace_seconds: 0,
                 dry_run: true,
             })
             .unwrap();
-        assert_eq!(dry.freed_blocks, 1);
-        assert!(s.block_path(&b).exists());
+        assert_eq!(dry.blocks_freed, 1);
+        assert!(s.backend().stat(&b).unwrap().is_some());
         let r = s
             .gc(GcOptions {
                 grace_seconds: 0,
                 dry_run: false,
             })
             .unwrap();
-        assert_eq!(r.freed_blocks, 1);
+        assert_eq!(r.blocks_freed, 1);
         assert_eq!(s.stats().unwrap().blocks, 1);
         // A manifest naming a collected block is refused.
         assert_eq!(s.register("late", 1, &[used, b]).unwrap(), Some(b));

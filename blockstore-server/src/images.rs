@@ -6,7 +6,7 @@
 
 use crate::index::{now, Index, IndexError};
 use crate::ingest::{StorageError, Store};
-use bonsai_core::admin::ImageInfo;
+use bonsai_core::store::ImageInfo;
 use rusqlite::{params, OptionalExtension};
 
 impl Index {
@@ -71,22 +71,24 @@ impl Index {
 impl Store {
     /// Registered images with their figures.
     pub fn image_infos(&self) -> Result<Vec<ImageInfo>, StorageError> {
-        Ok(self.index.image_infos()?)
+        Ok(self.index().image_infos()?)
     }
 
     /// Unregisters an image; its blocks go at the next gc unless another image uses them.
     pub fn forget(&self, name: &str) -> Result<bool, StorageError> {
-        Ok(self.index.forget(name)?)
+        let existed = self.index().forget(name)?;
+        self.backend().delete_manifest(name)?;
+        Ok(existed)
     }
 
     /// Keeps a sealed recipe (opaque bytes).
     pub fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), StorageError> {
-        Ok(self.index.put_sealed_recipe(name, sealed)?)
+        Ok(self.index().put_sealed_recipe(name, sealed)?)
     }
 
     /// A kept sealed recipe.
     pub fn sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.index.sealed_recipe(name)?)
+        Ok(self.index().sealed_recipe(name)?)
     }
 }
 

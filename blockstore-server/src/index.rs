@@ -5,7 +5,7 @@
 //! never corrupted. That is safe here because a row is written only after its block is
 //! durable; a lost row only means the block is uploaded again.
 
-use bonsai_core::store::StoreStats;
+use bonsai_core::store::{ImageInfo, StoreStats};
 use bonsai_core::BlockId;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -159,18 +159,19 @@ impl Index {
         Ok(None)
     }
 
-    /// Registered images: (name, logical bytes, distinct blocks, registered at).
-    pub fn images(&self) -> Result<Vec<(String, u64, u64, i64)>, IndexError> {
+    /// Registered images, by name.
+    pub fn images(&self) -> Result<Vec<ImageInfo>, IndexError> {
         let db = self.conn();
         let mut stmt =
             db.prepare("SELECT name, logical_bytes, blocks, registered FROM images ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get::<_, i64>(1)? as u64,
-                r.get::<_, i64>(2)? as u64,
-                r.get(3)?,
-            ))
+            Ok(ImageInfo {
+                name: r.get(0)?,
+                logical_bytes: r.get::<_, i64>(1)? as u64,
+                blocks: r.get::<_, i64>(2)? as u64,
+                registered: r.get(3)?,
+                ..Default::default()
+            })
         })?;
         rows.collect()
     }
@@ -184,16 +185,20 @@ impl Index {
             })
             .map(|v| v as u64)
         };
-        let (images, logical): (i64, i64) = db.query_row(
-            "SELECT count(*), coalesce(sum(logical_bytes), 0) FROM images",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        // summed here, saturating: SQLite's sum() fails on overflow, and sizes are u64
+        // stored as i64 bit patterns, so two huge images must not make stats fail
+        let (mut images, mut logical) = (0u64, 0u64);
+        let mut sizes = db.prepare_cached("SELECT logical_bytes FROM images")?;
+        let mut rows = sizes.query([])?;
+        while let Some(r) = rows.next()? {
+            images += 1;
+            logical = logical.saturating_add(r.get::<_, i64>(0)? as u64);
+        }
         Ok(StoreStats {
             blocks: get("blocks")?,
             stored_bytes: get("stored_bytes")?,
-            images: images as u64,
-            logical_bytes: logical as u64,
+            images,
+            logical_bytes: logical,
             dedup_ratio: 0.0,
         }
         .with_ratio())

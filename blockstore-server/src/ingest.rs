@@ -1,33 +1,33 @@
 //! The store's one write path and its reads, shared by the HTTP server and the embedded
-//! store: verify BLAKE3(object) == id, write, make durable, then index.
+//! store: verify BLAKE3(object) == id, hand the bytes to the backend, make them durable,
+//! then index.
 //!
 //! Invariant: a block is indexed only after its bytes are durable, and only bytes that
 //! hash to their id are ever written under it. So after a crash at any moment every
-//! indexed block is readable and correct; an unindexed file is simply rewritten by the
-//! next upload of that block.
+//! indexed block is readable and correct; an unindexed object is simply rewritten by the
+//! next upload of that block. The backend is the truth; the index a cache of it.
 
+use crate::backend::{Backend, BackendError, DirBackend};
 use crate::index::{Index, IndexError};
-use crate::storage::BlobDir;
 use bonsai_core::codec::{verify_object, MAX_OBJECT};
-use bonsai_core::store::StoreStats;
+use bonsai_core::store::{ImageInfo, StoreStats};
 use bonsai_core::BlockId;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Errors of the storage layer (never the client's fault).
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// Disk I/O failed (full disk, permissions).
-    #[error("storage i/o at {path}: {source}")]
-    Io {
-        /// Where.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The backend failed (full disk, permissions, object store down, directory locked).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     /// The index failed.
     #[error("index: {0}")]
     Index(#[from] IndexError),
+    /// The index lists a block the backend no longer has.
+    #[error("block {0} is indexed but its data is gone; run `bonsai check` on the store")]
+    Lost(BlockId),
 }
 
 /// Outcome of one batch of uploads.
@@ -50,11 +50,11 @@ pub struct Rejected {
     pub reason: String,
 }
 
-/// Blocks on disk plus their index.
+/// Blocks in a backend plus their index.
 pub struct Store {
     root: PathBuf,
-    pub(crate) blobs: BlobDir,
-    pub(crate) index: Index,
+    backend: Arc<dyn Backend>,
+    index: Index,
     /// Uploads and existence answers hold it shared; gc's sweep and check's quarantine
     /// hold it exclusively, so a block is never deleted between "present" and its
     /// confirmation, nor between an upload's write and its index row (docs/OPERATING.md).
@@ -62,26 +62,49 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating) a store directory: `blocks/`, `tmp/`, `index.sqlite`.
+    /// Opens (creating and locking) a store directory: `blocks/`, `tmp/`, `manifests/`,
+    /// `index.sqlite`.
     pub fn open(root: &Path) -> Result<Self, StorageError> {
-        let io = |source| StorageError::Io {
-            path: root.to_path_buf(),
-            source,
-        };
-        std::fs::create_dir_all(root).map_err(io)?;
-        let blobs = BlobDir::open(root).map_err(io)?;
-        let index = Index::open(&root.join("index.sqlite"))?;
+        let backend = Arc::new(DirBackend::open(root)?);
+        Self::with_backend(root, backend)
+    }
+
+    /// A store over any backend, its index in `index_dir/index.sqlite`.
+    pub fn with_backend(index_dir: &Path, backend: Arc<dyn Backend>) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(index_dir).map_err(|e| BackendError::io(index_dir.display(), e))?;
+        let index = Index::open(&index_dir.join("index.sqlite"))?;
         Ok(Store {
-            root: root.to_path_buf(),
-            blobs,
+            root: index_dir.to_path_buf(),
+            backend,
             index,
             gc_lock: std::sync::RwLock::new(()),
         })
     }
 
-    /// The store directory.
+    /// The directory holding the index (and, for a directory backend, the blocks).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The backend, for operations that walk or prune it (gc, check, index rebuild).
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The index, for operations that query it.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Checks one upload; `Some(reason)` if refused.
+    fn refusal(id: &BlockId, bytes: &[u8]) -> Option<String> {
+        if bytes.len() > MAX_OBJECT {
+            return Some(format!(
+                "object of {} bytes exceeds the block size limit",
+                bytes.len()
+            ));
+        }
+        verify_object(id, bytes).err().map(|e| e.to_string())
     }
 
     /// Verifies and stores a batch. Bad blocks are reported, good ones kept.
@@ -89,8 +112,7 @@ impl Store {
         let mut out = IngestOutcome::default();
         let ids: Vec<BlockId> = items.iter().map(|i| i.0).collect();
         let _shared = self.shared();
-        let missing: std::collections::HashSet<BlockId> =
-            self.index.missing(&ids)?.into_iter().collect();
+        let missing: HashSet<BlockId> = self.index.missing(&ids)?.into_iter().collect();
         let present: Vec<BlockId> = ids
             .iter()
             .filter(|i| !missing.contains(i))
@@ -98,41 +120,21 @@ impl Store {
             .collect();
         self.index.confirm(&present)?;
         let mut written: Vec<(BlockId, u64)> = Vec::new();
+        let mut seen = HashSet::new();
         for (id, bytes) in items {
-            if bytes.len() > MAX_OBJECT {
-                out.rejected.push(Rejected {
-                    id: *id,
-                    reason: format!(
-                        "object of {} bytes exceeds the block size limit",
-                        bytes.len()
-                    ),
-                });
+            if let Some(reason) = Self::refusal(id, bytes) {
+                out.rejected.push(Rejected { id: *id, reason });
                 continue;
             }
-            if let Err(e) = verify_object(id, bytes) {
-                out.rejected.push(Rejected {
-                    id: *id,
-                    reason: e.to_string(),
-                });
-                continue;
-            }
-            if !missing.contains(id) || written.iter().any(|w| w.0 == *id) {
+            if !missing.contains(id) || !seen.insert(*id) {
                 out.existed += 1;
                 continue;
             }
-            self.blobs
-                .write(id, bytes)
-                .map_err(|source| StorageError::Io {
-                    path: self.blobs.path_of(id),
-                    source,
-                })?;
+            self.backend.put_if_absent(id, bytes)?;
             written.push((*id, bytes.len() as u64));
         }
         if !written.is_empty() {
-            self.blobs.sync().map_err(|source| StorageError::Io {
-                path: self.root.clone(),
-                source,
-            })?;
+            self.backend.flush()?;
             let added = self.index.insert(&written)?;
             out.stored += added;
             out.existed += written.len() as u64 - added;
@@ -140,38 +142,60 @@ impl Store {
         Ok(out)
     }
 
-    /// Which ids are absent.
+    /// Which ids are absent. On a shared backend an index miss is confirmed with the
+    /// backend (another server may have stored it) and indexed if found.
     pub fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StorageError> {
         let _shared = self.shared();
         let absent = self.index.missing(ids)?;
         // "Present" confirms the block: gc keeps it for a grace period from now.
-        let gone: std::collections::HashSet<&BlockId> = absent.iter().collect();
+        let gone: HashSet<&BlockId> = absent.iter().collect();
         let present: Vec<BlockId> = ids.iter().filter(|i| !gone.contains(i)).copied().collect();
         self.index.confirm(&present)?;
-        Ok(absent)
+        if absent.is_empty() || !self.backend.is_shared() {
+            return Ok(absent);
+        }
+        let mut still = Vec::with_capacity(absent.len());
+        let mut found = Vec::new();
+        for id in absent {
+            match self.backend.stat(&id)? {
+                Some(size) => found.push((id, size)),
+                None => still.push(id),
+            }
+        }
+        if !found.is_empty() {
+            self.index.insert(&found)?;
+        }
+        Ok(still)
     }
 
-    /// A block's bytes, if indexed.
+    /// A block's bytes, if stored.
     pub fn get(&self, id: &BlockId) -> Result<Option<Vec<u8>>, StorageError> {
         if self.index.size_of(id)?.is_none() {
+            if self.backend.is_shared() {
+                return Ok(self.backend.get(id)?);
+            }
             return Ok(None);
         }
-        self.blobs
-            .read(id)
-            .map(Some)
-            .map_err(|source| StorageError::Io {
-                path: self.blobs.path_of(id),
-                source,
-            })
+        match self.backend.get(id)? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => Err(StorageError::Lost(*id)),
+        }
     }
 
-    /// Registers a manifest; returns the first id that is not stored, if any.
+    /// Registers a manifest; returns the first id that is not stored, if any. The manifest
+    /// goes to the backend (the truth) before the index.
     pub fn register(
         &self,
         name: &str,
         logical: u64,
         ids: &[BlockId],
     ) -> Result<Option<BlockId>, StorageError> {
+        if let Some(id) = self.missing(ids)?.first() {
+            return Ok(Some(*id));
+        }
+        let mut manifest = logical.to_le_bytes().to_vec();
+        manifest.extend_from_slice(&bonsai_core::store::wire::ids_body(ids));
+        self.backend.put_manifest(name, &manifest)?;
         Ok(self.index.register(name, logical, ids)?)
     }
 
@@ -181,13 +205,8 @@ impl Store {
     }
 
     /// Registered images.
-    pub fn images(&self) -> Result<Vec<(String, u64, u64, i64)>, StorageError> {
-        Ok(self.index.images()?)
-    }
-
-    /// Path of a block file (for tools and tests that inspect the layout).
-    pub fn block_path(&self, id: &BlockId) -> PathBuf {
-        self.blobs.path_of(id)
+    pub fn images(&self) -> Result<Vec<ImageInfo>, StorageError> {
+        Ok(self.index.image_infos()?)
     }
 }
 
@@ -219,6 +238,7 @@ mod tests {
                 Some(other.id)
             );
             assert_eq!(s.register("img", 100, &[good.id]).unwrap(), None);
+            assert_eq!(s.backend().list_manifests().unwrap(), vec!["img"]);
         }
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.get(&good.id).unwrap().unwrap(), good.object);
@@ -228,5 +248,16 @@ mod tests {
             (st.blocks, st.stored_bytes, st.images, st.logical_bytes),
             (1, good.object.len() as u64, 1, 100)
         );
+        std::fs::remove_file(
+            s.backend().describe()
+                + "/blocks/"
+                + &good.id.to_hex()[..2]
+                + "/"
+                + &good.id.to_hex()[2..4]
+                + "/"
+                + &good.id.to_hex(),
+        )
+        .unwrap();
+        assert!(matches!(s.get(&good.id), Err(StorageError::Lost(_))));
     }
 }

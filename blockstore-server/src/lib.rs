@@ -1,32 +1,48 @@
 //! bonsai-blockstore: the shared store that holds every distinct encrypted block once.
 //!
 //! # Brief overview
-//! - [`storage`] lays block files out on disk (temp → rename, fan-out directories);
-//! - [`index`] is the SQLite index of blocks and registered images;
-//! - [`ingest`] is the one write path: verify BLAKE3(object) == id, write, sync, index;
-//! - [`api`] is the axum HTTP API v1, [`auth`] its bearer tokens, [`state`] its state;
-//! - [`local`] is the embedded store: core's `BlockStore` over a directory, no server;
-//! - [`gc`], [`check`], [`images`] operate the store (mark-and-sweep gc, scrub and
-//!   quarantine, image listing, forget, sealed recipes); [`tls`] serves HTTPS.
+//! - `backend/` holds block objects and manifests behind the [`Backend`] trait; the
+//!   directory backend ([`DirBackend`]) lays files out on disk and locks the directory;
+//! - `index.rs` is the SQLite index of blocks and registered images (a cache of the backend);
+//! - `ingest.rs` ([`Store`]) is the one write path: verify BLAKE3(object) == id, write,
+//!   make durable, index;
+//! - `routes.rs` is the route table ([`table`], [`app`]): each route with the role it needs;
+//!   `api.rs` its handlers, `auth.rs` tokens and roles, `error.rs` the machine-readable
+//!   error bodies, `middleware.rs` time limit and request log, `state.rs` the state;
+//! - `local.rs` ([`LocalStore`]) is the embedded store: core's store traits over a
+//!   directory, no server;
+//! - `gc.rs`, `check.rs`, `images.rs` operate the store (mark-and-sweep gc, check and
+//!   quarantine, image figures, forget, sealed recipes), `api_ops.rs` their routes;
+//!   `tls.rs` serves HTTPS.
 //!
 //! [`open_store`] turns a `--store` argument into a store of either kind.
 
-pub mod api;
-pub mod api_ops;
-pub mod auth;
-pub mod check;
-pub mod error;
-pub mod gc;
-pub mod images;
-pub mod index;
-pub mod ingest;
-pub mod local;
-pub mod state;
-pub mod storage;
+mod api;
+mod api_ops;
+mod auth;
+mod backend;
+mod check;
+mod error;
+mod gc;
+mod images;
+mod index;
+mod ingest;
+mod local;
+mod middleware;
+mod routes;
+mod state;
 pub mod tls;
 
+pub use auth::{bearer_token, Access, Role, Tokens};
+pub use backend::{Backend, BackendError, DirBackend, Put};
+pub use error::ApiError;
+pub use index::{Index, IndexError, SCHEMA_VERSION};
+pub use ingest::{IngestOutcome, Rejected, StorageError, Store};
+pub use local::LocalStore;
+pub use routes::{app, route, table, Route};
+pub use state::{AppState, Limits};
+
 use anyhow::Context;
-use bonsai_core::admin::AdminStore;
 use bonsai_core::store::http::HttpStore;
 use bonsai_core::BlockStore;
 use std::net::SocketAddr;
@@ -52,7 +68,7 @@ pub fn open_admin_store(
     arg: &str,
     token: Option<String>,
     ca_file: Option<&std::path::Path>,
-) -> anyhow::Result<Box<dyn AdminStore>> {
+) -> anyhow::Result<Box<dyn BlockStore>> {
     let lower = arg.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
         Ok(Box::new(HttpStore::new_with_ca(arg, token, ca_file)?))
@@ -74,8 +90,9 @@ pub struct ServeArgs {
     /// Store directory (blocks/, tmp/, index.sqlite); created if missing.
     #[arg(long)]
     pub data: PathBuf,
-    /// File of `ROLE TOKEN` lines (role `read` or `write`). Without it the store accepts
-    /// every request: use that only on loopback or a trusted network.
+    /// File of `ROLE TOKEN` lines (role `read`, `write` or `admin`; whole-line `#`
+    /// comments). Without it the store accepts every request: use that only on loopback or
+    /// a trusted network.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// Let reads (queries, downloads, stats) through without a token; writes still need one.
@@ -155,7 +172,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(%addr, data = %args.data.display(), scheme, "block store ready");
-    let app = api::router(state);
+    let app = routes::app(state);
     match tls {
         Some(config) => {
             axum::serve(tls::TlsListener::new(listener, config)?, app)

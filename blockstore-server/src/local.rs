@@ -1,9 +1,14 @@
-//! The embedded store: core's `BlockStore` over a store directory, in-process, no server.
+//! The embedded store: core's store traits over a store directory, in-process, no server.
 //! Same layout, same index, same verification as `bonsai serve` — a directory pushed to
-//! locally can later be served as is.
+//! locally can later be served as is. It takes the directory's lock, so it refuses to open
+//! a directory a running server holds.
 
+use crate::backend::BackendError;
 use crate::ingest::{StorageError, Store};
-use bonsai_core::store::{BlockStore, PutOutcome, StoreError, StoreStats};
+use bonsai_core::store::{
+    AdminStore, CheckOptions, CheckReport, ForgetReport, GcOptions, GcReport, ImageInfo,
+    PutOutcome, ReadStore, StoreError, StoreStats, WriteStore,
+};
 use bonsai_core::BlockId;
 use std::path::Path;
 
@@ -14,7 +19,7 @@ pub struct LocalStore {
 }
 
 impl LocalStore {
-    /// Opens (creating) the store directory.
+    /// Opens (creating and locking) the store directory.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let name = dir.display().to_string();
         let store = Store::open(dir).map_err(|e| to_store_error(&name, e))?;
@@ -25,33 +30,56 @@ impl LocalStore {
     pub fn inner(&self) -> &Store {
         &self.store
     }
+
+    fn err(&self, e: StorageError) -> StoreError {
+        to_store_error(&self.name, e)
+    }
 }
 
 fn to_store_error(name: &str, e: StorageError) -> StoreError {
     match e {
-        StorageError::Io { source, path } => StoreError::Io {
-            store: format!("{name} ({})", path.display()),
+        StorageError::Backend(BackendError::Io { what, source }) => StoreError::Io {
+            store: format!("{name} ({what})"),
             source,
         },
-        StorageError::Index(e) => StoreError::Other {
+        other => StoreError::Other {
             store: name.to_string(),
-            reason: format!("index: {e}"),
+            reason: match other {
+                StorageError::Backend(BackendError::Refused { reason, .. }) => reason,
+                e => e.to_string(),
+            },
         },
     }
 }
 
-impl BlockStore for LocalStore {
+impl ReadStore for LocalStore {
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError> {
-        self.store
-            .missing(ids)
-            .map_err(|e| to_store_error(&self.name, e))
+        self.store.missing(ids).map_err(|e| self.err(e))
     }
 
+    fn get(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError> {
+        ids.iter()
+            .map(|id| {
+                self.store
+                    .get(id)
+                    .map_err(|e| self.err(e))?
+                    .ok_or(StoreError::NotFound(*id))
+            })
+            .collect()
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.store.stats().map_err(|e| self.err(e))
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl WriteStore for LocalStore {
     fn put(&self, blocks: &[(BlockId, &[u8])]) -> Result<PutOutcome, StoreError> {
-        let out = self
-            .store
-            .put_many(blocks)
-            .map_err(|e| to_store_error(&self.name, e))?;
+        let out = self.store.put_many(blocks).map_err(|e| self.err(e))?;
         if let Some(r) = out.rejected.first() {
             return Err(StoreError::Rejected {
                 id: r.id,
@@ -64,76 +92,73 @@ impl BlockStore for LocalStore {
         })
     }
 
-    fn get(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError> {
-        ids.iter()
-            .map(|id| {
-                self.store
-                    .get(id)
-                    .map_err(|e| to_store_error(&self.name, e))?
-                    .ok_or(StoreError::NotFound(*id))
-            })
-            .collect()
-    }
-
     fn register(&self, name: &str, logical: u64, ids: &[BlockId]) -> Result<(), StoreError> {
         match self
             .store
             .register(name, logical, ids)
-            .map_err(|e| to_store_error(&self.name, e))?
+            .map_err(|e| self.err(e))?
         {
             Some(id) => Err(StoreError::NotFound(id)),
             None => Ok(()),
         }
     }
-
-    fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.store
-            .stats()
-            .map_err(|e| to_store_error(&self.name, e))
-    }
-
-    fn describe(&self) -> String {
-        self.name.clone()
-    }
 }
 
-impl bonsai_core::admin::AdminStore for LocalStore {
-    fn images(&self) -> Result<Vec<bonsai_core::admin::ImageInfo>, StoreError> {
-        self.store
-            .image_infos()
-            .map_err(|e| to_store_error(&self.name, e))
+impl AdminStore for LocalStore {
+    fn images(&self) -> Result<Vec<ImageInfo>, StoreError> {
+        self.store.images().map_err(|e| self.err(e))
     }
 
-    fn forget(&self, name: &str) -> Result<bool, StoreError> {
-        self.store
-            .forget(name)
-            .map_err(|e| to_store_error(&self.name, e))
+    fn forget(&self, names: &[String]) -> Result<ForgetReport, StoreError> {
+        let mut report = ForgetReport::default();
+        for name in names {
+            if self.store.forget(name).map_err(|e| self.err(e))? {
+                report.forgotten.push(name.clone());
+            } else {
+                report.unknown.push(name.clone());
+            }
+        }
+        Ok(report)
     }
 
-    fn gc(
-        &self,
-        opts: bonsai_core::admin::GcOptions,
-    ) -> Result<bonsai_core::admin::GcReport, StoreError> {
-        self.store
-            .gc(opts)
-            .map_err(|e| to_store_error(&self.name, e))
+    fn gc(&self, opts: &GcOptions) -> Result<GcReport, StoreError> {
+        self.store.gc(opts).map_err(|e| self.err(e))
     }
 
-    fn check(&self, read_data: bool) -> Result<bonsai_core::admin::CheckReport, StoreError> {
-        self.store
-            .check(read_data)
-            .map_err(|e| to_store_error(&self.name, e))
+    fn check(&self, opts: &CheckOptions) -> Result<CheckReport, StoreError> {
+        self.store.check(opts).map_err(|e| self.err(e))
     }
 
     fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
         self.store
             .put_sealed_recipe(name, sealed)
-            .map_err(|e| to_store_error(&self.name, e))
+            .map_err(|e| self.err(e))
     }
 
     fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store
-            .sealed_recipe(name)
-            .map_err(|e| to_store_error(&self.name, e))
+        self.store.sealed_recipe(name).map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        bonsai_core::store::conformance::run_all(&LocalStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn a_second_opener_is_refused_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = LocalStore::open(dir.path()).unwrap();
+        let err = LocalStore::open(dir.path())
+            .err()
+            .expect("locked")
+            .to_string();
+        assert!(err.contains("in use by another process"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 }

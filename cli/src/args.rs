@@ -156,7 +156,7 @@ impl StoreArgs {
     }
 
     /// Opens the store with its operations (images, gc, check, sealed recipes).
-    pub fn open_admin(&self) -> anyhow::Result<Box<dyn bonsai_core::admin::AdminStore>> {
+    pub fn open_admin(&self) -> anyhow::Result<Box<dyn bonsai_core::BlockStore>> {
         bonsai_blockstore::open_admin_store(&self.store, self.token()?, self.ca_file.as_deref())
     }
 }
@@ -183,15 +183,10 @@ pub struct SecretArgs {
 impl SecretArgs {
     /// The convergence secret to use.
     pub fn convergence(&self) -> anyhow::Result<Convergence> {
-        use anyhow::Context;
         match &self.secret_file {
             None => Ok(Convergence::public()),
-            Some(p) => {
-                let s = std::fs::read(p)
-                    .with_context(|| format!("reading secret file {}", p.display()))?;
-                anyhow::ensure!(!s.is_empty(), "secret file {} is empty", p.display());
-                Ok(Convergence::from_secret(&s))
-            }
+            // docs/FORMAT.md "Convergence secret": the bytes less one final line end
+            Some(p) => Ok(Convergence::from_secret_file(p)?),
         }
     }
 }

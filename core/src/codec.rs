@@ -77,6 +77,34 @@ pub enum CodecError {
     /// The tag did not verify: wrong key, or the object was altered.
     #[error("block {id}: decryption failed (wrong key or tampered object)")]
     Decrypt { id: BlockId },
+    /// Reserved header bytes 6 and 7 are not zero.
+    #[error("block {id}: reserved header bytes are not zero")]
+    Reserved { id: BlockId },
+    /// The header declares an empty plaintext; blocks hold at least one byte.
+    #[error("block {id}: declares an empty plaintext")]
+    Empty { id: BlockId },
+    /// The object's size does not fit its codec and declared length: a stored payload must
+    /// be exactly the plaintext length, a zstd payload strictly shorter.
+    #[error(
+        "block {id}: {payload}-byte payload does not fit codec {codec} and plaintext length {len}"
+    )]
+    PayloadLength {
+        id: BlockId,
+        codec: u8,
+        payload: usize,
+        len: usize,
+    },
+    /// The header's plaintext length differs from the recipe entry that names this block.
+    #[error("block {id}: holds {declared} bytes but the recipe says {expected}")]
+    RecipeLength {
+        id: BlockId,
+        declared: usize,
+        expected: usize,
+    },
+    /// The zstd payload is not exactly one standard frame declaring its content size
+    /// (a second frame, a skippable frame or trailing bytes).
+    #[error("block {id}: zstd payload is not exactly one frame declaring its size")]
+    NotOneFrame { id: BlockId },
     /// zstd refused the payload or it decompressed to another length.
     #[error("block {id}: payload does not decompress to the declared length")]
     Decompress { id: BlockId },
@@ -104,6 +132,29 @@ impl Convergence {
         }
     }
 
+    /// The secret in a `--secret-file`: the file's bytes, less one trailing line end
+    /// (`\n` or `\r\n`) so that `echo secret > f` and an editor's final newline give the
+    /// same secret as the bare bytes. Anything else counts, other whitespace included.
+    /// Refused: an unreadable file, an empty secret, a file over [`MAX_SECRET_FILE`] bytes.
+    pub fn from_secret_file(path: &std::path::Path) -> Result<Self, SecretFileError> {
+        use std::io::Read;
+        let err = |kind| SecretFileError {
+            path: path.to_path_buf(),
+            kind,
+        };
+        let file = std::fs::File::open(path).map_err(|e| err(SecretFileFault::Io(e)))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_SECRET_FILE as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| err(SecretFileFault::Io(e)))?;
+        if bytes.len() > MAX_SECRET_FILE {
+            return Err(err(SecretFileFault::TooLarge));
+        }
+        Ok(Self::from_secret(
+            secret_file_bytes(&bytes).ok_or(err(SecretFileFault::Empty))?,
+        ))
+    }
+
     /// The convergent key of a plaintext.
     pub fn key_for(&self, plain: &[u8]) -> BlockKey {
         BlockKey(*blake3::keyed_hash(&self.key, plain).as_bytes())
@@ -120,6 +171,42 @@ impl std::fmt::Debug for Convergence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Convergence({})", hex::encode(self.fingerprint()))
     }
+}
+
+/// Largest `--secret-file` accepted; a secret is a passphrase or key, not a data file.
+pub const MAX_SECRET_FILE: usize = 64 * 1024;
+
+/// The secret bytes of a secret file's content: one trailing `\n` or `\r\n` removed;
+/// `None` when nothing is left.
+pub fn secret_file_bytes(content: &[u8]) -> Option<&[u8]> {
+    let s = content
+        .strip_suffix(b"\n")
+        .map_or(content, |s| s.strip_suffix(b"\r").unwrap_or(s));
+    (!s.is_empty()).then_some(s)
+}
+
+/// A `--secret-file` that cannot become a convergence secret.
+#[derive(Debug, thiserror::Error)]
+#[error("secret file {}: {kind}", path.display())]
+pub struct SecretFileError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What is wrong with it.
+    pub kind: SecretFileFault,
+}
+
+/// What is wrong with a secret file.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileFault {
+    /// It could not be read.
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// Nothing is left once the final line end is removed.
+    #[error("empty secret; put at least one byte in it")]
+    Empty,
+    /// Larger than [`MAX_SECRET_FILE`].
+    #[error("larger than 64 KiB; a secret file holds a passphrase or key")]
+    TooLarge,
 }
 
 /// A block ready to store.
@@ -222,9 +309,17 @@ pub fn verify_object(id: &BlockId, object: &[u8]) -> Result<(), CodecError> {
     parse_header(id, object).map(|_| ())
 }
 
+/// Smallest valid object: header, one byte of payload, tag.
+pub const MIN_OBJECT: usize = HEADER_LEN + 1 + TAG_LEN;
+
+/// zstd frame magic (0xFD2FB528) as it appears in the payload.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// The header rules, in the documented refusal order: size, magic, version, codec,
+/// reserved bytes, plaintext length, payload length for the codec.
 fn parse_header(id: &BlockId, object: &[u8]) -> Result<(Codec, usize), CodecError> {
     let id = *id;
-    if object.len() < HEADER_LEN + TAG_LEN {
+    if object.len() < MIN_OBJECT {
         return Err(CodecError::Truncated {
             id,
             len: object.len(),
@@ -244,11 +339,46 @@ fn parse_header(id: &BlockId, object: &[u8]) -> Result<(Codec, usize), CodecErro
         1 => Codec::Zstd,
         codec => return Err(CodecError::UnknownCodec { id, codec }),
     };
+    if object[6..8] != [0, 0] {
+        return Err(CodecError::Reserved { id });
+    }
     let len = u32::from_le_bytes(object[8..12].try_into().expect("4 bytes")) as usize;
+    if len == 0 {
+        return Err(CodecError::Empty { id });
+    }
     if len > MAX_PLAIN {
         return Err(CodecError::TooLarge { id, len });
     }
+    let payload = object.len() - HEADER_LEN - TAG_LEN;
+    let fits = match codec {
+        Codec::Stored => payload == len,
+        Codec::Zstd => payload < len,
+    };
+    if !fits {
+        return Err(CodecError::PayloadLength {
+            id,
+            codec: codec as u8,
+            payload,
+            len,
+        });
+    }
     Ok((codec, len))
+}
+
+/// A zstd payload must be one standard frame, nothing before or after, declaring its
+/// content size equal to the plaintext length (what the encoder writes).
+fn check_one_frame(id: &BlockId, payload: &[u8], plain_len: usize) -> Result<(), CodecError> {
+    let one_frame = payload.starts_with(&ZSTD_MAGIC)
+        && zstd::zstd_safe::find_frame_compressed_size(payload) == Ok(payload.len())
+        && matches!(
+            zstd::zstd_safe::get_frame_content_size(payload),
+            Ok(Some(n)) if n == plain_len as u64
+        );
+    if one_frame {
+        Ok(())
+    } else {
+        Err(CodecError::NotOneFrame { id: *id })
+    }
 }
 
 thread_local! {
@@ -257,15 +387,49 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Verifies, decrypts, decompresses and re-derives the key. Only then is the plaintext returned.
+/// Verifies, decrypts, decompresses and re-derives the key. Only then is the plaintext
+/// returned. Prefer [`decode_entry`], which also holds the object to its recipe length.
 pub fn decode(
     conv: &Convergence,
     id: &BlockId,
     key: &BlockKey,
     object: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
+    decode_checked(conv, id, key, None, object)
+}
+
+/// [`decode`] for a recipe entry: the object's declared plaintext length must also equal
+/// the entry's length, checked before anything is decrypted.
+pub fn decode_entry(
+    conv: &Convergence,
+    block: &crate::recipe::BlockRef,
+    object: &[u8],
+) -> Result<Vec<u8>, CodecError> {
+    decode_checked(
+        conv,
+        &block.id,
+        &block.key,
+        Some(block.len as usize),
+        object,
+    )
+}
+
+fn decode_checked(
+    conv: &Convergence,
+    id: &BlockId,
+    key: &BlockKey,
+    expected: Option<usize>,
+    object: &[u8],
+) -> Result<Vec<u8>, CodecError> {
     verify_object(id, object)?;
     let (codec, plain_len) = parse_header(id, object)?;
+    if let Some(expected) = expected.filter(|&e| e != plain_len) {
+        return Err(CodecError::RecipeLength {
+            id: *id,
+            declared: plain_len,
+            expected,
+        });
+    }
     let (header, rest) = object.split_at(HEADER_LEN);
     let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
     let mut payload = ct.to_vec();
@@ -279,21 +443,7 @@ pub fn decode(
         .map_err(|_| CodecError::Decrypt { id: *id })?;
     let plain = match codec {
         Codec::Stored => payload,
-        Codec::Zstd => {
-            let mut out = Vec::with_capacity(plain_len);
-            DECOMPRESSOR
-                .with(|d| {
-                    let mut d = d.borrow_mut();
-                    if d.is_none() {
-                        *d = Some(zstd::bulk::Decompressor::new()?);
-                    }
-                    d.as_mut()
-                        .expect("just set")
-                        .decompress_to_buffer(&payload, &mut out)
-                })
-                .map_err(|_| CodecError::Decompress { id: *id })?;
-            out
-        }
+        Codec::Zstd => decompress(id, &payload, plain_len)?,
     };
     if plain.len() != plain_len {
         return Err(CodecError::Decompress { id: *id });
@@ -302,6 +452,24 @@ pub fn decode(
         return Err(CodecError::KeyMismatch { id: *id });
     }
     Ok(plain)
+}
+
+/// One frame, into a buffer of exactly the declared (bounded) length.
+fn decompress(id: &BlockId, payload: &[u8], plain_len: usize) -> Result<Vec<u8>, CodecError> {
+    check_one_frame(id, payload, plain_len)?;
+    let mut out = Vec::with_capacity(plain_len);
+    DECOMPRESSOR
+        .with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(zstd::bulk::Decompressor::new()?);
+            }
+            d.as_mut()
+                .expect("just set")
+                .decompress_to_buffer(payload, &mut out)
+        })
+        .map_err(|_| CodecError::Decompress { id: *id })?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -391,7 +559,7 @@ mod tests {
     fn truncated_object() {
         let conv = Convergence::public();
         let b = Encoder::new().encode(&conv, &sample());
-        for len in [0, 10, HEADER_LEN + TAG_LEN - 1] {
+        for len in [0, 10, HEADER_LEN + TAG_LEN - 1, HEADER_LEN + TAG_LEN] {
             let cut = &b.object[..len];
             let id = BlockId(*blake3::hash(cut).as_bytes());
             assert_eq!(
@@ -429,6 +597,166 @@ mod tests {
         assert!(matches!(check(11, 0xff), CodecError::TooLarge { .. }));
     }
 
+    /// Encrypts any payload under `key` as the encoder would: a valid tag and id, so the
+    /// rules after decryption are reached.
+    fn seal(key: &BlockKey, codec: u8, plain_len: u32, payload: &[u8]) -> (BlockId, Vec<u8>) {
+        let mut object = OBJECT_MAGIC.to_vec();
+        object.extend([OBJECT_VERSION, codec, 0, 0]);
+        object.extend(plain_len.to_le_bytes());
+        let nonce = derive_nonce(key, &object[..12], payload);
+        object.extend(nonce);
+        object.extend(payload);
+        let (header, body) = object.split_at_mut(HEADER_LEN);
+        let tag = cipher(key)
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), header, body)
+            .unwrap();
+        object.extend(tag);
+        (BlockId(*blake3::hash(&object).as_bytes()), object)
+    }
+
+    fn zstd_frame(data: &[u8], content_size: bool) -> Vec<u8> {
+        let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(content_size))
+            .unwrap();
+        c.compress(data).unwrap()
+    }
+
+    #[test]
+    fn the_encoder_output_passes_the_frame_rule() {
+        let conv = Convergence::public();
+        let text = sample();
+        let key = conv.key_for(&text);
+        let (id, obj) = seal(&key, 1, text.len() as u32, &zstd_frame(&text, true));
+        assert_eq!(obj, Encoder::new().encode(&conv, &text).object);
+        assert_eq!(decode(&conv, &id, &key, &obj).unwrap(), text);
+    }
+
+    /// A zstd payload that is not exactly one frame declaring its size is refused even
+    /// with a valid tag, though zstd itself would decode it to the right plaintext.
+    #[test]
+    fn zstd_payload_must_be_one_frame() {
+        let conv = Convergence::public();
+        let text = sample();
+        let key = conv.key_for(&text);
+        let half = text.len() / 2;
+        let mut two = zstd_frame(&text[..half], true);
+        two.extend(zstd_frame(&text[half..], true));
+        let mut skippable = vec![0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4];
+        skippable.extend(zstd_frame(&text, true));
+        let mut trailing = zstd_frame(&text, true);
+        trailing.push(0);
+        for payload in [two, skippable, trailing, zstd_frame(&text, false)] {
+            let (id, obj) = seal(&key, 1, text.len() as u32, &payload);
+            assert_eq!(
+                decode(&conv, &id, &key, &obj),
+                Err(CodecError::NotOneFrame { id })
+            );
+        }
+        let (id, obj) = seal(&key, 1, text.len() as u32 - 1, &zstd_frame(&text, true));
+        assert_eq!(
+            decode(&conv, &id, &key, &obj),
+            Err(CodecError::NotOneFrame { id })
+        );
+    }
+
+    #[test]
+    fn header_and_length_rules() {
+        let conv = Convergence::public();
+        let key = BlockKey([3; 32]);
+        let (id, mut obj) = seal(&key, 0, 5, b"hello");
+        assert_eq!(
+            decode(&conv, &id, &key, &obj),
+            Err(CodecError::KeyMismatch { id })
+        );
+        obj[7] = 1;
+        let id = BlockId(*blake3::hash(&obj).as_bytes());
+        assert_eq!(
+            decode(&conv, &id, &key, &obj),
+            Err(CodecError::Reserved { id })
+        );
+        let (id, obj) = seal(&key, 0, 0, b"x");
+        assert_eq!(
+            decode(&conv, &id, &key, &obj),
+            Err(CodecError::Empty { id })
+        );
+        let (id, obj) = seal(&key, 0, 6, b"hello");
+        assert!(matches!(
+            decode(&conv, &id, &key, &obj),
+            Err(CodecError::PayloadLength {
+                payload: 5,
+                len: 6,
+                ..
+            })
+        ));
+        let (id, obj) = seal(&key, 1, 5, b"hello");
+        assert!(matches!(
+            decode(&conv, &id, &key, &obj),
+            Err(CodecError::PayloadLength { codec: 1, .. })
+        ));
+        assert_eq!(
+            verify_object(&id, &obj),
+            decode(&conv, &id, &key, &obj).map(|_| ())
+        );
+    }
+
+    #[test]
+    fn recipe_length_must_match() {
+        let conv = Convergence::public();
+        let b = Encoder::new().encode(&conv, &sample());
+        let mut entry = crate::recipe::BlockRef {
+            id: b.id,
+            key: b.key,
+            len: sample().len() as u32,
+        };
+        assert_eq!(decode_entry(&conv, &entry, &b.object).unwrap(), sample());
+        entry.len -= 1;
+        assert_eq!(
+            decode_entry(&conv, &entry, &b.object),
+            Err(CodecError::RecipeLength {
+                id: b.id,
+                declared: sample().len(),
+                expected: sample().len() - 1
+            })
+        );
+    }
+
+    #[test]
+    fn secret_file_bytes_rule() {
+        assert_eq!(secret_file_bytes(b"team"), Some(&b"team"[..]));
+        assert_eq!(secret_file_bytes(b"team\n"), Some(&b"team"[..]));
+        assert_eq!(secret_file_bytes(b"team\r\n"), Some(&b"team"[..]));
+        assert_eq!(secret_file_bytes(b"team\n\n"), Some(&b"team\n"[..]));
+        assert_eq!(secret_file_bytes(b"team \t"), Some(&b"team \t"[..]));
+        assert_eq!(secret_file_bytes(b"team\r"), Some(&b"team\r"[..]));
+        assert_eq!(secret_file_bytes(b"\n"), None);
+        assert_eq!(secret_file_bytes(b""), None);
+    }
+
+    #[test]
+    fn secret_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        let bare = Convergence::from_secret_file(&write("a", b"team secret")).unwrap();
+        let echoed = Convergence::from_secret_file(&write("b", b"team secret\n")).unwrap();
+        assert_eq!(bare.fingerprint(), echoed.fingerprint());
+        assert_eq!(
+            bare.fingerprint(),
+            Convergence::from_secret(b"team secret").fingerprint()
+        );
+        let e = Convergence::from_secret_file(&write("c", b"\r\n")).unwrap_err();
+        assert!(matches!(e.kind, SecretFileFault::Empty), "{e}");
+        let e = Convergence::from_secret_file(&write("d", &vec![b'x'; MAX_SECRET_FILE + 1]))
+            .unwrap_err();
+        assert!(matches!(e.kind, SecretFileFault::TooLarge), "{e}");
+        let e = Convergence::from_secret_file(&dir.path().join("missing")).unwrap_err();
+        assert!(matches!(e.kind, SecretFileFault::Io(_)));
+        assert!(e.to_string().starts_with("secret file "), "{e}");
+    }
+
     proptest! {
         #[test]
         fn any_bytes_round_trip(data in proptest::collection::vec(any::<u8>(), 1..20_000), rep in 1usize..4) {
@@ -444,6 +772,20 @@ mod tests {
             let b = Encoder::new().encode(&Convergence::from_secret(b"ours"), &data);
             prop_assert_ne!(a.key, b.key);
             prop_assert_ne!(a.id, b.id);
+        }
+
+        /// Arbitrary payloads under a valid tag reach the rules after decryption (one
+        /// frame, decompressed length, key): refused without a panic, or decoded to a
+        /// plaintext that re-derives the key.
+        #[test]
+        fn sealed_payloads_never_panic(payload in proptest::collection::vec(any::<u8>(), 1..3000), codec in 0u8..2, len in 1u32..5000, frame: bool) {
+            let conv = Convergence::public();
+            let payload = if frame { zstd_frame(&payload, true) } else { payload };
+            let key = BlockKey([9; 32]);
+            let (id, obj) = seal(&key, codec, len, &payload);
+            if let Ok(plain) = decode(&conv, &id, &key, &obj) {
+                prop_assert_eq!(conv.key_for(&plain), key);
+            }
         }
 
         #[test]

@@ -6,10 +6,16 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// Error for a string that is not 64 hex digits.
+/// Error for a string that is not 64 lowercase hex digits.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("expected 64 hex digits, got {0:?}")]
+#[error("expected 64 lowercase hex digits, got {0:?}")]
 pub struct ParseIdError(pub String);
+
+/// True for exactly 64 lowercase hex digits: the one text form of every id (uppercase is
+/// refused so that one id has one spelling in paths, URLs and logs).
+pub fn is_lower_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
 
 macro_rules! hex_newtype {
     ($(#[$doc:meta])* $name:ident) => {
@@ -51,7 +57,11 @@ macro_rules! hex_newtype {
 
         impl FromStr for $name {
             type Err = ParseIdError;
+            /// Only the canonical form: exactly 64 lowercase hex digits.
             fn from_str(s: &str) -> Result<Self, Self::Err> {
+                if !is_lower_hex(s) {
+                    return Err(ParseIdError(s.to_string()));
+                }
                 let mut out = [0u8; 32];
                 hex::decode_to_slice(s, &mut out).map_err(|_| ParseIdError(s.to_string()))?;
                 Ok(Self(out))
@@ -84,7 +94,8 @@ hex_newtype!(
     BlockKey
 );
 hex_newtype!(
-    /// BLAKE3 of a whole logical disk image, holes included; equals `b3sum` of the raw image.
+    /// The image hash of a recipe: for version 2 BLAKE3 over the image's extents (see
+    /// `recipe::hash`), for version 1 BLAKE3 of the whole logical image (`b3sum` of it).
     ImageHash
 );
 
@@ -99,6 +110,12 @@ mod tests {
         assert_eq!(parsed, id);
         assert!("zz".parse::<BlockId>().is_err());
         assert!("ab".repeat(31).parse::<BlockId>().is_err());
+        assert!("AB".repeat(32).parse::<BlockId>().is_err());
+        assert!("aB".repeat(32).parse::<BlockKey>().is_err());
+        assert!(format!("{} ", "ab".repeat(32))
+            .parse::<ImageHash>()
+            .is_err());
+        assert!(serde_json::from_str::<BlockId>(&format!("\"{}\"", "AB".repeat(32))).is_err());
     }
 
     #[test]

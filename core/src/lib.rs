@@ -19,7 +19,6 @@
 //! assert_eq!(back, b"some disk bytes");
 //! ```
 
-pub mod admin;
 pub mod analyze;
 pub mod cache;
 pub mod chunk;
@@ -45,4 +44,4 @@ pub use pull::{pull, PullOptions};
 pub use push::{push, PushOptions};
 pub use recipe::{Recipe, RecipeError};
 pub use stats::{PullReport, PushReport};
-pub use store::{BlockStore, StoreError, StoreStats};
+pub use store::{AdminStore, BlockStore, ReadStore, StoreError, StoreStats, WriteStore};

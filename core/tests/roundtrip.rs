@@ -2,9 +2,8 @@
 //! identical, holes stay holes, and a corrupted stored block is caught, not written.
 
 use bonsai_core::store::mem::MemStore;
-use bonsai_core::{
-    pull, push, BlockStore, ChunkerParams, Error, NoProgress, PullOptions, PushOptions, Recipe,
-};
+use bonsai_core::ReadStore;
+use bonsai_core::{pull, push, ChunkerParams, Error, NoProgress, PullOptions, PushOptions, Recipe};
 use proptest::prelude::*;
 
 fn opts(avg: u32) -> PushOptions {

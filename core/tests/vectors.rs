@@ -1,13 +1,19 @@
-//! Format test vectors: the block objects and the recipe this code produces for fixed
-//! inputs must match `fixtures/vectors/` byte for byte. A change that alters them is a
+//! Format test vectors: the block objects and the recipes (versions 1 and 2) this code
+//! produces for fixed inputs must match `fixtures/vectors/` byte for byte; the broken
+//! recipes of `fixtures/corrupt/` must each give their own error (`corrupt.rs`). A change that alters them is a
 //! format change (bump a version, document it in docs/FORMAT.md). Regenerate after an
 //! intended format change with `BONSAI_BLESS=1 cargo test -p bonsai-core --test vectors`.
 
+use bonsai_core::chunk::Chunker;
 use bonsai_core::codec::{decode, HEADER_LEN};
-use bonsai_core::recipe::Recipe;
-use bonsai_core::store::mem::MemStore;
-use bonsai_core::{ChunkerParams, Convergence, Encoder, NoProgress, PushOptions};
+use bonsai_core::recipe::{
+    ExtentEntry, ImageCheck, Recipe, RecipeHeader, RecipeWriter, SourceFormat,
+};
+use bonsai_core::{ChunkerParams, Convergence, Encoder, ImageHash};
 use std::path::PathBuf;
+
+#[path = "vectors/corrupt.rs"]
+mod corrupt;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/vectors")
@@ -108,55 +114,106 @@ fn vector_image() -> Vec<u8> {
     img
 }
 
-#[test]
-fn recipe_vector() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("r.recipe");
-    let opts = PushOptions {
+fn vector_header() -> RecipeHeader {
+    RecipeHeader {
         chunker: ChunkerParams::fastcdc(16 * 1024),
-        name: "vector".into(),
-        ..Default::default()
-    };
-    let img = vector_image();
-    let report = bonsai_core::push(&img[..], &MemStore::new(), &out, &opts, &NoProgress).unwrap();
-    assert!(report.zero_bytes >= 100 * 1024);
-    assert!(
-        report.unique_chunks < report.chunks,
-        "the repeated part must dedup"
-    );
-    let bytes = std::fs::read(&out).unwrap();
-    let bin = fixtures().join("recipe-v1.bin");
-    let json = fixtures().join("recipe-v1.json");
-    let rendered = serde_json::to_string_pretty(&Recipe::read_from(&bytes[..]).unwrap().to_json())
-        .unwrap()
-        + "\n";
-    if bless() {
-        std::fs::write(&bin, &bytes).unwrap();
-        std::fs::write(&json, &rendered).unwrap();
+        object_version: 1,
+        source_format: SourceFormat::Raw,
+        fingerprint: Convergence::public().fingerprint(),
     }
-    assert_eq!(
-        bytes,
-        std::fs::read(&bin).expect("fixtures/vectors/recipe-v1.bin"),
-        "recipe bytes changed — a format change"
-    );
-    assert_eq!(rendered, std::fs::read_to_string(&json).unwrap());
-    let r = Recipe::read_from(&bytes[..]).unwrap();
-    assert_eq!(r.image_hash.0, *blake3::hash(&img).as_bytes());
-    assert_eq!(r.logical_size, img.len() as u64);
 }
 
-/// Broken recipes kept in fixtures/corrupt/: each must give its own error, never a panic.
+/// The vector image's recipe built from the parts alone — chunker, codec, writer — so the
+/// vectors pin the formats whatever the push engine looks like.
+fn build_recipe(version: u8) -> Vec<u8> {
+    let img = vector_image();
+    let conv = Convergence::public();
+    let mut w = match version {
+        1 => RecipeWriter::new_v1(Vec::new(), &vector_header()).unwrap(),
+        _ => RecipeWriter::new(Vec::new(), &vector_header()).unwrap(),
+    };
+    let mut chunks = Chunker::new(&img[..], vector_header().chunker);
+    while let Some(c) = chunks.next_chunk().unwrap() {
+        if c.is_zero() {
+            w.hole(c.data.len() as u64);
+        } else {
+            let b = Encoder::new().encode(&conv, c.data);
+            w.block(&b.id, &b.key, c.data.len() as u32).unwrap();
+        }
+    }
+    match version {
+        1 => {
+            let whole = ImageHash(*blake3::hash(&img).as_bytes());
+            w.finish_v1(img.len() as u64, &whole).unwrap()
+        }
+        _ => w.finish(img.len() as u64).unwrap().0,
+    }
+}
+
+/// The recipe vectors of both versions: bytes, JSON rendering, and what each promises.
 #[test]
-fn corrupt_recipe_fixtures() {
-    use bonsai_core::RecipeError as E;
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/corrupt");
-    let read = |name: &str| Recipe::open(&dir.join(name)).unwrap_err();
-    assert!(matches!(read("truncated.recipe"), E::Truncated(_)));
-    assert!(matches!(
-        read("flipped-bit.recipe"),
-        E::ChecksumMismatch | E::Malformed { .. }
-    ));
-    assert!(matches!(read("version-2.recipe"), E::UnsupportedVersion(2)));
-    assert!(matches!(read("not-a-recipe.recipe"), E::BadMagic));
-    assert!(matches!(read("trailing-bytes.recipe"), E::Malformed { .. }));
+fn recipe_vectors() {
+    let img = vector_image();
+    for version in [1u8, 2] {
+        let bytes = build_recipe(version);
+        let bin = fixtures().join(format!("recipe-v{version}.bin"));
+        let json = fixtures().join(format!("recipe-v{version}.json"));
+        let r = Recipe::read_from(&bytes[..]).unwrap();
+        let rendered = serde_json::to_string_pretty(&r.to_json()).unwrap() + "\n";
+        if bless() {
+            std::fs::write(&bin, &bytes).unwrap();
+            std::fs::write(&json, &rendered).unwrap();
+        }
+        let stored = std::fs::read(&bin).expect("fixtures/vectors/recipe-v*.bin");
+        assert_eq!(
+            bytes, stored,
+            "recipe v{version} bytes changed — a format change"
+        );
+        assert_eq!(rendered, std::fs::read_to_string(&json).unwrap());
+        assert_eq!(r.version, version);
+        assert_eq!(r.logical_size, img.len() as u64);
+        assert!(r.hole_bytes() >= 100 * 1024);
+        assert!(
+            r.blocks.len() < r.extents.len(),
+            "the repeated part must dedup"
+        );
+        assert_eq!(r.write_to(Vec::new()).unwrap(), stored);
+        let whole = ImageHash(*blake3::hash(&img).as_bytes());
+        match r.image_check() {
+            ImageCheck::WholeImageBlake3(h) => assert_eq!((version, h), (1, whole)),
+            ImageCheck::Extents(h) => assert_eq!((version, h), (2, r.extents_hash())),
+        }
+    }
+    let (v1, v2) = (build_recipe(1), build_recipe(2));
+    let (r1, r2) = (
+        Recipe::read_from(&v1[..]).unwrap(),
+        Recipe::read_from(&v2[..]).unwrap(),
+    );
+    assert_eq!((&r1.blocks, &r1.extents), (&r2.blocks, &r2.extents));
+    assert_eq!(r1.extents_hash(), r2.image_hash);
+    // the two versions differ in the version byte and the trailer's hash (and checksum) only
+    let n = v1.len() - 64;
+    assert_eq!(v1.len(), v2.len());
+    assert_eq!(v1[5..n], v2[5..n]);
+}
+
+/// The extents hash recomputed by hand from the image, independently of the writer.
+#[test]
+fn v2_image_hash_from_the_image() {
+    let img = vector_image();
+    let conv = Convergence::public();
+    let p = vector_header().chunker;
+    let mut keys = Vec::new();
+    for c in fastcdc::v2020::FastCDC::new(&img, p.min, p.avg, p.max) {
+        let data = &img[c.offset..c.offset + c.length];
+        let zero = data.iter().all(|&b| b == 0);
+        keys.push((c.length as u64, (!zero).then(|| conv.key_for(data))));
+    }
+    let entries = keys.iter().map(|(len, key)| match key {
+        Some(k) => ExtentEntry::Block(*len, k),
+        None => ExtentEntry::Hole(*len),
+    });
+    let want = bonsai_core::recipe::extents_hash(&p, entries);
+    let r = Recipe::open(&fixtures().join("recipe-v2.bin")).unwrap();
+    assert_eq!(r.image_hash, want);
 }

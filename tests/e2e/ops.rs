@@ -76,7 +76,7 @@ fn gc_while_pushing_keeps_every_registered_image_whole() {
                     String::from_utf8_lossy(&out.stderr)
                 );
                 let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-                freed += report["freed_blocks"].as_u64().unwrap();
+                freed += report["blocks_freed"].as_u64().unwrap();
                 runs += 1;
             }
             (runs, freed)
@@ -201,24 +201,24 @@ fn forget_then_gc_frees_exactly_the_blocks_only_that_image_held() {
     );
     // Within the grace period nothing goes: the blocks are only marked.
     let g = bonsai_json(&[&["gc", "--grace", "1h"][..], &adm[..]].concat());
-    assert_eq!(g["freed_blocks"], 0);
+    assert_eq!(g["blocks_freed"], 0);
     assert!(g["marked_blocks"].as_u64().unwrap() > 0);
     let dry = bonsai_json(&[&["gc", "--grace", "0", "--dry-run"][..], &adm[..]].concat());
-    assert_eq!(dry["freed_bytes"].as_u64().unwrap(), only_a);
+    assert_eq!(dry["bytes_freed"].as_u64().unwrap(), only_a);
     let g = bonsai_json(&[&["gc", "--grace", "0"][..], &adm[..]].concat());
-    assert_eq!(g["freed_bytes"].as_u64().unwrap(), only_a);
-    assert_eq!(g["freed_blocks"], dry["freed_blocks"]);
+    assert_eq!(g["bytes_freed"].as_u64().unwrap(), only_a);
+    assert_eq!(g["blocks_freed"], dry["blocks_freed"]);
     let after = bonsai_json(&["stats", "--store", &url, "--token-file", &write, "--json"]);
     assert_eq!(
         before["blocks"].as_u64().unwrap() - after["blocks"].as_u64().unwrap(),
-        g["freed_blocks"].as_u64().unwrap()
+        g["blocks_freed"].as_u64().unwrap()
     );
     assert_eq!(
         before["stored_bytes"].as_u64().unwrap() - after["stored_bytes"].as_u64().unwrap(),
         only_a
     );
     let g = bonsai_json(&[&["gc", "--grace", "0"][..], &adm[..]].concat());
-    assert_eq!(g["freed_blocks"], 0);
+    assert_eq!(g["blocks_freed"], 0);
     pull_same(
         &d.s("b.recipe"),
         &url,
@@ -253,7 +253,7 @@ fn check_finds_flipped_truncated_and_missing_blocks_and_a_re_push_heals() {
     let recipe = d.s("vm.recipe");
     assert!(push(&img, &s, &recipe, "vm", &[]).status.success());
     let clean = bonsai_json(&["check", "--store", &s, "--read-data", "--json"]);
-    let total = clean["checked_blocks"].as_u64().unwrap();
+    let total = clean["blocks_checked"].as_u64().unwrap();
     assert!(total >= 10 && clean["damaged"].as_array().unwrap().is_empty());
 
     let files = block_files(&store);
@@ -272,7 +272,7 @@ fn check_finds_flipped_truncated_and_missing_blocks_and_a_re_push_heals() {
     let quick = bonsai(&["check", "--store", &s, "--json"]);
     assert!(!quick.status.success());
     let q: serde_json::Value = serde_json::from_slice(&quick.stdout).unwrap();
-    let mut problems: Vec<&str> = q["damaged"]
+    let mut problems: Vec<&str> = q["problems"]
         .as_array()
         .unwrap()
         .iter()
@@ -282,9 +282,9 @@ fn check_finds_flipped_truncated_and_missing_blocks_and_a_re_push_heals() {
     assert_eq!(problems, ["missing", "wrong_size"]);
     let full = bonsai(&["check", "--store", &s, "--read-data", "--json"]);
     let f: serde_json::Value = serde_json::from_slice(&full.stdout).unwrap();
-    assert_eq!(f["damaged"][0]["problem"], "wrong_hash");
-    assert_eq!(f["damaged_images"][0]["name"], "vm");
-    assert_eq!(f["damaged_images"][0]["missing_blocks"], 3);
+    assert_eq!(f["problems"][0]["problem"], "wrong_hash");
+    assert_eq!(f["damaged_images"][0], "vm");
+    assert_eq!(f["images_missing_blocks"][0]["missing_blocks"], 3);
     let out = bonsai(&["recipe", "check", &recipe, "--store", &s]);
     fails_with(&out, "3 of");
 
@@ -295,7 +295,7 @@ fn check_finds_flipped_truncated_and_missing_blocks_and_a_re_push_heals() {
         "re-push uploads exactly the damaged blocks"
     );
     let ok = bonsai_json(&["check", "--store", &s, "--read-data", "--json"]);
-    assert_eq!(ok["checked_blocks"].as_u64().unwrap(), total);
+    assert_eq!(ok["blocks_checked"].as_u64().unwrap(), total);
     assert!(ok["damaged_images"].as_array().unwrap().is_empty());
     let out = bonsai(&["recipe", "check", &recipe, "--store", &s]);
     assert!(out.status.success());

@@ -23,7 +23,9 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs, quiet: bool) -> anyhow::Result<()> {
     let store = args.store.open_admin()?;
     let bar = crate::cmd::gc::spinner(quiet || args.json, "checking blocks");
-    let report = store.check(args.read_data);
+    let report = store.check(&bonsai_core::store::CheckOptions {
+        read_data: args.read_data,
+    });
     bar.finish_and_clear();
     let r = report?;
     if args.json {
@@ -40,7 +42,7 @@ pub fn run(args: CheckArgs, quiet: bool) -> anyhow::Result<()> {
         println!(
             "check of {}: {} blocks{} in {:.1}s{rate}",
             store.describe(),
-            r.checked_blocks,
+            r.blocks_checked,
             if r.read_data {
                 format!(", {} read and hashed", HumanBytes(r.read_bytes))
             } else {
@@ -48,10 +50,10 @@ pub fn run(args: CheckArgs, quiet: bool) -> anyhow::Result<()> {
             },
             r.wall_seconds
         );
-        for d in &r.damaged {
+        for d in &r.problems {
             println!("  damaged block {} ({}): quarantined", d.id, d.problem);
         }
-        for i in &r.damaged_images {
+        for i in &r.images_missing_blocks {
             println!(
                 "  image {} lacks {} block(s): push it (or any image holding them) again",
                 i.name, i.missing_blocks

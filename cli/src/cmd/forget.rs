@@ -25,8 +25,8 @@ pub fn run(args: ForgetArgs) -> anyhow::Result<()> {
             store.describe()
         );
     }
-    for name in &args.names {
-        store.forget(name)?;
+    let report = store.forget(&args.names)?;
+    for name in &report.forgotten {
         println!("forgot {name}");
     }
     println!("run `bonsai gc` to free the blocks no other image uses");

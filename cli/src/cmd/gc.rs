@@ -3,7 +3,7 @@
 //! still unreferenced and unconfirmed (docs/OPERATING.md).
 
 use crate::args::StoreArgs;
-use bonsai_core::admin::{GcOptions, DEFAULT_GRACE_SECONDS};
+use bonsai_core::store::{GcOptions, DEFAULT_GRACE};
 use clap::Args;
 use indicatif::HumanBytes;
 
@@ -65,11 +65,11 @@ pub fn spinner(hidden: bool, msg: &str) -> indicatif::ProgressBar {
 pub fn run(args: GcArgs, quiet: bool) -> anyhow::Result<()> {
     let store = args.store.open_admin()?;
     let opts = GcOptions {
-        grace_seconds: args.grace,
+        grace: std::time::Duration::from_secs(args.grace),
         dry_run: args.dry_run,
     };
     let bar = spinner(quiet || args.json, "collecting garbage");
-    let report = store.gc(opts);
+    let report = store.gc(&opts);
     bar.finish_and_clear();
     let r = report?;
     if args.json {
@@ -79,23 +79,23 @@ pub fn run(args: GcArgs, quiet: bool) -> anyhow::Result<()> {
     println!(
         "gc of {}: {verb} {} blocks ({}) in {:.1}s",
         store.describe(),
-        r.freed_blocks,
-        HumanBytes(r.freed_bytes),
+        r.blocks_freed,
+        HumanBytes(r.bytes_freed),
         r.wall_seconds
     );
     println!(
         "  unreferenced {}, newly marked {}, kept {} (grace {}s{})",
         r.unreferenced_blocks,
         r.marked_blocks,
-        r.kept_blocks,
+        r.blocks_in_grace,
         r.grace_seconds,
-        if r.grace_seconds == DEFAULT_GRACE_SECONDS {
+        if r.grace_seconds == DEFAULT_GRACE.as_secs() {
             ", the default"
         } else {
             ""
         }
     );
-    if r.kept_blocks > 0 && !r.dry_run {
+    if r.blocks_in_grace > 0 && !r.dry_run {
         println!("  kept blocks are deleted by a gc run after the grace period, if still unused");
     }
     Ok(())

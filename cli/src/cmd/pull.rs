@@ -48,7 +48,7 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
 fn sealed_recipe(
     args: &PullArgs,
     key: &std::path::Path,
-    store: &dyn bonsai_core::admin::AdminStore,
+    store: &dyn bonsai_core::BlockStore,
 ) -> anyhow::Result<Recipe> {
     let name = args.recipe.to_string_lossy();
     let key = bonsai_core::seal::RecipeKey::load(key)?;

@@ -41,7 +41,7 @@ fn collected_during_push(e: &anyhow::Error) -> bool {
 fn keep_recipe(
     args: &PushArgs,
     report: &PushReport,
-    store: &dyn bonsai_core::admin::AdminStore,
+    store: &dyn bonsai_core::BlockStore,
 ) -> anyhow::Result<()> {
     let key_path = args
         .recipe_key

@@ -17,7 +17,12 @@ pub fn run(cmd: RecipeCommand) -> anyhow::Result<()> {
             }
             let c = r.header.chunker;
             println!("recipe {}", recipe.display());
-            println!("  image hash   {} (BLAKE3 of the raw image)", r.image_hash);
+            let what = match r.image_check() {
+                bonsai_core::recipe::ImageCheck::Extents(_) => "BLAKE3 over the extents",
+                bonsai_core::recipe::ImageCheck::WholeImageBlake3(_) => "BLAKE3 of the raw image",
+            };
+            println!("  format       version {}", r.version);
+            println!("  image hash   {} ({what})", r.image_hash);
             println!("  logical      {}", HumanBytes(r.logical_size));
             println!("  holes        {}", HumanBytes(r.hole_bytes()));
             println!("  extents      {}", r.extents.len());

@@ -4,7 +4,11 @@
 //! The client is blocking and cheap to share: the engines call it from several threads at
 //! once to keep requests in flight.
 
-use super::{limits, parse_frame, write_frame, BlockStore, PutOutcome, StoreError, StoreStats};
+use super::wire::{ids_body, ErrorBody, ErrorCode};
+use super::{
+    limits, parse_frame, write_frame, AdminStore, CheckOptions, CheckReport, ForgetReport,
+    GcOptions, GcReport, ImageInfo, PutOutcome, ReadStore, StoreError, StoreStats, WriteStore,
+};
 use crate::id::BlockId;
 use bytes::Bytes;
 use reqwest::blocking::{Client, RequestBuilder, Response};
@@ -17,21 +21,6 @@ pub struct HttpStore {
     client: Client,
     token: Option<String>,
     retries: u32,
-}
-
-/// The server's reply to a batch upload.
-#[derive(Debug, serde::Deserialize)]
-struct BatchReply {
-    stored: u64,
-    existed: u64,
-    #[serde(default)]
-    rejected: Vec<Rejection>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct Rejection {
-    id: BlockId,
-    reason: String,
 }
 
 impl HttpStore {
@@ -129,35 +118,50 @@ impl HttpStore {
         }
     }
 
+    /// Turns a refusal into a typed error from the body's machine fields (`code`, `id`);
+    /// the prose in `error` is only ever shown, never parsed.
     fn check(&self, resp: Response) -> Result<Response, StoreError> {
         let s = resp.status();
         if s.is_success() {
             return Ok(resp);
         }
-        let store = self.base.clone();
         let text = resp.text().unwrap_or_default();
-        if let Ok(reply) = serde_json::from_str::<BatchReply>(&text) {
-            if let Some(r) = reply.rejected.first() {
-                return Err(StoreError::Rejected {
-                    id: r.id,
-                    reason: r.reason.clone(),
-                });
-            }
-        }
-        let reason = first_line_of_error(&text);
-        Err(match s {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+        Err(self.refusal(s, &text))
+    }
+
+    fn refusal(&self, status: StatusCode, text: &str) -> StoreError {
+        let store = self.base.clone();
+        let Ok(body) = serde_json::from_str::<ErrorBody>(text) else {
+            // not a bonsai error body (a proxy, another server): status and first line only
+            let reason = format!("{status}: {}", first_line(text));
+            return match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    StoreError::Unauthorized { store, reason }
+                }
+                _ => StoreError::Refused {
+                    store,
+                    code: ErrorCode::Unknown,
+                    reason,
+                },
+            };
+        };
+        let reason = first_line(&body.error);
+        match (body.code, body.id) {
+            (ErrorCode::BlockMissing, Some(id)) => StoreError::NotFound(id),
+            (ErrorCode::BlockRejected, Some(id)) => StoreError::Rejected { id, reason },
+            (ErrorCode::Unauthorized | ErrorCode::Forbidden, _) => {
                 StoreError::Unauthorized { store, reason }
             }
-            StatusCode::NOT_FOUND | StatusCode::CONFLICT => match not_found_id(&reason) {
-                Some(id) => StoreError::NotFound(id),
-                None => StoreError::Other { store, reason },
-            },
-            _ => StoreError::Other {
+            (ErrorCode::Unsupported, _) => StoreError::Unsupported {
                 store,
-                reason: format!("{s}: {reason}"),
+                operation: "this operation",
             },
-        })
+            (code, _) => StoreError::Refused {
+                store,
+                code,
+                reason,
+            },
+        }
     }
 
     pub(crate) fn protocol(&self, reason: impl Into<String>) -> StoreError {
@@ -174,6 +178,17 @@ impl HttpStore {
         })
     }
 
+    /// `/v1/images/NAME`, the name percent-encoded as one path segment.
+    pub fn image_url(&self, name: &str) -> Result<reqwest::Url, StoreError> {
+        let mut url =
+            reqwest::Url::parse(&self.url("images/")).map_err(|e| self.protocol(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|_| self.protocol("store address cannot take a path"))?
+            .pop_if_empty()
+            .push(name);
+        Ok(url)
+    }
+
     /// Server version and API level, for `bonsai` to check before a long job.
     pub fn version(&self) -> Result<serde_json::Value, StoreError> {
         let resp = self.send(|c| c.get(self.url("version")))?;
@@ -182,32 +197,23 @@ impl HttpStore {
     }
 }
 
-fn ids_body(ids: &[BlockId]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(ids.len() * 32);
-    for id in ids {
-        body.extend_from_slice(id.as_bytes());
+/// The first line of a reason, trimmed and cut to 200 characters: a hostile or broken
+/// server cannot flood the user's terminal through an error message.
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    match line.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_string(),
     }
-    body
 }
 
-/// The one-line reason a server gave: the `error` field of its JSON body, or the text.
+/// The one-line reason of a transient (5xx, 429) reply.
 fn error_text(resp: Response) -> String {
-    first_line_of_error(&resp.text().unwrap_or_default())
-}
-
-fn first_line_of_error(text: &str) -> String {
-    let text = text.to_string();
-    let msg = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
-        .unwrap_or(text);
-    msg.lines().next().unwrap_or("").trim().to_string()
-}
-
-fn not_found_id(reason: &str) -> Option<BlockId> {
-    reason
-        .split_whitespace()
-        .find_map(|w| w.parse::<BlockId>().ok())
+    let text = resp.text().unwrap_or_default();
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => first_line(&body.error),
+        Err(_) => first_line(&text),
+    }
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> String {
@@ -221,7 +227,7 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     msg
 }
 
-impl BlockStore for HttpStore {
+impl ReadStore for HttpStore {
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError> {
         let mut out = Vec::new();
         for batch in ids.chunks(limits::MAX_IDS_PER_QUERY) {
@@ -238,35 +244,6 @@ impl BlockStore for HttpStore {
             );
         }
         Ok(out)
-    }
-
-    fn put(&self, blocks: &[(BlockId, &[u8])]) -> Result<PutOutcome, StoreError> {
-        let mut total = PutOutcome::default();
-        let mut i = 0;
-        while i < blocks.len() {
-            let mut body = Vec::new();
-            while i < blocks.len()
-                && (body.is_empty() || body.len() + blocks[i].1.len() < limits::BATCH_BYTES * 2)
-            {
-                write_frame(&mut body, &blocks[i].0, blocks[i].1);
-                i += 1;
-            }
-            // Bytes: a retry re-sends the same buffer instead of copying it.
-            let body = Bytes::from(body);
-            let resp = self.send(|c| c.post(self.url("blocks")).body(body.clone()))?;
-            let b = self.body(resp)?;
-            let reply: BatchReply =
-                serde_json::from_slice(&b).map_err(|e| self.protocol(e.to_string()))?;
-            if let Some(r) = reply.rejected.first() {
-                return Err(StoreError::Rejected {
-                    id: r.id,
-                    reason: r.reason.clone(),
-                });
-            }
-            total.stored += reply.stored;
-            total.existed += reply.existed;
-        }
-        Ok(total)
     }
 
     fn get(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -293,21 +270,6 @@ impl BlockStore for HttpStore {
         Ok(out)
     }
 
-    fn register(&self, name: &str, logical: u64, ids: &[BlockId]) -> Result<(), StoreError> {
-        let mut body = Vec::with_capacity(8 + ids.len() * 32);
-        body.extend_from_slice(&logical.to_le_bytes());
-        body.extend_from_slice(&ids_body(ids));
-        let body = Bytes::from(body);
-        let mut url =
-            reqwest::Url::parse(&self.url("images/")).map_err(|e| self.protocol(e.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|_| self.protocol("store address cannot take a path"))?
-            .pop_if_empty()
-            .push(name);
-        self.send(|c| c.put(url.clone()).body(body.clone()))?;
-        Ok(())
-    }
-
     fn stats(&self) -> Result<StoreStats, StoreError> {
         let resp = self.send(|c| c.get(self.url("stats")))?;
         let body = self.body(resp)?;
@@ -316,5 +278,127 @@ impl BlockStore for HttpStore {
 
     fn describe(&self) -> String {
         self.base.clone()
+    }
+}
+
+impl WriteStore for HttpStore {
+    fn put(&self, blocks: &[(BlockId, &[u8])]) -> Result<PutOutcome, StoreError> {
+        let mut total = PutOutcome::default();
+        let mut i = 0;
+        while i < blocks.len() {
+            let mut body = Vec::new();
+            while i < blocks.len()
+                && (body.is_empty() || body.len() + blocks[i].1.len() < limits::BATCH_BYTES * 2)
+            {
+                write_frame(&mut body, &blocks[i].0, blocks[i].1);
+                i += 1;
+            }
+            // Bytes: a retry re-sends the same buffer instead of copying it.
+            let body = Bytes::from(body);
+            let resp = self.send(|c| c.post(self.url("blocks")).body(body.clone()))?;
+            let b = self.body(resp)?;
+            let reply: PutOutcome =
+                serde_json::from_slice(&b).map_err(|e| self.protocol(e.to_string()))?;
+            total.stored += reply.stored;
+            total.existed += reply.existed;
+        }
+        Ok(total)
+    }
+
+    fn register(&self, name: &str, logical: u64, ids: &[BlockId]) -> Result<(), StoreError> {
+        let mut body = Vec::with_capacity(8 + ids.len() * 32);
+        body.extend_from_slice(&logical.to_le_bytes());
+        body.extend_from_slice(&ids_body(ids));
+        let body = Bytes::from(body);
+        let url = self.image_url(name)?;
+        self.send(|c| c.put(url.clone()).body(body.clone()))?;
+        Ok(())
+    }
+}
+
+impl AdminStore for HttpStore {
+    fn images(&self) -> Result<Vec<ImageInfo>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            images: Vec<ImageInfo>,
+        }
+        let resp = self.send(|c| c.get(self.url("images")))?;
+        let body = self.body(resp)?;
+        let reply: Reply =
+            serde_json::from_slice(&body).map_err(|e| self.protocol(e.to_string()))?;
+        Ok(reply.images)
+    }
+
+    fn forget(&self, names: &[String]) -> Result<ForgetReport, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            forgotten: bool,
+        }
+        let mut report = ForgetReport::default();
+        for name in names {
+            let url = self.named_url("images/", name)?;
+            let resp = self.send(|c| c.delete(url.clone()))?;
+            let reply: Reply = self.json(resp)?;
+            if reply.forgotten {
+                report.forgotten.push(name.clone());
+            } else {
+                report.unknown.push(name.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    fn gc(&self, opts: &GcOptions) -> Result<GcReport, StoreError> {
+        let url = format!(
+            "{}?grace_seconds={}&dry_run={}",
+            self.url("gc"),
+            opts.grace.as_secs(),
+            opts.dry_run
+        );
+        let resp = self.send(|c| c.post(&url))?;
+        self.json(resp)
+    }
+
+    fn check(&self, opts: &CheckOptions) -> Result<CheckReport, StoreError> {
+        let url = format!("{}?read_data={}", self.url("check"), opts.read_data);
+        let resp = self.send(|c| c.post(&url))?;
+        self.json(resp)
+    }
+
+    fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        let url = self.named_url("recipes/", name)?;
+        let body = Bytes::copy_from_slice(sealed);
+        self.send(|c| c.put(url.clone()).body(body.clone()))?;
+        Ok(())
+    }
+
+    fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let url = self.named_url("recipes/", name)?;
+        match self.send(|c| c.get(url.clone())) {
+            Ok(resp) => Ok(Some(self.body(resp)?.to_vec())),
+            Err(StoreError::Refused {
+                code: ErrorCode::NotFound,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl HttpStore {
+    /// `PREFIX/NAME` with the name as one escaped path segment.
+    fn named_url(&self, prefix: &str, name: &str) -> Result<reqwest::Url, StoreError> {
+        let mut url =
+            reqwest::Url::parse(&self.url(prefix)).map_err(|e| self.protocol(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|_| self.protocol("store address cannot take a path"))?
+            .pop_if_empty()
+            .push(name);
+        Ok(url)
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, resp: Response) -> Result<T, StoreError> {
+        let body = self.body(resp)?;
+        serde_json::from_slice(&body).map_err(|e| self.protocol(e.to_string()))
     }
 }

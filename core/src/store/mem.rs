@@ -1,15 +1,23 @@
-//! An in-memory store for unit tests of the engines. It verifies uploads like the real one.
+//! An in-memory store for unit tests of the engines. It verifies uploads like the real one
+//! and passes the same conformance suite ([`super::conformance`]).
 
-use super::{BlockStore, PutOutcome, StoreError, StoreStats};
+use super::{
+    AdminStore, ForgetReport, ImageInfo, PutOutcome, ReadStore, StoreError, StoreStats, WriteStore,
+};
 use crate::id::BlockId;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
 
 /// Blocks in a map; images in another. Not for production: nothing is durable.
 #[derive(Default)]
 pub struct MemStore {
     blocks: Mutex<HashMap<BlockId, Vec<u8>>>,
-    images: Mutex<HashMap<String, u64>>,
+    images: Mutex<BTreeMap<String, ImageInfo>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // a panicking test thread cannot leave a map half-updated: every update is one call
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl MemStore {
@@ -20,13 +28,13 @@ impl MemStore {
 
     /// Replaces a stored object's bytes, to test that pull catches corruption.
     pub fn corrupt(&self, id: &BlockId, object: Vec<u8>) {
-        self.blocks.lock().expect("lock").insert(*id, object);
+        lock(&self.blocks).insert(*id, object);
     }
 }
 
-impl BlockStore for MemStore {
+impl ReadStore for MemStore {
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError> {
-        let blocks = self.blocks.lock().expect("lock");
+        let blocks = lock(&self.blocks);
         Ok(ids
             .iter()
             .filter(|i| !blocks.contains_key(i))
@@ -34,6 +42,34 @@ impl BlockStore for MemStore {
             .collect())
     }
 
+    fn get(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let blocks = lock(&self.blocks);
+        ids.iter()
+            .map(|id| blocks.get(id).cloned().ok_or(StoreError::NotFound(*id)))
+            .collect()
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        let blocks = lock(&self.blocks);
+        let images = lock(&self.images);
+        Ok(StoreStats {
+            blocks: blocks.len() as u64,
+            stored_bytes: blocks.values().map(|b| b.len() as u64).sum(),
+            images: images.len() as u64,
+            logical_bytes: images
+                .values()
+                .fold(0u64, |a, i| a.saturating_add(i.logical_bytes)),
+            dedup_ratio: 0.0,
+        }
+        .with_ratio())
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
+
+impl WriteStore for MemStore {
     fn put(&self, items: &[(BlockId, &[u8])]) -> Result<PutOutcome, StoreError> {
         let mut out = PutOutcome::default();
         for (id, obj) in items {
@@ -41,7 +77,7 @@ impl BlockStore for MemStore {
                 id: *id,
                 reason: e.to_string(),
             })?;
-            let mut blocks = self.blocks.lock().expect("lock");
+            let mut blocks = lock(&self.blocks);
             if blocks.contains_key(id) {
                 out.existed += 1;
             } else {
@@ -52,38 +88,62 @@ impl BlockStore for MemStore {
         Ok(out)
     }
 
-    fn get(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError> {
-        let blocks = self.blocks.lock().expect("lock");
-        ids.iter()
-            .map(|id| blocks.get(id).cloned().ok_or(StoreError::NotFound(*id)))
-            .collect()
-    }
-
     fn register(&self, name: &str, logical: u64, ids: &[BlockId]) -> Result<(), StoreError> {
         if let Some(id) = self.missing(ids)?.first() {
             return Err(StoreError::NotFound(*id));
         }
-        self.images
-            .lock()
-            .expect("lock")
-            .insert(name.into(), logical);
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        let info = ImageInfo {
+            name: name.into(),
+            logical_bytes: logical,
+            blocks: distinct.len() as u64,
+            registered: 0,
+            ..Default::default()
+        };
+        lock(&self.images).insert(name.into(), info);
         Ok(())
     }
+}
 
-    fn stats(&self) -> Result<StoreStats, StoreError> {
-        let blocks = self.blocks.lock().expect("lock");
-        let images = self.images.lock().expect("lock");
-        Ok(StoreStats {
-            blocks: blocks.len() as u64,
-            stored_bytes: blocks.values().map(|b| b.len() as u64).sum(),
-            images: images.len() as u64,
-            logical_bytes: images.values().sum(),
-            dedup_ratio: 0.0,
-        }
-        .with_ratio())
+impl AdminStore for MemStore {
+    fn images(&self) -> Result<Vec<ImageInfo>, StoreError> {
+        Ok(lock(&self.images).values().cloned().collect())
     }
 
-    fn describe(&self) -> String {
-        "memory".into()
+    fn forget(&self, names: &[String]) -> Result<ForgetReport, StoreError> {
+        let mut images = lock(&self.images);
+        let mut report = ForgetReport::default();
+        for n in names {
+            match images.remove(n) {
+                Some(_) => report.forgotten.push(n.clone()),
+                None => report.unknown.push(n.clone()),
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_the_conformance_suite() {
+        crate::store::conformance::run_all(&MemStore::new());
+    }
+
+    #[test]
+    fn admin_defaults_are_typed_refusals() {
+        let err = MemStore::new()
+            .gc(&Default::default())
+            .expect_err("no gc in memory");
+        assert!(matches!(
+            err,
+            StoreError::Unsupported {
+                operation: "gc",
+                ..
+            }
+        ));
+        assert_eq!(err.to_string(), "store memory does not support gc");
     }
 }

@@ -1,13 +1,35 @@
-//! The block store as the engines see it: ask which ids are missing, put objects, get
-//! objects, register an image's manifest, read statistics. Every call is batched because
-//! round trips dominate across a WAN.
+//! The block store as the engines see it, split by capability as desync splits its stores:
 //!
-//! Two implementations: [`http::HttpStore`] talks to a `bonsai serve` over HTTP; the
-//! embedded store (a directory, no server) lives in `bonsai-blockstore` beside the server
-//! so the on-disk layout is written once. [`mem::MemStore`] is for tests of the engines.
+//! - [`ReadStore`]: which ids are missing, fetch objects, store-wide figures;
+//! - [`WriteStore`]: upload objects (verified by the store), register an image's manifest;
+//! - [`AdminStore`]: list images, forget, gc, check — operations for whoever runs the store.
+//!   Every method has a default that answers [`StoreError::Unsupported`], so a store gains
+//!   them one at a time and callers get a typed refusal, never a panic.
+//!
+//! [`BlockStore`] is all three at once (implemented for every type that has them); the
+//! engines take `&dyn BlockStore`. Every call is batched because round trips dominate
+//! across a WAN.
+//!
+//! Implementations: [`http::HttpStore`] talks to a `bonsai serve` over HTTP; the embedded
+//! store (a directory, no server) lives in `bonsai-blockstore` beside the server so the
+//! on-disk layout is written once; [`mem::MemStore`] is for tests of the engines, and
+//! [`fault::FaultyStore`] wraps any store to fail or corrupt its k-th call.
+//! [`conformance`] is the one suite every store must pass.
 
+pub mod admin;
+pub mod conformance;
+mod error;
+pub mod fault;
 pub mod http;
 pub mod mem;
+pub mod wire;
+
+pub use admin::{
+    CheckOptions, CheckReport, DamagedBlock, DamagedImage, ForgetReport, GcOptions, GcReport,
+    ImageInfo, DEFAULT_GRACE,
+};
+pub use error::{StoreError, StoreErrorKind};
+pub use wire::{parse_frame, write_frame, ErrorBody, ErrorCode};
 
 use crate::id::BlockId;
 
@@ -20,7 +42,7 @@ pub struct StoreStats {
     pub stored_bytes: u64,
     /// Images whose manifests are registered.
     pub images: u64,
-    /// Sum of the logical sizes of registered images.
+    /// Sum of the logical sizes of registered images (saturating at `u64::MAX`).
     pub logical_bytes: u64,
     /// `logical_bytes / stored_bytes` (0 when empty).
     pub dedup_ratio: f64,
@@ -47,80 +69,77 @@ pub struct PutOutcome {
     pub existed: u64,
 }
 
-/// Why a store call failed. Messages name the store and what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Network-level failure after retries.
-    #[error("store {store} unreachable: {reason}")]
-    Unreachable {
-        /// The store address.
-        store: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// Missing or wrong token.
-    #[error("store {store} refused the request: {reason} (check --token-file or BONSAI_TOKEN)")]
-    Unauthorized {
-        /// The store address.
-        store: String,
-        /// Server's reason.
-        reason: String,
-    },
-    /// A block the recipe needs is absent.
-    #[error(
-        "block {0} is not in the store (recipe made for another store, or the block was removed)"
-    )]
-    NotFound(BlockId),
-    /// The store refused a block (hash mismatch and the like).
-    #[error("store rejected block {id}: {reason}")]
-    Rejected {
-        /// The block.
-        id: BlockId,
-        /// Server's reason.
-        reason: String,
-    },
-    /// A reply that does not follow the protocol.
-    #[error("store {store} sent a malformed reply: {reason}")]
-    Protocol {
-        /// The store address.
-        store: String,
-        /// What was wrong.
-        reason: String,
-    },
-    /// Any other refusal, with the server's one-line reason.
-    #[error("store {store}: {reason}")]
-    Other {
-        /// The store address.
-        store: String,
-        /// Server's reason.
-        reason: String,
-    },
-    /// Local storage failed (embedded store).
-    #[error("store {store}: {source}")]
-    Io {
-        /// The store path.
-        store: String,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// A block store. Implementations are shared between threads.
-pub trait BlockStore: Send + Sync {
-    /// Which of `ids` the store lacks, in the order given.
+/// Reading: what pull needs, and the existence query push asks before uploading.
+pub trait ReadStore: Send + Sync {
+    /// Which of `ids` the store lacks, in the order given (duplicates kept).
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError>;
-    /// Uploads objects; the store verifies each against its id before keeping it.
-    fn put(&self, blocks: &[(BlockId, &[u8])]) -> Result<PutOutcome, StoreError>;
     /// Fetches objects, in the order asked. A missing id is [`StoreError::NotFound`].
     fn get(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError>;
-    /// Records that image `name` of `logical_bytes` uses `ids` (never keys).
-    fn register(&self, name: &str, logical_bytes: u64, ids: &[BlockId]) -> Result<(), StoreError>;
     /// Store-wide figures.
     fn stats(&self) -> Result<StoreStats, StoreError>;
     /// How the user named the store, for messages.
     fn describe(&self) -> String;
+    /// Whether the store holds `id` (one-id form of [`ReadStore::missing`]).
+    fn has(&self, id: &BlockId) -> Result<bool, StoreError> {
+        Ok(self.missing(std::slice::from_ref(id))?.is_empty())
+    }
 }
+
+/// Writing: what push needs. The store verifies every object against its id.
+pub trait WriteStore: ReadStore {
+    /// Uploads objects; the store verifies each against its id before keeping it. A bad
+    /// object is [`StoreError::Rejected`] naming it. Uploading a held block again is fine.
+    fn put(&self, blocks: &[(BlockId, &[u8])]) -> Result<PutOutcome, StoreError>;
+    /// Records that image `name` of `logical_bytes` uses `ids` (never keys). Refused with
+    /// [`StoreError::NotFound`] naming the first id the store does not hold.
+    fn register(&self, name: &str, logical_bytes: u64, ids: &[BlockId]) -> Result<(), StoreError>;
+}
+
+/// Operating the store over time. Defaults refuse with [`StoreError::Unsupported`].
+pub trait AdminStore: ReadStore {
+    /// Registered images, by name.
+    fn images(&self) -> Result<Vec<ImageInfo>, StoreError> {
+        Err(self.unsupported("images"))
+    }
+    /// Unregisters images by name; their blocks stay until a gc frees them.
+    fn forget(&self, names: &[String]) -> Result<ForgetReport, StoreError> {
+        let _ = names;
+        Err(self.unsupported("forget"))
+    }
+    /// Frees blocks no registered image uses (safe while others push).
+    fn gc(&self, opts: &GcOptions) -> Result<GcReport, StoreError> {
+        let _ = opts;
+        Err(self.unsupported("gc"))
+    }
+    /// Verifies the store; with `read_data`, re-hashes every block and drops damaged ones.
+    fn check(&self, opts: &CheckOptions) -> Result<CheckReport, StoreError> {
+        let _ = opts;
+        Err(self.unsupported("check"))
+    }
+    /// Keeps `sealed` (a recipe encrypted by its owner, opaque to the store) under image
+    /// `name`, replacing any earlier one. Needs a write token on a server.
+    fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        let _ = (name, sealed);
+        Err(self.unsupported("sealed recipes"))
+    }
+    /// The sealed recipe kept under `name`, if any. Needs a read token on a server.
+    fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = name;
+        Err(self.unsupported("sealed recipes"))
+    }
+    /// The typed refusal for an operation this store does not offer.
+    fn unsupported(&self, operation: &'static str) -> StoreError {
+        StoreError::Unsupported {
+            store: self.describe(),
+            operation,
+        }
+    }
+}
+
+/// Every capability at once: what the engines and the command line hold.
+pub trait BlockStore: WriteStore + AdminStore {}
+
+impl<T: WriteStore + AdminStore + ?Sized> BlockStore for T {}
 
 /// Limits both sides agree on; the server enforces them, the client batches below them.
 pub mod limits {
@@ -130,45 +149,4 @@ pub mod limits {
     pub const MAX_REQUEST_BYTES: usize = 128 * 1024 * 1024;
     /// Target size of one batch upload or download.
     pub const BATCH_BYTES: usize = 8 * 1024 * 1024;
-}
-
-/// Reads one frame of the batch wire format (`id ‖ u32 LE length ‖ bytes`) from a buffer.
-/// Returns `None` when the buffer holds no complete frame yet.
-pub fn parse_frame(buf: &[u8], max_len: usize) -> Result<Option<(BlockId, usize, usize)>, String> {
-    if buf.len() < 36 {
-        return Ok(None);
-    }
-    let id = BlockId::from_slice(&buf[..32]).expect("32 bytes");
-    let len = u32::from_le_bytes(buf[32..36].try_into().expect("4 bytes")) as usize;
-    if len > max_len {
-        return Err(format!(
-            "frame for block {id} declares {len} bytes, above the limit {max_len}"
-        ));
-    }
-    if buf.len() < 36 + len {
-        return Ok(None);
-    }
-    Ok(Some((id, 36, len)))
-}
-
-/// Appends one frame of the batch wire format.
-pub fn write_frame(out: &mut Vec<u8>, id: &BlockId, object: &[u8]) {
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(&(object.len() as u32).to_le_bytes());
-    out.extend_from_slice(object);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_round_trip_and_bound() {
-        let mut buf = Vec::new();
-        write_frame(&mut buf, &BlockId([1; 32]), b"hello");
-        assert_eq!(parse_frame(&buf[..10], 100), Ok(None));
-        assert_eq!(parse_frame(&buf[..38], 100), Ok(None));
-        assert_eq!(parse_frame(&buf, 100), Ok(Some((BlockId([1; 32]), 36, 5))));
-        assert!(parse_frame(&buf, 4).is_err());
-    }
 }

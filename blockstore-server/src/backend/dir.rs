@@ -1,0 +1,283 @@
+//! The directory backend: one file per block, fanned out over two levels of 256
+//! directories (`blocks/ab/cd/abcd…`), so ten million blocks make ~150 files per directory.
+//! Writes go to `tmp/` and are renamed into place; [`Backend::flush`] makes them durable
+//! with one `syncfs` per batch. Manifests are files under `manifests/` (named by the hex
+//! of the image name, so any name is a safe file name).
+//!
+//! The directory is locked (`flock` on `lock`) for as long as the backend lives: a second
+//! server or embedded store on the same directory is refused instead of emptying `tmp/`
+//! under the first. This module moves bytes and never parses them.
+
+use super::{Backend, BackendError, Put};
+use bonsai_core::BlockId;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A store directory's blocks and manifests.
+pub struct DirBackend {
+    root: PathBuf,
+    blocks: PathBuf,
+    tmp: PathBuf,
+    manifests: PathBuf,
+    counter: AtomicU64,
+    /// Held open for the flock; released when the backend is dropped.
+    _lock: File,
+}
+
+/// Takes the exclusive lock on `root/lock`, or says who holds it.
+fn lock_dir(root: &Path) -> Result<File, BackendError> {
+    let path = root.join("lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| BackendError::io(path.display(), e))?;
+    // SAFETY: flock on a descriptor we own and keep open for the lock's lifetime.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(BackendError::Refused {
+                what: root.display().to_string(),
+                reason: "store directory is in use by another process (a running server or \
+                         bonsai command); stop it or use the server's http:// address"
+                    .into(),
+            });
+        }
+        return Err(BackendError::io(path.display(), err));
+    }
+    Ok(file)
+}
+
+impl DirBackend {
+    /// Opens (creating) the layout under `root`, locks it, and clears temporaries a crash
+    /// left behind (safe: the lock proves no one else is writing them).
+    pub fn open(root: &Path) -> Result<Self, BackendError> {
+        let io = |e| BackendError::io(root.display(), e);
+        fs::create_dir_all(root).map_err(io)?;
+        let lock = lock_dir(root)?;
+        let (blocks, tmp, manifests) = (
+            root.join("blocks"),
+            root.join("tmp"),
+            root.join("manifests"),
+        );
+        for d in [&blocks, &tmp, &manifests] {
+            fs::create_dir_all(d).map_err(io)?;
+        }
+        for entry in fs::read_dir(&tmp).map_err(io)? {
+            let _ = fs::remove_file(entry.map_err(io)?.path());
+        }
+        Ok(DirBackend {
+            root: root.to_path_buf(),
+            blocks,
+            tmp,
+            manifests,
+            counter: AtomicU64::new(0),
+            _lock: lock,
+        })
+    }
+
+    /// The final path of a block.
+    pub fn path_of(&self, id: &BlockId) -> PathBuf {
+        let h = id.to_hex();
+        self.blocks.join(&h[..2]).join(&h[2..4]).join(h)
+    }
+
+    fn manifest_path(&self, name: &str) -> PathBuf {
+        self.manifests.join(hex::encode(name.as_bytes()))
+    }
+
+    /// Writes `bytes` to a fresh temporary file and renames it to `dest`, creating the
+    /// parent on demand. With `sync`, the file is fsynced before the rename.
+    fn write_via_tmp(&self, dest: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp.join(format!("{}.{n}", std::process::id()));
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            if sync {
+                f.sync_all()?;
+            }
+            match fs::rename(&tmp, dest) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(dest.parent().expect("parent"))?;
+                    fs::rename(&tmp, dest)
+                }
+                r => r,
+            }
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+fn err(p: &Path) -> impl Fn(io::Error) -> BackendError + '_ {
+    move |e| BackendError::io(p.display(), e)
+}
+
+fn absent_as_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Backend for DirBackend {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    /// Always writes: ingest asks only for blocks the index lacks, and a file that is
+    /// there but not indexed may be the unsynced leftover of a crash, so it is not trusted.
+    /// Renaming over it is safe: both hold the same verified bytes or the old one is torn.
+    fn put_if_absent(&self, id: &BlockId, bytes: &[u8]) -> Result<Put, BackendError> {
+        let dest = self.path_of(id);
+        self.write_via_tmp(&dest, bytes, false)
+            .map_err(|e| BackendError::io(dest.display(), e))?;
+        Ok(Put::Written)
+    }
+
+    fn flush(&self) -> Result<(), BackendError> {
+        let err = |e| BackendError::io(self.root.display(), e);
+        let dir = File::open(&self.blocks).map_err(err)?;
+        // SAFETY: syncfs on a valid descriptor we own for the duration of the call.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(err(io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn get(&self, id: &BlockId) -> Result<Option<Vec<u8>>, BackendError> {
+        let path = self.path_of(id);
+        absent_as_none(fs::read(&path)).map_err(|e| BackendError::io(path.display(), e))
+    }
+
+    fn stat(&self, id: &BlockId) -> Result<Option<u64>, BackendError> {
+        let path = self.path_of(id);
+        absent_as_none(fs::metadata(&path))
+            .map(|m| m.map(|m| m.len()))
+            .map_err(|e| BackendError::io(path.display(), e))
+    }
+
+    fn delete(&self, id: &BlockId) -> Result<bool, BackendError> {
+        let path = self.path_of(id);
+        absent_as_none(fs::remove_file(&path))
+            .map(|r| r.is_some())
+            .map_err(|e| BackendError::io(path.display(), e))
+    }
+
+    fn list(
+        &self,
+        each: &mut dyn FnMut(BlockId, u64) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        for top in fs::read_dir(&self.blocks).map_err(err(&self.blocks))? {
+            let top = top.map_err(err(&self.blocks))?.path();
+            for mid in fs::read_dir(&top).map_err(err(&top))? {
+                let mid = mid.map_err(err(&top))?.path();
+                for file in fs::read_dir(&mid).map_err(err(&mid))? {
+                    let file = file.map_err(err(&mid))?;
+                    let name = file.file_name();
+                    let Some(id) = name.to_str().and_then(|n| n.parse::<BlockId>().ok()) else {
+                        continue;
+                    };
+                    let size = file.metadata().map_err(err(&mid))?.len();
+                    each(id, size)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn put_manifest(&self, name: &str, manifest: &[u8]) -> Result<(), BackendError> {
+        let dest = self.manifest_path(name);
+        self.write_via_tmp(&dest, manifest, true)
+            .map_err(|e| BackendError::io(dest.display(), e))
+    }
+
+    fn get_manifest(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let path = self.manifest_path(name);
+        absent_as_none(fs::read(&path)).map_err(|e| BackendError::io(path.display(), e))
+    }
+
+    fn delete_manifest(&self, name: &str) -> Result<bool, BackendError> {
+        let path = self.manifest_path(name);
+        absent_as_none(fs::remove_file(&path))
+            .map(|r| r.is_some())
+            .map_err(|e| BackendError::io(path.display(), e))
+    }
+
+    fn list_manifests(&self) -> Result<Vec<String>, BackendError> {
+        let err = |e| BackendError::io(self.manifests.display(), e);
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.manifests).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            let decoded = entry
+                .file_name()
+                .to_str()
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| String::from_utf8(b).ok());
+            if let Some(name) = decoded {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_opener_is_refused_and_tmp_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirBackend::open(dir.path()).unwrap();
+        fs::write(dir.path().join("tmp/inflight"), b"x").unwrap();
+        let err = DirBackend::open(dir.path()).err().expect("locked");
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
+        assert!(
+            dir.path().join("tmp/inflight").exists(),
+            "tmp emptied under a holder"
+        );
+        drop(first);
+        DirBackend::open(dir.path()).expect("free after drop");
+        assert!(!dir.path().join("tmp/inflight").exists());
+    }
+
+    #[test]
+    fn blocks_and_manifests_round_trip_and_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = DirBackend::open(dir.path()).unwrap();
+        let id = BlockId([7; 32]);
+        assert_eq!(b.put_if_absent(&id, b"abc").unwrap(), Put::Written);
+        assert_eq!(b.put_if_absent(&id, b"abc").unwrap(), Put::Written);
+        b.flush().unwrap();
+        assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(b.stat(&id).unwrap(), Some(3));
+        let mut seen = Vec::new();
+        b.list(&mut |i, s| {
+            seen.push((i, s));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![(id, 3)]);
+        assert!(b.delete(&id).unwrap());
+        assert!(!b.delete(&id).unwrap());
+        assert_eq!(b.get(&id).unwrap(), None);
+        b.put_manifest("a/b c", b"m").unwrap();
+        assert_eq!(b.list_manifests().unwrap(), vec!["a/b c".to_string()]);
+        assert_eq!(b.get_manifest("a/b c").unwrap().as_deref(), Some(&b"m"[..]));
+        assert!(b.delete_manifest("a/b c").unwrap());
+        assert_eq!(b.get_manifest("a/b c").unwrap(), None);
+    }
+}

@@ -1,0 +1,200 @@
+//! The route table: every route of API v1 with the access it needs, declared together so
+//! permissions are read where routes are added. The only way to add a route is a
+//! [`Route`], which cannot be built without an [`Access`] — a new route cannot default to
+//! open. Each route gets its own authorization layer from its entry; nothing matches path
+//! strings at request time.
+//!
+//! ```text
+//! GET  /v1/health            open    liveness
+//! GET  /v1/version           open    server and API version
+//! GET  /v1/stats             read    store-wide figures, JSON
+//! POST /v1/blocks/missing    read    body: ids (32 bytes each) → the absent ones
+//! POST /v1/blocks/fetch      read    body: ids → frames, in the order asked
+//! GET  /v1/blocks/{id}       read    one object
+//! GET  /v1/images            read    registered images, JSON
+//! POST /v1/blocks            write   body: frames id ‖ u32 LE len ‖ object → verdicts
+//! PUT  /v1/blocks/{id}       write   upload one object
+//! PUT  /v1/images/{name}     write   body: u64 LE logical size ‖ ids → register
+//! GET  /v1/recipes/{name}    read    a sealed recipe (opaque bytes)
+//! PUT  /v1/recipes/{name}    write   keep a sealed recipe
+//! DELETE /v1/images/{name}   admin   forget an image
+//! POST /v1/gc                admin   collect garbage (?grace_seconds=N&dry_run=true)
+//! POST /v1/check             admin   verify blocks (?read_data=true)
+//! ```
+//! Admin routes (forget, gc, check) are declared here with `Access::Needs(Role::Admin)`.
+
+use crate::auth::{bearer_token, Access, Role};
+use crate::error::ApiError;
+use crate::middleware::{log_request, time_limit};
+use crate::state::AppState;
+use crate::{api, api_ops};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use bonsai_core::store::ErrorCode;
+
+/// One route: method, path, the access it needs, and its handler.
+pub struct Route {
+    /// HTTP method.
+    pub method: Method,
+    /// Path pattern (axum syntax).
+    pub path: &'static str,
+    /// What a caller must present.
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+/// Declares a route. `method` must be one axum can filter on (GET, PUT, POST, DELETE…).
+pub fn route<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a standard HTTP method");
+    Route {
+        method,
+        path,
+        access,
+        handler: on(filter, handler),
+    }
+}
+
+/// Every route of API v1.
+pub fn table() -> Vec<Route> {
+    use Access::{Needs, Open};
+    use Method as M;
+    use Role::{Admin, Read, Write};
+    vec![
+        route(M::GET, "/v1/health", Open, api::health),
+        route(M::GET, "/v1/version", Open, api::version),
+        route(M::GET, "/v1/stats", Needs(Read), api::stats),
+        route(M::POST, "/v1/blocks/missing", Needs(Read), api::missing),
+        route(M::POST, "/v1/blocks/fetch", Needs(Read), api::fetch),
+        route(M::GET, "/v1/blocks/{id}", Needs(Read), api::get_block),
+        route(M::GET, "/v1/images", Needs(Read), api::list_images),
+        route(M::POST, "/v1/blocks", Needs(Write), api::upload_batch),
+        route(M::PUT, "/v1/blocks/{id}", Needs(Write), api::put_block),
+        route(M::PUT, "/v1/images/{name}", Needs(Write), api::register),
+        // operations (api_ops.rs, docs/OPERATING.md)
+        route(
+            M::GET,
+            "/v1/recipes/{name}",
+            Needs(Read),
+            api_ops::get_recipe,
+        ),
+        route(
+            M::PUT,
+            "/v1/recipes/{name}",
+            Needs(Write),
+            api_ops::put_recipe,
+        ),
+        route(
+            M::DELETE,
+            "/v1/images/{name}",
+            Needs(Admin),
+            api_ops::forget,
+        ),
+        route(M::POST, "/v1/gc", Needs(Admin), api_ops::gc),
+        route(M::POST, "/v1/check", Needs(Admin), api_ops::check),
+    ]
+}
+
+/// The API over `state`, built from [`table`]: what `serve` runs and what tests drive
+/// in-process.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new();
+    for r in table() {
+        let guard = middleware::from_fn_with_state((state.clone(), r.access), authorize);
+        router = router.route(r.path, r.handler.route_layer(guard));
+    }
+    router
+        .fallback(|| async { ApiError::not_found("no such endpoint (API v1 lives under /v1/)") })
+        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(middleware::from_fn(log_request))
+        // Bodies are streamed and bounded by our own limits, per endpoint.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+fn deny(status: StatusCode, code: ErrorCode, msg: String) -> Response {
+    let mut r = ApiError::new(status, code, msg).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    r
+}
+
+/// Lets a request through if its token's role covers the route's access.
+async fn authorize(
+    State((st, access)): State<(AppState, Access)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let need = match (access, &st.tokens) {
+        (Access::Open, _) | (_, None) => return next.run(req).await,
+        (Access::Needs(Role::Read), _) if st.public_read => return next.run(req).await,
+        (Access::Needs(role), Some(_)) => role,
+    };
+    let tokens = st.tokens.as_ref().expect("matched Some above");
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let unauthorized = |msg: &str| {
+        deny(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            msg.into(),
+        )
+    };
+    match presented.map(|t| tokens.role_of(t)) {
+        None => unauthorized("missing bearer token"),
+        Some(None) => unauthorized("invalid token"),
+        Some(Some(role)) if role < need => deny(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            format!(
+                "this token may only {}; the request needs a {} token",
+                match role {
+                    Role::Read => "read",
+                    _ => "read and write",
+                },
+                need.name()
+            ),
+        ),
+        Some(Some(_)) => next.run(req).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_declares_access_and_only_liveness_is_open() {
+        let table = table();
+        let open: Vec<_> = table
+            .iter()
+            .filter(|r| r.access == Access::Open)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(open, ["/v1/health", "/v1/version"]);
+        for r in &table {
+            let writes = r.method == Method::PUT || r.path == "/v1/blocks";
+            if writes {
+                assert!(
+                    matches!(r.access, Access::Needs(role) if role >= Role::Write),
+                    "{} {} changes the store but does not need a write token",
+                    r.method,
+                    r.path
+                );
+            }
+        }
+    }
+}
