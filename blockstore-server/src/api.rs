@@ -168,7 +168,7 @@ pub(crate) async fn put_block(
     Ok(verdict(out))
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 255 && !name.chars().any(|c| c.is_control() || c == '/')
 }
 

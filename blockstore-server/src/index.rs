@@ -29,7 +29,8 @@ pub struct Index {
 /// Index failures: the database is damaged, locked or the disk is full.
 pub type IndexError = rusqlite::Error;
 
-fn now() -> i64 {
+/// Seconds since the Unix epoch (the clock of marks and registrations).
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -55,7 +56,15 @@ impl Index {
              CREATE TABLE IF NOT EXISTS image_blocks(
                  name TEXT NOT NULL, id BLOB NOT NULL, PRIMARY KEY(name, id)
              ) WITHOUT ROWID;
-             INSERT OR IGNORE INTO meta VALUES ('schema', 1), ('blocks', 0), ('stored_bytes', 0);",
+             INSERT OR IGNORE INTO meta VALUES ('schema', 1), ('blocks', 0), ('stored_bytes', 0);
+             -- operations (gc.rs, images.rs): additive, older servers ignore them
+             CREATE INDEX IF NOT EXISTS image_blocks_by_id ON image_blocks(id);
+             CREATE TABLE IF NOT EXISTS gc_marks(
+                 id BLOB PRIMARY KEY, marked INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS sealed_recipes(
+                 name TEXT PRIMARY KEY, data BLOB NOT NULL, stored INTEGER NOT NULL
+             );",
         )?;
         let v: i64 = db.query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
             r.get(0)
@@ -198,6 +207,7 @@ impl Index {
                 logical_bytes: r.get::<_, i64>(1)? as u64,
                 blocks: r.get::<_, i64>(2)? as u64,
                 registered: r.get(3)?,
+                ..Default::default()
             })
         })?;
         rows.collect()

@@ -57,6 +57,10 @@ pub struct Store {
     root: PathBuf,
     backend: Arc<dyn Backend>,
     index: Index,
+    /// Uploads and existence answers hold it shared; gc's sweep and check's quarantine
+    /// hold it exclusively, so a block is never deleted between "present" and its
+    /// confirmation, nor between an upload's write and its index row (docs/OPERATING.md).
+    pub(crate) gc_lock: std::sync::RwLock<()>,
 }
 
 impl Store {
@@ -75,6 +79,7 @@ impl Store {
             root: index_dir.to_path_buf(),
             backend,
             index,
+            gc_lock: std::sync::RwLock::new(()),
         })
     }
 
@@ -119,7 +124,14 @@ impl Store {
             }
         }
         let ids: Vec<BlockId> = valid.iter().map(|i| i.0).collect();
+        let _shared = self.shared();
         let missing: HashSet<BlockId> = self.index.missing(&ids)?.into_iter().collect();
+        let present: Vec<BlockId> = ids
+            .iter()
+            .filter(|i| !missing.contains(i))
+            .copied()
+            .collect();
+        self.index.confirm(&present)?;
         let mut written: Vec<(BlockId, u64)> = Vec::new();
         let mut plains: Vec<(BlockId, u32)> = Vec::new();
         let mut to_write: Vec<(BlockId, &[u8])> = Vec::new();
@@ -148,7 +160,12 @@ impl Store {
     /// Which ids are absent. On a shared backend an index miss is confirmed with the
     /// backend (another server may have stored it) and indexed if found.
     pub fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StorageError> {
+        let _shared = self.shared();
         let absent = self.index.missing(ids)?;
+        // "Present" confirms the block: gc keeps it for a grace period from now.
+        let gone: HashSet<&BlockId> = absent.iter().collect();
+        let present: Vec<BlockId> = ids.iter().filter(|i| !gone.contains(i)).copied().collect();
+        self.index.confirm(&present)?;
         if absent.is_empty() || !self.backend.is_shared() {
             return Ok(absent);
         }
@@ -227,7 +244,7 @@ impl Store {
 
     /// Registered images.
     pub fn images(&self) -> Result<Vec<ImageInfo>, StorageError> {
-        Ok(self.index.images()?)
+        Ok(self.index.image_infos()?)
     }
 }
 

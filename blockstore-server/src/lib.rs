@@ -11,19 +11,26 @@
 //!   peers), `auth.rs` tokens and roles, `error.rs` the machine-readable
 //!   error bodies, `middleware.rs` time limit and request log, `state.rs` the state;
 //! - `local.rs` ([`LocalStore`]) is the embedded store: core's store traits over a
-//!   directory, no server.
+//!   directory, no server;
 //! - `report.rs` computes the dedup report from the index alone; `dashboard.rs` serves it
-//!   as JSON (`/v1/report`) and as a live page (`/`).
+//!   as JSON (`/v1/report`) and as a live page (`/`);
+//! - `gc.rs`, `check.rs`, `images.rs` operate the store (mark-and-sweep gc, check and
+//!   quarantine, image figures, forget, sealed recipes), `api_ops.rs` their routes;
+//!   `tls.rs` serves HTTPS.
 //!
 //! Which store a `--store` argument names is the client's business (the `bonsai` CLI).
 
 mod api;
+mod api_ops;
 mod auth;
 mod backend;
 mod batch;
 mod dashboard;
 mod data;
+mod check;
 mod error;
+mod gc;
+mod images;
 mod index;
 mod ingest;
 mod local;
@@ -32,6 +39,7 @@ mod rebuild;
 mod report;
 mod routes;
 mod state;
+pub mod tls;
 
 pub use auth::{bearer_token, Access, Role, Tokens};
 pub use backend::s3::{Bucket, Created, S3Backend, S3Error, S3Location, S3Settings};
@@ -55,7 +63,8 @@ use std::time::Duration;
 pub struct ServeArgs {
     /// Address to listen on. Port 0 picks a free port (printed at start). Keep it on
     /// 127.0.0.1 behind a TLS-terminating reverse proxy for anything but a trusted network.
-    #[arg(long, default_value = "127.0.0.1:7412")]
+    /// `host:port`, or `:port` for every interface.
+    #[arg(long, default_value = "127.0.0.1:7412", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Store directory (blocks/, tmp/, index.sqlite; created if missing), or
     /// `s3://BUCKET/PREFIX` for S3-compatible object storage (endpoint, region and keys
@@ -88,6 +97,28 @@ pub struct ServeArgs {
     /// Seconds a request may take before the server answers 408.
     #[arg(long, default_value_t = 300)]
     pub request_timeout_secs: u64,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); clients of a private
+    /// CA pass `--ca-file`.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `--listen`: `host:port` (a name is resolved, first address wins) or `:port`, meaning
+/// every interface.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let s = s.trim();
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not host:port or :port ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// Runs the store until SIGTERM or Ctrl-C, finishing in-flight requests first.
@@ -115,20 +146,35 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let state = state::AppState::new(Arc::new(store), limits).with_tokens(tokens, args.public_read);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(tls::load_config(c, k)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     {
         use std::io::Write;
         let mut out = std::io::stdout();
-        writeln!(out, "listening on http://{addr}")?;
+        writeln!(out, "listening on {scheme}://{addr}")?;
         out.flush()?;
     }
-    tracing::info!(%addr, data = %args.data.display(), "block store ready");
-    axum::serve(listener, routes::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    tracing::info!(%addr, data = %args.data.display(), scheme, "block store ready");
+    let app = routes::app(state);
+    match tls {
+        Some(config) => {
+            axum::serve(tls::TlsListener::new(listener, config)?, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+    }
     tracing::info!("block store stopped");
     Ok(())
 }

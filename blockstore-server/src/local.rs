@@ -7,7 +7,8 @@ use crate::backend::BackendError;
 use crate::ingest::{StorageError, Store};
 use bonsai_core::report::{Registration, ReportOptions, StoreReport};
 use bonsai_core::store::{
-    AdminStore, ImageInfo, PutOutcome, ReadStore, StoreError, StoreStats, WriteStore,
+    AdminStore, CheckOptions, CheckReport, ForgetReport, GcOptions, GcReport, ImageInfo,
+    PutOutcome, ReadStore, StoreError, StoreStats, WriteStore,
 };
 use bonsai_core::BlockId;
 use std::path::Path;
@@ -118,6 +119,36 @@ impl WriteStore for LocalStore {
 impl AdminStore for LocalStore {
     fn images(&self) -> Result<Vec<ImageInfo>, StoreError> {
         self.store.images().map_err(|e| self.err(e))
+    }
+
+    fn forget(&self, names: &[String]) -> Result<ForgetReport, StoreError> {
+        let mut report = ForgetReport::default();
+        for name in names {
+            if self.store.forget(name).map_err(|e| self.err(e))? {
+                report.forgotten.push(name.clone());
+            } else {
+                report.unknown.push(name.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    fn gc(&self, opts: &GcOptions) -> Result<GcReport, StoreError> {
+        self.store.gc(opts).map_err(|e| self.err(e))
+    }
+
+    fn check(&self, opts: &CheckOptions) -> Result<CheckReport, StoreError> {
+        self.store.check(opts).map_err(|e| self.err(e))
+    }
+
+    fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        self.store
+            .put_sealed_recipe(name, sealed)
+            .map_err(|e| self.err(e))
+    }
+
+    fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.sealed_recipe(name).map_err(|e| self.err(e))
     }
 }
 

@@ -19,6 +19,11 @@
 //! GET  /v1/report            read    the dedup report, JSON (`?matrix=N`)
 //! GET  /                     page    the dashboard: read token, also as the Basic password
 //! GET  /dashboard/generation page    what the dashboard polls to reload on change
+//! GET  /v1/recipes/{name}    read    a sealed recipe (opaque bytes)
+//! PUT  /v1/recipes/{name}    write   keep a sealed recipe
+//! DELETE /v1/images/{name}   admin   forget an image
+//! POST /v1/gc                admin   collect garbage (?grace_seconds=N&dry_run=true)
+//! POST /v1/check             admin   verify blocks (?read_data=true)
 //! ```
 //! Admin routes (forget, gc, check) are declared here with `Access::Needs(Role::Admin)`.
 
@@ -27,7 +32,7 @@ use crate::dashboard;
 use crate::error::ApiError;
 use crate::middleware::{log_request, time_limit};
 use crate::state::AppState;
-use crate::{api, batch};
+use crate::{api, api_ops, batch};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -67,7 +72,7 @@ where
 pub fn table() -> Vec<Route> {
     use Access::{Needs, Open};
     use Method as M;
-    use Role::{Read, Write};
+    use Role::{Admin, Read, Write};
     vec![
         route(M::GET, "/v1/health", Open, api::health),
         route(M::GET, "/v1/version", Open, api::version),
@@ -87,6 +92,27 @@ pub fn table() -> Vec<Route> {
             Access::Page,
             dashboard::generation,
         ),
+        // operations (api_ops.rs, docs/OPERATING.md)
+        route(
+            M::GET,
+            "/v1/recipes/{name}",
+            Needs(Read),
+            api_ops::get_recipe,
+        ),
+        route(
+            M::PUT,
+            "/v1/recipes/{name}",
+            Needs(Write),
+            api_ops::put_recipe,
+        ),
+        route(
+            M::DELETE,
+            "/v1/images/{name}",
+            Needs(Admin),
+            api_ops::forget,
+        ),
+        route(M::POST, "/v1/gc", Needs(Admin), api_ops::gc),
+        route(M::POST, "/v1/check", Needs(Admin), api_ops::check),
     ]
 }
 

@@ -81,6 +81,24 @@ pub enum Command {
     ///
     /// Example: bonsai inspect vm.qcow2
     Inspect(InspectArgs),
+    /// List registered images: size, blocks, bytes only each one holds.
+    ///
+    /// Example: bonsai images --store http://store:7412
+    Images(crate::cmd::images::ImagesArgs),
+    /// Unregister images (admin token); `bonsai gc` then frees blocks only they used.
+    ///
+    /// Example: bonsai forget vm-2024-01 vm-2024-02 --store http://store:7412
+    Forget(crate::cmd::forget::ForgetArgs),
+    /// Delete blocks no registered image uses (admin token), safe while others push:
+    /// a block is deleted only after staying unreferenced for the grace period.
+    ///
+    /// Example: bonsai gc --store http://store:7412 --dry-run
+    Gc(crate::cmd::gc::GcArgs),
+    /// Verify every block of the store (admin token); damaged blocks are quarantined and
+    /// dropped, so the next push of an image holding them uploads them again.
+    ///
+    /// Example: bonsai check --store http://store:7412 --read-data
+    Check(crate::cmd::check::CheckArgs),
 }
 
 const PUSH_EXAMPLES: &str = "\
@@ -208,6 +226,21 @@ pub enum RecipeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Say whether the store holds every block the recipe needs, without downloading.
+    Check {
+        /// The recipe file.
+        recipe: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a new recipe key (an age identity) for `push --keep-recipe`, mode 0600.
+    Keygen {
+        /// Key file to create (never overwritten).
+        out: PathBuf,
+    },
 }
 
 /// How to reach a store.
@@ -220,6 +253,9 @@ pub struct StoreArgs {
     /// http(s) stores only.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// PEM file of a private CA to trust for an `https://` store.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -229,7 +265,12 @@ impl StoreArgs {
             StoreSpec::Http(_) => self.token()?,
             StoreSpec::Dir(_) => None,
         };
-        self.store.open(access, token, self.token_file.is_some())
+        let client = crate::store::Client {
+            token,
+            token_file_given: self.token_file.is_some(),
+            ca_file: self.ca_file.clone(),
+        };
+        self.store.open(access, &client)
     }
 
     /// The token from the file or the environment.
@@ -242,6 +283,15 @@ impl StoreArgs {
         }
         Ok(std::env::var("BONSAI_TOKEN").ok().filter(|t| !t.is_empty()))
     }
+}
+
+/// `--keep-recipe` / `--recipe-key`: a recipe sealed to its owner and kept by the store.
+#[derive(Args, Debug, Clone)]
+pub struct RecipeKeyArgs {
+    /// Key file sealing recipes kept by the store: an age identity (`bonsai recipe keygen`)
+    /// or a passphrase on its first line. The store never sees it.
+    #[arg(long, value_name = "FILE")]
+    pub recipe_key: Option<PathBuf>,
 }
 
 /// Convergence secret and chunking.
@@ -361,13 +411,22 @@ pub struct PushArgs {
     /// which lets a re-push skip compressing and encrypting chunks seen before.
     #[arg(long)]
     pub no_cache: bool,
+    /// Also keep the recipe in the store, sealed with --recipe-key, so that
+    /// `bonsai pull NAME --recipe-key F` works on a machine without the recipe file.
+    #[arg(long, requires = "recipe_key")]
+    pub keep_recipe: bool,
+    #[command(flatten)]
+    pub recipe_key: RecipeKeyArgs,
 }
 
 /// `bonsai pull`
 #[derive(Args, Debug)]
 pub struct PullArgs {
-    /// Recipe written by `bonsai push`.
+    /// Recipe written by `bonsai push` — or, with --recipe-key, the NAME of an image whose
+    /// sealed recipe the store keeps.
     pub recipe: PathBuf,
+    #[command(flatten)]
+    pub recipe_key: RecipeKeyArgs,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Where to write the image (written beside it under a temporary name, renamed when verified).

@@ -33,6 +33,10 @@ fn main() {
         Command::Demo(a) => cmd::demo::run(a, quiet),
         Command::Recipe(c) => cmd::recipe::run(c),
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Images(a) => cmd::images::run(a),
+        Command::Forget(a) => cmd::forget::run(a),
+        Command::Gc(a) => cmd::gc::run(a, quiet),
+        Command::Check(a) => cmd::check::run(a, quiet),
     };
     if let Err(e) = result {
         if exit::is_broken_pipe(&e) {

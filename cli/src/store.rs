@@ -36,6 +36,17 @@ pub enum Access {
     ExistingOrEmpty,
 }
 
+/// How the client presents itself to an http(s) store.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// Bearer token (from `--token-file` or BONSAI_TOKEN).
+    pub token: Option<String>,
+    /// `--token-file` was given (refused for a directory store, where it would be ignored).
+    pub token_file_given: bool,
+    /// `--ca-file`: a private CA to trust for `https://`.
+    pub ca_file: Option<PathBuf>,
+}
+
 /// Why a `--store` (or `bonsai init DIR`) was refused. Every case is a usage error.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreSpecError {
@@ -63,6 +74,9 @@ pub enum StoreSpecError {
     /// A token file given for a directory store (it would be ignored).
     #[error("--token-file applies to http(s) stores only; store {} is a directory (drop --token-file)", .0.display())]
     TokenForDir(PathBuf),
+    /// A CA file given for a directory store (it would be ignored).
+    #[error("--ca-file applies to https stores only; store {} is a directory (drop --ca-file)", .0.display())]
+    CaForDir(PathBuf),
     /// `bonsai init` given a URL: servers make their own store (`serve --data DIR`).
     #[error("bonsai init makes a store directory, not a server's store; {0} is a URL (a server creates its store with `bonsai serve --data DIR`)")]
     InitUrl(String),
@@ -98,14 +112,20 @@ impl StoreSpec {
     pub fn open(
         &self,
         access: Access,
-        token: Option<String>,
-        token_file_given: bool,
+        client: &Client,
     ) -> anyhow::Result<Box<dyn BlockStore>> {
         match self {
-            StoreSpec::Http(url) => Ok(Box::new(HttpStore::new(url, token)?)),
+            StoreSpec::Http(url) => Ok(Box::new(HttpStore::new_with_ca(
+                url,
+                client.token.clone(),
+                client.ca_file.as_deref(),
+            )?)),
             StoreSpec::Dir(dir) => {
-                if token_file_given {
+                if client.token_file_given {
                     return Err(StoreSpecError::TokenForDir(dir.clone()).into());
+                }
+                if client.ca_file.is_some() {
+                    return Err(StoreSpecError::CaForDir(dir.clone()).into());
                 }
                 check_dir(dir, access)?;
                 Ok(Box::new(LocalStore::open(dir)?))
@@ -272,7 +292,7 @@ mod tests {
     fn directories_are_checked_and_never_created() {
         let t = tempfile::tempdir().unwrap();
         let missing = t.path().join("nope");
-        let open = |p: &Path, a| StoreSpec::Dir(p.into()).open(a, None, false).map(|_| ());
+        let open = |p: &Path, a| StoreSpec::Dir(p.into()).open(a, &Client::default()).map(|_| ());
         let e = open(&missing, Access::ExistingOrEmpty).unwrap_err();
         assert!(e.to_string().contains("bonsai init"), "{e}");
         assert!(!missing.exists());
@@ -299,7 +319,13 @@ mod tests {
     fn token_file_with_a_directory_is_refused() {
         let t = tempfile::tempdir().unwrap();
         let e = StoreSpec::Dir(t.path().into())
-            .open(Access::ExistingOrEmpty, None, true)
+            .open(
+                Access::ExistingOrEmpty,
+                &Client {
+                    token_file_given: true,
+                    ..Default::default()
+                },
+            )
             .map(|_| ())
             .unwrap_err();
         assert!(e.to_string().contains("--token-file applies to http(s)"));

@@ -37,6 +37,7 @@ pub mod pull;
 pub mod push;
 pub mod recipe;
 pub mod report;
+pub mod seal;
 pub mod seed;
 pub mod stats;
 pub mod store;

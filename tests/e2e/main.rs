@@ -4,6 +4,7 @@
 mod failures;
 mod formats;
 mod mistakes;
+mod ops;
 mod push_pull;
 mod report;
 mod s3;

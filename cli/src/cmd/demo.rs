@@ -204,7 +204,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
     push_both(&mut out, &dir, &store_arg, quiet)?;
     pull_back(&mut out, &dir, &store_arg, quiet)?;
     let s = StoreSpec::Dir(store)
-        .open(Access::Existing, None, false)?
+        .open(Access::Existing, &Default::default())?
         .stats()?;
     writeln!(
         out,

@@ -1,8 +1,12 @@
 //! One file per command: options → one core call → render.
 
 pub mod analyze;
+pub mod check;
 pub mod demo;
 pub mod init;
+pub mod forget;
+pub mod gc;
+pub mod images;
 pub mod inspect;
 pub mod pull;
 pub mod push;

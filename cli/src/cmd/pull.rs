@@ -10,8 +10,11 @@ use bonsai_core::{PullOptions, PullReport, Recipe};
 pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     preflight::pull_output(&args.output, args.force, args.in_place)?;
     let store = args.store.open(Access::Existing)?;
-    let recipe = Recipe::open(&args.recipe)
-        .with_context(|| format!("cannot use recipe {}", args.recipe.display()))?;
+    let recipe = match &args.recipe_key.recipe_key {
+        None => Recipe::open(&args.recipe)
+            .with_context(|| format!("cannot use recipe {}", args.recipe.display()))?,
+        Some(key) => sealed_recipe(args, key, store.as_ref())?,
+    };
     let mut opts = PullOptions {
         convergence: args.secret.convergence()?,
         seeds: args.seed.clone(),
@@ -41,6 +44,25 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));
     bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
         .with_context(|| format!("pull to {} failed", args.output.display()))
+}
+
+/// With --recipe-key, RECIPE names an image: its sealed recipe is fetched and opened.
+fn sealed_recipe(
+    args: &PullArgs,
+    key: &std::path::Path,
+    store: &dyn bonsai_core::BlockStore,
+) -> anyhow::Result<Recipe> {
+    let name = args.recipe.to_string_lossy();
+    let key = bonsai_core::seal::RecipeKey::load(key)?;
+    let sealed = store.get_sealed_recipe(&name)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "store {} keeps no sealed recipe for image {name:?} (push it with --keep-recipe)",
+            store.describe()
+        )
+    })?;
+    let bytes = bonsai_core::seal::open(&name, &sealed, &key)?;
+    Recipe::read_from(&bytes[..])
+        .with_context(|| format!("sealed recipe of {name} from the store is not a valid recipe"))
 }
 
 /// Runs the command.

@@ -7,7 +7,9 @@ use anyhow::Context;
 use bonsai_core::{PushOptions, PushReport};
 use std::path::{Path, PathBuf};
 
-/// Pushes an image and returns the figures (also used by `demo`).
+/// Pushes an image and returns the figures (also used by `demo`). A push whose blocks a
+/// concurrent `gc` collected is refused at registration (nothing is registered, no recipe
+/// written) and is run again, up to three times in all.
 pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
     preflight::image_input(&args.image)?;
     let file_name = args
@@ -25,6 +27,10 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
     let logical_size = image.disk.size();
     preflight::image_not_empty_device(&args.image, logical_size)?;
     let store = args.store.open(Access::ExistingOrEmpty)?;
+    let key = match (&args.recipe_key.recipe_key, args.keep_recipe) {
+        (Some(path), true) => Some(bonsai_core::seal::RecipeKey::load(path)?),
+        _ => None,
+    };
     let opts = PushOptions {
         chunker: args.chunk.params()?,
         convergence: args.secret.convergence()?,
@@ -36,9 +42,22 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
         ..Default::default()
     };
     let bar = Bar::new(quiet || args.json, Some(logical_size));
-    let mut report = bonsai_core::push(image.disk.as_ref(), store.as_ref(), &recipe, &opts, &bar)
-        .with_context(|| format!("push of {} failed", args.image.display()))?;
+    let mut attempt = 1;
+    let mut report = loop {
+        match bonsai_core::push(image.disk.as_ref(), store.as_ref(), &recipe, &opts, &bar) {
+            Err(e) if attempt < 3 && collected_during_push(&e) => {
+                tracing::warn!("{e}; pushing again");
+                attempt += 1;
+            }
+            other => {
+                break other.with_context(|| format!("push of {} failed", args.image.display()))?
+            }
+        }
+    };
     private(&recipe)?;
+    if let Some(key) = key {
+        keep_recipe(&recipe, &opts.name, &key, store.as_ref())?;
+    }
     report.source_format = image.format.name().into();
     report.files_read = image
         .files_read
@@ -46,6 +65,32 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
         .map(|p| p.display().to_string())
         .collect();
     Ok(report)
+}
+
+/// A registration refused because a block the store had confirmed was collected since
+/// by a `gc` (docs/OPERATING.md): nothing was registered, so the push can simply run again.
+fn collected_during_push(e: &bonsai_core::Error) -> bool {
+    matches!(
+        e,
+        bonsai_core::Error::Store(bonsai_core::StoreError::NotFound(_))
+    )
+}
+
+/// Seals the recipe just written and hands it to the store under the image's name.
+fn keep_recipe(
+    recipe: &Path,
+    name: &str,
+    key: &bonsai_core::seal::RecipeKey,
+    store: &dyn bonsai_core::BlockStore,
+) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(recipe).with_context(|| format!("reading recipe {}", recipe.display()))?;
+    let sealed = bonsai_core::seal::seal(name, &bytes, key)?;
+    store
+        .put_sealed_recipe(name, &sealed)
+        .with_context(|| format!("keeping the sealed recipe of {name} in the store"))?;
+    tracing::info!(%name, bytes = sealed.len(), "sealed recipe kept by the store");
+    Ok(())
 }
 
 /// A recipe is the key to its image: owner-only. (The engine's publish step should

@@ -1,7 +1,8 @@
-//! `bonsai recipe show`
+//! `bonsai recipe show`, `recipe check` (are all blocks in the store?), `recipe keygen`.
 
 use crate::args::RecipeCommand;
 use crate::render;
+use crate::store::Access;
 use anyhow::Context;
 use bonsai_core::Recipe;
 use indicatif::HumanBytes;
@@ -23,6 +24,12 @@ pub fn run(cmd: RecipeCommand) -> anyhow::Result<()> {
             }
             render::text(|out| show(out, &recipe, &r))
         }
+        RecipeCommand::Check {
+            recipe,
+            store,
+            json,
+        } => check(&recipe, &store, json),
+        RecipeCommand::Keygen { out } => keygen(&out),
     }
 }
 
@@ -46,4 +53,79 @@ fn show(out: &mut dyn Write, path: &Path, r: &Recipe) -> std::io::Result<()> {
         c.kind, c.min, c.avg, c.max
     )?;
     writeln!(out, "  source       {:?}", r.header.source_format)
+}
+
+/// Asks the store which of the recipe's blocks it lacks (one query per 65 536 ids).
+fn check(
+    recipe: &std::path::Path,
+    store: &crate::args::StoreArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let r =
+        Recipe::open(recipe).with_context(|| format!("cannot use recipe {}", recipe.display()))?;
+    let store = store.open(Access::Existing)?;
+    let ids: Vec<_> = r.blocks.iter().map(|b| b.id).collect();
+    let missing = store.missing(&ids)?;
+    if json {
+        render::json(&serde_json::json!({
+            "recipe": recipe.display().to_string(),
+            "store": store.describe(),
+            "blocks": ids.len(),
+            "missing_blocks": missing.len(),
+            "missing": missing,
+            "complete": missing.is_empty(),
+        }))?;
+    } else if missing.is_empty() {
+        render::text(|out| {
+            writeln!(
+                out,
+                "recipe {}: all {} blocks are in {}",
+                recipe.display(),
+                ids.len(),
+                store.describe()
+            )
+        })?;
+    } else {
+        render::text(|out| {
+            for id in missing.iter().take(10) {
+                writeln!(out, "  missing block {id}")?;
+            }
+            Ok(())
+        })?;
+    }
+    anyhow::ensure!(
+        missing.is_empty(),
+        "recipe {}: {} of {} blocks are not in {}; push the image again to restore them",
+        recipe.display(),
+        missing.len(),
+        ids.len(),
+        store.describe()
+    );
+    Ok(())
+}
+
+/// Writes a new age identity to `out` (0600, never over an existing file).
+fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| {
+            format!(
+                "cannot create key file {} (it must not exist)",
+                out.display()
+            )
+        })?;
+    f.write_all(bonsai_core::seal::RecipeKey::generate().as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing key file {}", out.display()))?;
+    render::text(|w| {
+        writeln!(
+            w,
+            "wrote recipe key {}: keep a copy somewhere safe; without it sealed recipes cannot be opened",
+            out.display()
+        )
+    })
 }

@@ -17,6 +17,13 @@ pub struct ImageInfo {
     pub blocks: u64,
     /// When it was registered, Unix seconds.
     pub registered: i64,
+    /// Bytes of block objects no other registered image uses: what forgetting it (and a
+    /// gc) would free.
+    #[serde(default)]
+    pub unique_bytes: u64,
+    /// Whether the store keeps a sealed recipe under this name.
+    #[serde(default)]
+    pub sealed_recipe: bool,
 }
 
 /// What `forget` did.
@@ -40,7 +47,7 @@ pub struct GcOptions {
 }
 
 /// What a gc freed (or would free, on a dry run).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GcReport {
     /// Blocks freed.
     pub blocks_freed: u64,
@@ -52,6 +59,18 @@ pub struct GcReport {
     /// Whether this was a dry run.
     #[serde(default)]
     pub dry_run: bool,
+    /// Grace period applied, seconds.
+    #[serde(default)]
+    pub grace_seconds: u64,
+    /// Blocks no registered image uses (before this run).
+    #[serde(default)]
+    pub unreferenced_blocks: u64,
+    /// Blocks marked by this run (first seen unreferenced now; on a dry run: would be).
+    #[serde(default)]
+    pub marked_blocks: u64,
+    /// Wall time of the run.
+    #[serde(default)]
+    pub wall_seconds: f64,
 }
 
 /// How to run a check.
@@ -62,7 +81,7 @@ pub struct CheckOptions {
 }
 
 /// What a check found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CheckReport {
     /// Blocks examined.
     pub blocks_checked: u64,
@@ -72,4 +91,41 @@ pub struct CheckReport {
     /// Registered images that use a damaged block.
     #[serde(default)]
     pub damaged_images: Vec<String>,
+    /// Whether every block was re-hashed.
+    #[serde(default)]
+    pub read_data: bool,
+    /// Bytes read and hashed (0 without `read_data`).
+    #[serde(default)]
+    pub read_bytes: u64,
+    /// What was wrong with each damaged block.
+    #[serde(default)]
+    pub problems: Vec<DamagedBlock>,
+    /// Images lacking blocks (this run's damage and any earlier), with how many.
+    #[serde(default)]
+    pub images_missing_blocks: Vec<DamagedImage>,
+    /// Wall time of the check.
+    #[serde(default)]
+    pub wall_seconds: f64,
 }
+
+/// One damaged block found by a check.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DamagedBlock {
+    /// The block.
+    pub id: BlockId,
+    /// `missing`, `wrong_size` or `wrong_hash`.
+    pub problem: String,
+}
+
+/// An image that lost blocks: it pulls again only after a push of it (or of any image
+/// holding those blocks) re-uploads them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DamagedImage {
+    /// Image name.
+    pub name: String,
+    /// How many of its blocks are gone.
+    pub missing_blocks: u64,
+}
+
+/// Default gc grace period: a day, longer than any push (rustic uses 23 h).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);

@@ -14,8 +14,8 @@
 
 use super::wire::{ids_body, ErrorBody, ErrorCode};
 use super::{
-    limits, write_frame, AdminStore, ImageInfo, PutOutcome, ReadStore, StoreError, StoreStats,
-    WriteStore,
+    limits, write_frame, AdminStore, CheckOptions, CheckReport, ForgetReport,
+    GcOptions, GcReport, ImageInfo, PutOutcome, ReadStore, StoreError, StoreStats, WriteStore,
 };
 use crate::id::BlockId;
 use bytes::Bytes;
@@ -26,6 +26,8 @@ use std::time::Duration;
 
 /// Largest JSON reply accepted (stats, upload verdicts, version).
 const MAX_JSON_REPLY: u64 = 1 << 20;
+/// Largest sealed recipe accepted (the server's limit on what it keeps).
+const MAX_SEALED_RECIPE: u64 = 64 << 20;
 /// Largest image list accepted.
 const MAX_IMAGES_REPLY: u64 = 64 << 20;
 /// Largest error body read.
@@ -61,8 +63,33 @@ impl HttpStore {
         token: Option<String>,
         stall: Duration,
     ) -> Result<Self, StoreError> {
+        Self::build(base, token, stall, None)
+    }
+
+    /// Like [`HttpStore::new`], also trusting the PEM certificate(s) in `ca_file`: a store
+    /// serving TLS with a certificate from a private CA.
+    pub fn new_with_ca(
+        base: &str,
+        token: Option<String>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, StoreError> {
+        Self::build(base, token, Duration::from_secs(120), ca_file)
+    }
+
+    fn build(
+        base: &str,
+        token: Option<String>,
+        stall: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, StoreError> {
         let base = base.trim_end_matches('/').to_string();
-        let client = Client::builder()
+        let mut builder = Client::builder();
+        if let Some(path) = ca_file {
+            for cert in read_ca_file(&base, path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .connect_timeout(Duration::from_secs(10).min(stall))
             // blocking reqwest applies this to sending and to each read of a reply body
             .timeout(stall)
@@ -88,7 +115,7 @@ impl HttpStore {
         self
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/v1/{}", self.base, path)
     }
 
@@ -186,7 +213,7 @@ impl HttpStore {
         }
     }
 
-    fn protocol(&self, reason: impl Into<String>) -> StoreError {
+    pub(crate) fn protocol(&self, reason: impl Into<String>) -> StoreError {
         StoreError::Protocol {
             store: self.base.clone(),
             reason: reason.into(),
@@ -277,6 +304,24 @@ impl HttpStore {
         let body = self.body(resp, MAX_JSON_REPLY)?;
         serde_json::from_slice(&body).map_err(|e| self.protocol(e.to_string()))
     }
+}
+
+/// The certificates of `--ca-file`: PEM, at least one.
+fn read_ca_file(
+    base: &str,
+    path: &std::path::Path,
+) -> Result<Vec<reqwest::Certificate>, StoreError> {
+    let bad = |reason: String| StoreError::Other {
+        store: base.to_string(),
+        reason: format!("--ca-file {}: {reason}", path.display()),
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad("holds no certificate".into()));
+    }
+    Ok(certs)
 }
 
 /// The first line of a reason, trimmed and cut to 200 characters: a hostile or broken
@@ -456,5 +501,78 @@ impl AdminStore for HttpStore {
         let reply: Reply =
             serde_json::from_slice(&body).map_err(|e| self.protocol(e.to_string()))?;
         Ok(reply.images)
+    }
+
+    fn forget(&self, names: &[String]) -> Result<ForgetReport, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            forgotten: bool,
+        }
+        let mut report = ForgetReport::default();
+        for name in names {
+            let url = self.named_url("images/", name)?;
+            let resp = self.send(|c| c.delete(url.clone()))?;
+            let reply: Reply = self.json(resp)?;
+            if reply.forgotten {
+                report.forgotten.push(name.clone());
+            } else {
+                report.unknown.push(name.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    fn gc(&self, opts: &GcOptions) -> Result<GcReport, StoreError> {
+        let url = format!(
+            "{}?grace_seconds={}&dry_run={}",
+            self.url("gc"),
+            opts.grace.as_secs(),
+            opts.dry_run
+        );
+        let resp = self.send(|c| c.post(&url))?;
+        self.json(resp)
+    }
+
+    fn check(&self, opts: &CheckOptions) -> Result<CheckReport, StoreError> {
+        let url = format!("{}?read_data={}", self.url("check"), opts.read_data);
+        let resp = self.send(|c| c.post(&url))?;
+        self.json(resp)
+    }
+
+    fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        let url = self.named_url("recipes/", name)?;
+        let body = Bytes::copy_from_slice(sealed);
+        self.send(|c| c.put(url.clone()).body(body.clone()))?;
+        Ok(())
+    }
+
+    fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let url = self.named_url("recipes/", name)?;
+        match self.send(|c| c.get(url.clone())) {
+            Ok(resp) => Ok(Some(self.body(resp, MAX_SEALED_RECIPE)?)),
+            Err(StoreError::Refused {
+                code: ErrorCode::NotFound,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl HttpStore {
+    /// `PREFIX/NAME` with the name as one escaped path segment.
+    fn named_url(&self, prefix: &str, name: &str) -> Result<reqwest::Url, StoreError> {
+        let mut url =
+            reqwest::Url::parse(&self.url(prefix)).map_err(|e| self.protocol(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|_| self.protocol("store address cannot take a path"))?
+            .pop_if_empty()
+            .push(name);
+        Ok(url)
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, resp: Response) -> Result<T, StoreError> {
+        let body = self.body(resp, MAX_JSON_REPLY)?;
+        serde_json::from_slice(&body).map_err(|e| self.protocol(e.to_string()))
     }
 }

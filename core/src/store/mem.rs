@@ -98,6 +98,7 @@ impl WriteStore for MemStore {
             logical_bytes: logical,
             blocks: distinct.len() as u64,
             registered: 0,
+            ..Default::default()
         };
         lock(&self.images).insert(name.into(), info);
         Ok(())

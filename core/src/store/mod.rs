@@ -24,7 +24,10 @@ pub mod http;
 pub mod mem;
 pub mod wire;
 
-pub use admin::{CheckOptions, CheckReport, ForgetReport, GcOptions, GcReport, ImageInfo};
+pub use admin::{
+    CheckOptions, CheckReport, DamagedBlock, DamagedImage, ForgetReport, GcOptions, GcReport,
+    ImageInfo, DEFAULT_GRACE,
+};
 pub use error::{StoreError, StoreErrorKind};
 pub use wire::{parse_frame, write_frame, ErrorBody, ErrorCode};
 
@@ -128,6 +131,17 @@ pub trait AdminStore: ReadStore {
     fn check(&self, opts: &CheckOptions) -> Result<CheckReport, StoreError> {
         let _ = opts;
         Err(self.unsupported("check"))
+    }
+    /// Keeps `sealed` (a recipe encrypted by its owner, opaque to the store) under image
+    /// `name`, replacing any earlier one. Needs a write token on a server.
+    fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        let _ = (name, sealed);
+        Err(self.unsupported("sealed recipes"))
+    }
+    /// The sealed recipe kept under `name`, if any. Needs a read token on a server.
+    fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = name;
+        Err(self.unsupported("sealed recipes"))
     }
     /// The typed refusal for an operation this store does not offer.
     fn unsupported(&self, operation: &'static str) -> StoreError {

@@ -1,0 +1,122 @@
+//! Handlers of the operations routes (docs/API.md "Operating the store"): forget (admin),
+//! gc (admin), check (admin), sealed recipes (PUT write, GET read). Each extracts, runs the
+//! store call on a blocking thread and answers JSON (or the sealed bytes).
+//!
+//! gc and check may run for minutes on a large store; the request time limit
+//! (`--request-timeout-secs`) applies, and a run cut off by it still completes in the
+//! background (the client sees 408 and can look at `bonsai stats`).
+
+use crate::api::{blocking, read_body, valid_name};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bonsai_core::store::{CheckOptions, CheckReport, GcOptions, GcReport, DEFAULT_GRACE};
+use std::time::Duration;
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "image name must be 1-255 characters, without '/' or control characters",
+        ))
+    }
+}
+
+/// `DELETE /v1/images/{name}` → `{"forgotten": bool}`.
+pub async fn forget(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_name(&name)?;
+    let store = st.store.clone();
+    let forgotten = blocking(&st, move || Ok(store.forget(&name)?)).await?;
+    Ok(Json(serde_json::json!({ "forgotten": forgotten })))
+}
+
+/// Query of `POST /v1/gc`.
+#[derive(Debug, serde::Deserialize)]
+pub struct GcQuery {
+    /// Grace period in seconds (default a day).
+    grace_seconds: Option<u64>,
+    /// Report only.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /v1/gc?grace_seconds=N&dry_run=true` → the gc report.
+pub async fn gc(
+    State(st): State<AppState>,
+    Query(q): Query<GcQuery>,
+) -> Result<Json<GcReport>, ApiError> {
+    let opts = GcOptions {
+        grace: q.grace_seconds.map_or(DEFAULT_GRACE, Duration::from_secs),
+        dry_run: q.dry_run,
+    };
+    let store = st.store.clone();
+    Ok(Json(blocking(&st, move || Ok(store.gc(&opts)?)).await?))
+}
+
+/// Query of `POST /v1/check`.
+#[derive(Debug, serde::Deserialize)]
+pub struct CheckQuery {
+    /// Re-hash every block.
+    #[serde(default)]
+    read_data: bool,
+}
+
+/// `POST /v1/check?read_data=true` → the check report.
+pub async fn check(
+    State(st): State<AppState>,
+    Query(q): Query<CheckQuery>,
+) -> Result<Json<CheckReport>, ApiError> {
+    let store = st.store.clone();
+    let opts = CheckOptions {
+        read_data: q.read_data,
+    };
+    Ok(Json(blocking(&st, move || Ok(store.check(&opts)?)).await?))
+}
+
+/// `PUT /v1/recipes/{name}`: body is the sealed recipe (opaque).
+pub async fn put_recipe(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    let sealed = read_body(body, st.limits.max_request_bytes).await?;
+    if sealed.is_empty() {
+        return Err(ApiError::bad_request("sealed recipe is empty"));
+    }
+    let store = st.store.clone();
+    let n = sealed.len();
+    blocking(&st, move || Ok(store.put_sealed_recipe(&name, &sealed)?)).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "bytes": n }))).into_response())
+}
+
+/// `GET /v1/recipes/{name}` → the sealed bytes, or 404.
+pub async fn get_recipe(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    let store = st.store.clone();
+    let shown = name.clone();
+    match blocking(&st, move || Ok(store.sealed_recipe(&name)?)).await? {
+        Some(bytes) => Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            )],
+            bytes,
+        )
+            .into_response()),
+        None => Err(ApiError::not_found(format!(
+            "no sealed recipe for image {shown:?} (push it with --keep-recipe)"
+        ))),
+    }
+}

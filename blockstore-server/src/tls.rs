@@ -1,0 +1,128 @@
+//! HTTPS for `bonsai serve --tls-cert C --tls-key K`: rustls with the ring provider.
+//!
+//! [`TlsListener`] is an axum `Listener`: a task accepts TCP connections and runs each TLS
+//! handshake in its own task (at most [`MAX_HANDSHAKES`] at once, each cut off after
+//! [`HANDSHAKE_TIMEOUT`]), handing finished streams to axum. A slow or hostile client
+//! therefore never holds up others' handshakes. Certificates are read once at start; to
+//! rotate them, restart the server (SIGTERM finishes in-flight requests).
+//!
+//! A reverse proxy terminating TLS (README's nginx recipe) remains an alternative.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// Handshakes running at once; further connections wait in the kernel's backlog.
+pub const MAX_HANDSHAKES: usize = 256;
+/// Longest a client may take to complete its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the TLS configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or parsed.
+    #[error("{path}: {reason}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// rustls refused the certificate/key pair.
+    #[error("--tls-cert/--tls-key refused: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// Builds the server configuration from a PEM certificate chain and a PEM private key.
+pub fn load_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsError> {
+    let pem = |path: &Path, reason: String| TlsError::Pem {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| pem(cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(pem(cert, "no certificate in the file".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem(key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A listener that yields TLS streams whose handshake completed.
+pub struct TlsListener {
+    rx: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    addr: SocketAddr,
+}
+
+impl TlsListener {
+    /// Starts accepting on `tcp` with `config`.
+    pub fn new(tcp: TcpListener, config: rustls::ServerConfig) -> std::io::Result<Self> {
+        let addr = tcp.local_addr()?;
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        tokio::spawn(async move {
+            loop {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(%e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, out) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let result = done.await;
+                    drop(permit);
+                    match result {
+                        Ok(Ok(tls)) => {
+                            let _ = out.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, %e, "tls handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+                    }
+                });
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(TlsListener { rx, addr })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            // The accept task ended (runtime shutting down): never yield again.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}

@@ -1,0 +1,117 @@
+//! `bonsai gc`: delete blocks no registered image uses (admin token), safe while others
+//! push: mark now, delete on a later run once the grace period has passed with the block
+//! still unreferenced and unconfirmed (docs/OPERATING.md).
+
+use crate::args::StoreArgs;
+use crate::store::Access;
+use bonsai_core::store::{GcOptions, DEFAULT_GRACE};
+use clap::Args;
+use indicatif::HumanBytes;
+
+/// `bonsai gc`
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print what would be freed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long a block must stay unreferenced after being marked before it is deleted:
+    /// `30s`, `15m`, `2h`, `1d`. `0` frees unreferenced blocks at once — only when you know
+    /// no push is running (a push caught out is refused at registration and must re-run).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1d")]
+    pub grace: u64,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Seconds of `N[s|m|h|d]`.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m, 2h or 1d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// A spinner with elapsed time on stderr, hidden off-TTY, with --quiet or --json.
+pub fn spinner(hidden: bool, msg: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if hidden || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("template"),
+    );
+    bar.set_message(msg.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Runs the command.
+pub fn run(args: GcArgs, quiet: bool) -> anyhow::Result<()> {
+    let store = args.store.open(Access::Existing)?;
+    let opts = GcOptions {
+        grace: std::time::Duration::from_secs(args.grace),
+        dry_run: args.dry_run,
+    };
+    let bar = spinner(quiet || args.json, "collecting garbage");
+    let report = store.gc(&opts);
+    bar.finish_and_clear();
+    let r = report?;
+    if args.json {
+        return crate::render::json(&r);
+    }
+    let verb = if r.dry_run { "would free" } else { "freed" };
+    println!(
+        "gc of {}: {verb} {} blocks ({}) in {:.1}s",
+        store.describe(),
+        r.blocks_freed,
+        HumanBytes(r.bytes_freed),
+        r.wall_seconds
+    );
+    println!(
+        "  unreferenced {}, newly marked {}, kept {} (grace {}s{})",
+        r.unreferenced_blocks,
+        r.marked_blocks,
+        r.blocks_in_grace,
+        r.grace_seconds,
+        if r.grace_seconds == DEFAULT_GRACE.as_secs() {
+            ", the default"
+        } else {
+            ""
+        }
+    );
+    if r.blocks_in_grace > 0 && !r.dry_run {
+        println!("  kept blocks are deleted by a gc run after the grace period, if still unused");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations() {
+        use super::parse_duration as p;
+        assert_eq!(p("0"), Ok(0));
+        assert_eq!(p("90s"), Ok(90));
+        assert_eq!(p("15m"), Ok(900));
+        assert_eq!(p("1d"), Ok(86_400));
+        assert!(p("1w").is_err());
+        assert!(p("soon").is_err());
+    }
+}

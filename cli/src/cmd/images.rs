@@ -1,0 +1,76 @@
+//! `bonsai images`: registered images with their figures (read token).
+
+use crate::args::StoreArgs;
+use crate::store::Access;
+use clap::Args;
+use indicatif::HumanBytes;
+
+/// `bonsai images`
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print JSON: `{"store": …, "images": [{name, logical_bytes, blocks, unique_bytes,
+    /// registered, sealed_recipe}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub fn run(args: ImagesArgs) -> anyhow::Result<()> {
+    let store = args.store.open(Access::Existing)?;
+    let images = store.images()?;
+    if args.json {
+        return crate::render::json(&serde_json::json!({
+            "store": store.describe(),
+            "images": images,
+        }));
+    }
+    println!("store {}: {} image(s)", store.describe(), images.len());
+    println!(
+        "{:<32} {:>11} {:>9} {:>11}  {:<20} sealed",
+        "name", "logical", "blocks", "only it", "registered (UTC)"
+    );
+    for i in &images {
+        println!(
+            "{:<32} {:>11} {:>9} {:>11}  {:<20} {}",
+            i.name,
+            HumanBytes(i.logical_bytes).to_string(),
+            i.blocks,
+            HumanBytes(i.unique_bytes).to_string(),
+            utc(i.registered),
+            if i.sealed_recipe { "yes" } else { "-" }
+        );
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of a Unix time (civil-from-days, no time-zone database needed).
+pub fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(1_795_000_000), "2026-11-18 10:26:40");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00");
+    }
+}
