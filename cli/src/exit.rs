@@ -37,6 +37,27 @@ pub enum Exit {
 #[error("{0}")]
 pub struct Refusal(pub String);
 
+/// A failure the binary itself classifies (a check that found damage, an image name the
+/// store does not hold): its one-line reason and exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct Failed {
+    /// The exit code.
+    pub exit: Exit,
+    /// One line: what failed and what to do.
+    pub reason: String,
+}
+
+impl Failed {
+    /// A failure of class `exit`.
+    pub fn new(exit: Exit, reason: impl Into<String>) -> Self {
+        Failed {
+            exit,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// The class of `err`.
 pub fn classify(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
@@ -61,6 +82,12 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if e.is::<Refusal>() || e.is::<crate::store::StoreSpecError>() {
         return Some(Exit::Usage);
+    }
+    if let Some(f) = e.downcast_ref::<Failed>() {
+        return Some(f.exit);
+    }
+    if let Some(e) = e.downcast_ref::<bonsai_core::seal::SealError>() {
+        return Some(seal_error(e));
     }
     if let Some(e) = e.downcast_ref::<bonsai_core::Error>() {
         return core_error(e);
@@ -116,6 +143,18 @@ fn store_error(e: &StoreError) -> Exit {
         K::LocalIo => Exit::LocalIo,
         // the store answered with a refusal of its own (limits, full disk, busy)
         K::Refused => Exit::Other,
+    }
+}
+
+/// Key files are arguments (usage); a recipe that does not open with the key given
+/// is a verification failure, as a wrong key is indistinguishable from damage.
+fn seal_error(e: &bonsai_core::seal::SealError) -> Exit {
+    use bonsai_core::seal::SealError as S;
+    match e {
+        S::KeyFile { source, .. } => io_error(source),
+        S::BadKey { .. } => Exit::Usage,
+        S::Encrypt(_) => Exit::Other,
+        S::Decrypt { .. } | S::Invalid { .. } => Exit::Verify,
     }
 }
 

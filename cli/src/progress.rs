@@ -81,3 +81,16 @@ impl Progress for Bar {
         self.bar.finish_and_clear();
     }
 }
+
+/// A spinner with elapsed time for work whose size the client cannot know (a gc or check
+/// running inside the server): on stderr, hidden off a terminal or when `hidden`.
+pub fn spinner(hidden: bool, msg: &str) -> ProgressBar {
+    if hidden || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = multi().add(ProgressBar::new_spinner());
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("template"));
+    bar.set_message(msg.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}

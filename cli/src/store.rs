@@ -109,11 +109,7 @@ impl StoreSpec {
 
     /// Opens the store. Directories are checked against `access`; nothing is created
     /// except the store's own files inside an empty directory under `ExistingOrEmpty`.
-    pub fn open(
-        &self,
-        access: Access,
-        client: &Client,
-    ) -> anyhow::Result<Box<dyn BlockStore>> {
+    pub fn open(&self, access: Access, client: &Client) -> anyhow::Result<Box<dyn BlockStore>> {
         match self {
             StoreSpec::Http(url) => Ok(Box::new(HttpStore::new_with_ca(
                 url,
@@ -292,7 +288,11 @@ mod tests {
     fn directories_are_checked_and_never_created() {
         let t = tempfile::tempdir().unwrap();
         let missing = t.path().join("nope");
-        let open = |p: &Path, a| StoreSpec::Dir(p.into()).open(a, &Client::default()).map(|_| ());
+        let open = |p: &Path, a| {
+            StoreSpec::Dir(p.into())
+                .open(a, &Client::default())
+                .map(|_| ())
+        };
         let e = open(&missing, Access::ExistingOrEmpty).unwrap_err();
         assert!(e.to_string().contains("bonsai init"), "{e}");
         assert!(!missing.exists());

@@ -4,6 +4,12 @@
 use crate::util::*;
 use std::path::Path;
 
+/// Fails with one line holding `needle` and exit code `code` (README's table).
+fn fails_as(out: &std::process::Output, needle: &str, code: i32) {
+    fails_with(out, needle);
+    assert_eq!(out.status.code(), Some(code), "exit code for {needle:?}");
+}
+
 const MIB: usize = 1024 * 1024;
 
 /// An image sharing a 2 MiB base with its siblings, plus 1 MiB of its own.
@@ -170,7 +176,7 @@ fn forget_then_gc_frees_exactly_the_blocks_only_that_image_held() {
 
     // A write token may neither forget nor collect.
     let out = bonsai(&["forget", "a", "--store", &url, "--token-file", &write]);
-    fails_with(&out, "admin token");
+    fails_as(&out, "admin token", 3);
     let out = bonsai(&[
         "gc",
         "--store",
@@ -180,11 +186,11 @@ fn forget_then_gc_frees_exactly_the_blocks_only_that_image_held() {
         "--grace",
         "0",
     ]);
-    fails_with(&out, "admin token");
+    fails_as(&out, "admin token", 3);
     let out = bonsai(&["check", "--store", &url, "--token-file", &write]);
-    fails_with(&out, "admin token");
+    fails_as(&out, "admin token", 3);
     let out = bonsai(&["forget", "nope", "--store", &url, "--token-file", &admin]);
-    fails_with(&out, "no image named");
+    fails_as(&out, "no image named", 4);
 
     let adm = [
         "--store",
@@ -270,7 +276,11 @@ fn check_finds_flipped_truncated_and_missing_blocks_and_a_re_push_heals() {
     std::fs::remove_file(&files[2]).unwrap();
 
     let quick = bonsai(&["check", "--store", &s, "--json"]);
-    assert!(!quick.status.success());
+    assert_eq!(
+        quick.status.code(),
+        Some(5),
+        "damage found is a verification failure"
+    );
     let q: serde_json::Value = serde_json::from_slice(&quick.stdout).unwrap();
     let mut problems: Vec<&str> = q["problems"]
         .as_array()
@@ -286,7 +296,7 @@ fn check_finds_flipped_truncated_and_missing_blocks_and_a_re_push_heals() {
     assert_eq!(f["damaged_images"][0], "vm");
     assert_eq!(f["images_missing_blocks"][0]["missing_blocks"], 3);
     let out = bonsai(&["recipe", "check", &recipe, "--store", &s]);
-    fails_with(&out, "3 of");
+    fails_as(&out, "3 of", 4);
 
     let healed = push(&img, &s, &d.s("vm2.recipe"), "vm", &[]);
     let h: serde_json::Value = serde_json::from_slice(&healed.stdout).unwrap();
@@ -311,9 +321,10 @@ fn sealed_recipe_round_trip_and_wrong_key_refused() {
     assert!(bonsai(&["recipe", "keygen", &d.s("other")])
         .status
         .success());
-    fails_with(
+    fails_as(
         &bonsai(&["recipe", "keygen", &d.s("key")]),
         "must not exist",
+        2,
     );
     let img = d.path("vm.raw");
     sibling(&img, 4);
@@ -350,7 +361,7 @@ fn sealed_recipe_round_trip_and_wrong_key_refused() {
         "--recipe-key",
         &d.s("other"),
     ]);
-    fails_with(&out, "wrong --recipe-key");
+    fails_as(&out, "wrong --recipe-key", 5);
     assert!(!d.path("x.out").exists());
     let out = bonsai(&[
         "pull",
@@ -362,7 +373,7 @@ fn sealed_recipe_round_trip_and_wrong_key_refused() {
         "--recipe-key",
         &d.s("key"),
     ]);
-    fails_with(&out, "no sealed recipe");
+    fails_as(&out, "no sealed recipe", 4);
 }
 
 #[test]

@@ -3,9 +3,13 @@
 //! Exit code: the verification-failure code when damage was found.
 
 use crate::args::StoreArgs;
+use crate::exit::{Exit, Failed};
+use crate::render;
 use crate::store::Access;
+use bonsai_core::store::CheckReport;
 use clap::Args;
 use indicatif::HumanBytes;
+use std::io::Write;
 
 /// `bonsai check`
 #[derive(Args, Debug)]
@@ -23,50 +27,62 @@ pub struct CheckArgs {
 /// Runs the command; damage found is an error after the report is printed.
 pub fn run(args: CheckArgs, quiet: bool) -> anyhow::Result<()> {
     let store = args.store.open(Access::Existing)?;
-    let bar = crate::cmd::gc::spinner(quiet || args.json, "checking blocks");
+    let bar = crate::progress::spinner(quiet || args.json, "checking blocks");
     let report = store.check(&bonsai_core::store::CheckOptions {
         read_data: args.read_data,
     });
     bar.finish_and_clear();
     let r = report?;
     if args.json {
-        crate::render::json(&r)?;
+        render::json(&r)?;
     } else {
-        let rate = if r.wall_seconds > 0.0 {
-            format!(
-                ", {}/s",
-                HumanBytes((r.read_bytes as f64 / r.wall_seconds) as u64)
-            )
-        } else {
-            String::new()
-        };
-        println!(
-            "check of {}: {} blocks{} in {:.1}s{rate}",
-            store.describe(),
-            r.blocks_checked,
-            if r.read_data {
-                format!(", {} read and hashed", HumanBytes(r.read_bytes))
-            } else {
-                String::new()
-            },
-            r.wall_seconds
-        );
-        for d in &r.problems {
-            println!("  damaged block {} ({}): quarantined", d.id, d.problem);
-        }
-        for i in &r.images_missing_blocks {
-            println!(
-                "  image {} lacks {} block(s): push it (or any image holding them) again",
-                i.name, i.missing_blocks
-            );
-        }
+        let name = store.describe();
+        render::text(|out| summary(out, &name, &r))?;
     }
-    anyhow::ensure!(
-        r.damaged.is_empty() && r.damaged_images.is_empty(),
-        "check of {} found {} damaged block(s) and {} image(s) lacking blocks; re-push those images",
-        store.describe(),
-        r.damaged.len(),
-        r.damaged_images.len()
-    );
+    if r.damaged.is_empty() && r.damaged_images.is_empty() {
+        return Ok(());
+    }
+    Err(Failed::new(
+        Exit::Verify,
+        format!(
+            "check of {} found {} damaged block(s) and {} image(s) lacking blocks; re-push those images",
+            store.describe(),
+            r.damaged.len(),
+            r.damaged_images.len()
+        ),
+    )
+    .into())
+}
+
+/// The human summary of a check: figures, then each damaged block and image.
+fn summary(out: &mut dyn Write, store: &str, r: &CheckReport) -> std::io::Result<()> {
+    let rate = if r.wall_seconds > 0.0 && r.read_data {
+        format!(
+            ", {}/s",
+            HumanBytes((r.read_bytes as f64 / r.wall_seconds) as u64)
+        )
+    } else {
+        String::new()
+    };
+    let read = if r.read_data {
+        format!(", {} read and hashed", HumanBytes(r.read_bytes))
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "check of {store}: {} blocks{read} in {:.1}s{rate}",
+        r.blocks_checked, r.wall_seconds
+    )?;
+    for d in &r.problems {
+        writeln!(out, "  damaged block {} ({}): quarantined", d.id, d.problem)?;
+    }
+    for i in &r.images_missing_blocks {
+        writeln!(
+            out,
+            "  image {} lacks {} block(s): push it (or any image holding them) again",
+            i.name, i.missing_blocks
+        )?;
+    }
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! `bonsai gc` finds them unused by any other image.
 
 use crate::args::StoreArgs;
+use crate::exit::{Exit, Failed};
+use crate::render;
 use crate::store::Access;
 use clap::Args;
 
@@ -13,6 +15,9 @@ pub struct ForgetArgs {
     pub names: Vec<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Print `{"forgotten": [NAME…], "unknown": []}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs the command: every name must be registered, checked before anything is forgotten.
@@ -21,15 +26,26 @@ pub fn run(args: ForgetArgs) -> anyhow::Result<()> {
     let known: std::collections::HashSet<String> =
         store.images()?.into_iter().map(|i| i.name).collect();
     if let Some(unknown) = args.names.iter().find(|n| !known.contains(*n)) {
-        anyhow::bail!(
-            "no image named {unknown:?} in store {} (see `bonsai images`); nothing forgotten",
-            store.describe()
-        );
+        return Err(Failed::new(
+            Exit::NotFound,
+            format!(
+                "no image named {unknown:?} in store {} (see `bonsai images`); nothing forgotten",
+                store.describe()
+            ),
+        )
+        .into());
     }
     let report = store.forget(&args.names)?;
-    for name in &report.forgotten {
-        println!("forgot {name}");
+    if args.json {
+        return render::json(&report);
     }
-    println!("run `bonsai gc` to free the blocks no other image uses");
-    Ok(())
+    render::text(|out| {
+        for name in &report.forgotten {
+            writeln!(out, "forgot {name}")?;
+        }
+        writeln!(
+            out,
+            "run `bonsai gc` to free the blocks no other image uses"
+        )
+    })
 }

@@ -3,10 +3,12 @@
 //! still unreferenced and unconfirmed (docs/OPERATING.md).
 
 use crate::args::StoreArgs;
+use crate::render;
 use crate::store::Access;
-use bonsai_core::store::{GcOptions, DEFAULT_GRACE};
+use bonsai_core::store::{GcOptions, GcReport, DEFAULT_GRACE};
 use clap::Args;
 use indicatif::HumanBytes;
+use std::io::Write;
 
 /// `bonsai gc`
 #[derive(Args, Debug)]
@@ -47,21 +49,6 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too long"))
 }
 
-/// A spinner with elapsed time on stderr, hidden off-TTY, with --quiet or --json.
-pub fn spinner(hidden: bool, msg: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if hidden || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("template"),
-    );
-    bar.set_message(msg.to_string());
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
-}
-
 /// Runs the command.
 pub fn run(args: GcArgs, quiet: bool) -> anyhow::Result<()> {
     let store = args.store.open(Access::Existing)?;
@@ -69,37 +56,58 @@ pub fn run(args: GcArgs, quiet: bool) -> anyhow::Result<()> {
         grace: std::time::Duration::from_secs(args.grace),
         dry_run: args.dry_run,
     };
-    let bar = spinner(quiet || args.json, "collecting garbage");
+    let bar = crate::progress::spinner(quiet || args.json, "collecting garbage");
     let report = store.gc(&opts);
     bar.finish_and_clear();
     let r = report?;
     if args.json {
         return crate::render::json(&r);
     }
+    let store_name = store.describe();
+    render::text(|out| summary(out, &store_name, &r))
+}
+
+/// The human summary of a gc run.
+fn summary(out: &mut dyn Write, store: &str, r: &GcReport) -> std::io::Result<()> {
     let verb = if r.dry_run { "would free" } else { "freed" };
-    println!(
-        "gc of {}: {verb} {} blocks ({}) in {:.1}s",
-        store.describe(),
+    writeln!(
+        out,
+        "gc of {store}: {verb} {} blocks ({}) in {:.1}s",
         r.blocks_freed,
         HumanBytes(r.bytes_freed),
         r.wall_seconds
-    );
-    println!(
-        "  unreferenced {}, newly marked {}, kept {} (grace {}s{})",
+    )?;
+    writeln!(
+        out,
+        "  unreferenced {}, newly marked {}, kept {} (grace {}{})",
         r.unreferenced_blocks,
         r.marked_blocks,
         r.blocks_in_grace,
-        r.grace_seconds,
+        human_duration(r.grace_seconds),
         if r.grace_seconds == DEFAULT_GRACE.as_secs() {
             ", the default"
         } else {
             ""
         }
-    );
+    )?;
     if r.blocks_in_grace > 0 && !r.dry_run {
-        println!("  kept blocks are deleted by a gc run after the grace period, if still unused");
+        writeln!(
+            out,
+            "  kept blocks are deleted by a gc run after the grace period, if still unused"
+        )?;
     }
     Ok(())
+}
+
+/// `1d`, `2h`, `15m` or `90s`: the largest unit that divides the duration.
+fn human_duration(secs: u64) -> String {
+    match secs {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +121,7 @@ mod tests {
         assert_eq!(p("1d"), Ok(86_400));
         assert!(p("1w").is_err());
         assert!(p("soon").is_err());
+        assert_eq!(super::human_duration(86_400), "1d");
+        assert_eq!(super::human_duration(90), "90s");
     }
 }

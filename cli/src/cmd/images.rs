@@ -1,9 +1,12 @@
 //! `bonsai images`: registered images with their figures (read token).
 
 use crate::args::StoreArgs;
+use crate::render;
 use crate::store::Access;
+use bonsai_core::store::ImageInfo;
 use clap::Args;
 use indicatif::HumanBytes;
+use std::io::Write;
 
 /// `bonsai images`
 #[derive(Args, Debug)]
@@ -21,18 +24,26 @@ pub fn run(args: ImagesArgs) -> anyhow::Result<()> {
     let store = args.store.open(Access::Existing)?;
     let images = store.images()?;
     if args.json {
-        return crate::render::json(&serde_json::json!({
+        return render::json(&serde_json::json!({
             "store": store.describe(),
             "images": images,
         }));
     }
-    println!("store {}: {} image(s)", store.describe(), images.len());
-    println!(
+    let name = store.describe();
+    render::text(|out| table(out, &name, &images))
+}
+
+/// One line per image, sizes human.
+fn table(out: &mut dyn Write, store: &str, images: &[ImageInfo]) -> std::io::Result<()> {
+    writeln!(out, "store {store}: {} image(s)", images.len())?;
+    writeln!(
+        out,
         "{:<32} {:>11} {:>9} {:>11}  {:<20} sealed",
         "name", "logical", "blocks", "only it", "registered (UTC)"
-    );
-    for i in &images {
-        println!(
+    )?;
+    for i in images {
+        writeln!(
+            out,
             "{:<32} {:>11} {:>9} {:>11}  {:<20} {}",
             i.name,
             HumanBytes(i.logical_bytes).to_string(),
@@ -40,7 +51,7 @@ pub fn run(args: ImagesArgs) -> anyhow::Result<()> {
             HumanBytes(i.unique_bytes).to_string(),
             utc(i.registered),
             if i.sealed_recipe { "yes" } else { "-" }
-        );
+        )?;
     }
     Ok(())
 }
@@ -70,7 +81,7 @@ mod tests {
     #[test]
     fn utc_dates() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::utc(1_795_000_000), "2026-11-18 10:26:40");
+        assert_eq!(super::utc(1_795_000_000), "2026-11-18 11:06:40");
         assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00");
     }
 }

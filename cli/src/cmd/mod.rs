@@ -3,10 +3,10 @@
 pub mod analyze;
 pub mod check;
 pub mod demo;
-pub mod init;
 pub mod forget;
 pub mod gc;
 pub mod images;
+pub mod init;
 pub mod inspect;
 pub mod pull;
 pub mod push;

@@ -1,6 +1,7 @@
 //! `bonsai pull`
 
 use crate::args::PullArgs;
+use crate::exit::{Exit, Failed};
 use crate::store::Access;
 use crate::{preflight, progress::Bar, render};
 use anyhow::Context;
@@ -55,9 +56,12 @@ fn sealed_recipe(
     let name = args.recipe.to_string_lossy();
     let key = bonsai_core::seal::RecipeKey::load(key)?;
     let sealed = store.get_sealed_recipe(&name)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "store {} keeps no sealed recipe for image {name:?} (push it with --keep-recipe)",
-            store.describe()
+        Failed::new(
+            Exit::NotFound,
+            format!(
+                "store {} keeps no sealed recipe for image {name:?} (see `bonsai images`; push it with --keep-recipe)",
+                store.describe()
+            ),
         )
     })?;
     let bytes = bonsai_core::seal::open(&name, &sealed, &key)?;

@@ -1,6 +1,7 @@
 //! `bonsai recipe show`, `recipe check` (are all blocks in the store?), `recipe keygen`.
 
 use crate::args::RecipeCommand;
+use crate::exit::{Exit, Failed};
 use crate::render;
 use crate::store::Access;
 use anyhow::Context;
@@ -93,15 +94,20 @@ fn check(
             Ok(())
         })?;
     }
-    anyhow::ensure!(
-        missing.is_empty(),
-        "recipe {}: {} of {} blocks are not in {}; push the image again to restore them",
-        recipe.display(),
-        missing.len(),
-        ids.len(),
-        store.describe()
-    );
-    Ok(())
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Failed::new(
+        Exit::NotFound,
+        format!(
+            "recipe {}: {} of {} blocks are not in {}; push the image again to restore them",
+            recipe.display(),
+            missing.len(),
+            ids.len(),
+            store.describe()
+        ),
+    )
+    .into())
 }
 
 /// Writes a new age identity to `out` (0600, never over an existing file).
@@ -112,10 +118,18 @@ fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(out)
-        .with_context(|| {
-            format!(
-                "cannot create key file {} (it must not exist)",
-                out.display()
+        .map_err(|e| {
+            let exit = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Exit::Usage
+            } else {
+                Exit::LocalIo
+            };
+            Failed::new(
+                exit,
+                format!(
+                    "cannot create key file {}: {e} (it must not exist; keygen never overwrites a key)",
+                    out.display()
+                ),
             )
         })?;
     f.write_all(bonsai_core::seal::RecipeKey::generate().as_bytes())

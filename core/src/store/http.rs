@@ -14,8 +14,8 @@
 
 use super::wire::{ids_body, ErrorBody, ErrorCode};
 use super::{
-    limits, write_frame, AdminStore, CheckOptions, CheckReport, ForgetReport,
-    GcOptions, GcReport, ImageInfo, PutOutcome, ReadStore, StoreError, StoreStats, WriteStore,
+    limits, write_frame, AdminStore, CheckOptions, CheckReport, ForgetReport, GcOptions, GcReport,
+    ImageInfo, PutOutcome, ReadStore, StoreError, StoreStats, WriteStore,
 };
 use crate::id::BlockId;
 use bytes::Bytes;
