@@ -87,6 +87,14 @@ impl From<StorageError> for ApiError {
                     "the store's disk is full; ask its operator to free space",
                 )
             }
+            StorageError::Unsupported(_) => ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                ErrorCode::Unsupported,
+                e.to_string(),
+            ),
+            StorageError::NoImage(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, e.to_string())
+            }
             StorageError::Lost(id) => {
                 tracing::error!(cause = %e, "indexed block lost");
                 let id = *id;

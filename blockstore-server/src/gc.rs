@@ -21,6 +21,9 @@ use bonsai_core::BlockId;
 use rusqlite::{params, OptionalExtension};
 use std::time::Instant;
 
+/// Why gc refuses a bucket shared by several servers (docs/OPERATING.md).
+const SHARED_GC: &str = "gc is not offered on an S3 bucket: several servers may share it and each knows only its own pushes; collecting from one server's view could free a block another server's push relies on";
+
 /// Blocks deleted per exclusive section: short enough that uploads barely wait.
 const SWEEP_BATCH: usize = 512;
 
@@ -180,6 +183,11 @@ impl Store {
     /// Collects unreferenced blocks: mark, then sweep those marked at least
     /// `grace_seconds` ago and not confirmed since.
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport, StorageError> {
+        if self.backend().is_shared() {
+            // Another server's index holds registrations and "present" answers this one
+            // never saw: marking from this index alone could free a live block.
+            return Err(StorageError::Unsupported(SHARED_GC));
+        }
         let started = Instant::now();
         let grace_seconds = opts.grace.as_secs();
         let (unreferenced, marked, t) = self.index().mark(opts.dry_run)?;

@@ -1,13 +1,13 @@
 //! Registered images as operators see them (name, size, blocks, bytes only each image
-//! holds), forgetting images, and the sealed recipes the store keeps for their owners.
+//! holds), forgetting images, and the sealed recipes the store keeps for their owners
+//! (objects of the backend beside the manifests: they outlive any one server's index).
 //!
 //! "Bytes only it holds" is what forgetting the image and collecting garbage would free;
 //! the query joins manifests with block sizes and needs no block read.
 
-use crate::index::{now, Index, IndexError};
+use crate::index::{Index, IndexError};
 use crate::ingest::{StorageError, Store};
 use bonsai_core::store::ImageInfo;
-use rusqlite::{params, OptionalExtension};
 
 impl Index {
     /// Registered images with their figures, by name.
@@ -19,8 +19,7 @@ impl Index {
                   JOIN blocks b ON b.id = ib.id
                  WHERE ib.name = im.name
                    AND NOT EXISTS (SELECT 1 FROM image_blocks o
-                                    WHERE o.id = ib.id AND o.name <> ib.name)),
-               EXISTS (SELECT 1 FROM sealed_recipes s WHERE s.name = im.name)
+                                    WHERE o.id = ib.id AND o.name <> ib.name))
              FROM images im ORDER BY im.name",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -30,65 +29,69 @@ impl Index {
                 blocks: r.get::<_, i64>(2)? as u64,
                 registered: r.get(3)?,
                 unique_bytes: r.get::<_, i64>(4)? as u64,
-                sealed_recipe: r.get(5)?,
+                sealed_recipe: false,
             })
         })?;
         rows.collect()
     }
 
-    /// Unregisters `name` and drops its sealed recipe; false if no such image.
+    /// Whether `name` is registered.
+    pub fn has_image(&self, name: &str) -> Result<bool, IndexError> {
+        self.conn().query_row(
+            "SELECT EXISTS(SELECT 1 FROM images WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )
+    }
+
+    /// Unregisters `name`; false if no such image.
     pub fn forget(&self, name: &str) -> Result<bool, IndexError> {
         let mut db = self.conn();
         let tx = db.transaction()?;
         let existed = tx.execute("DELETE FROM images WHERE name = ?1", [name])? == 1;
         tx.execute("DELETE FROM image_blocks WHERE name = ?1", [name])?;
-        tx.execute("DELETE FROM sealed_recipes WHERE name = ?1", [name])?;
         tx.commit()?;
         Ok(existed)
-    }
-
-    /// Keeps (or replaces) the sealed recipe of `name`.
-    pub fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), IndexError> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO sealed_recipes(name, data, stored) VALUES (?1, ?2, ?3)",
-            params![name, sealed, now()],
-        )?;
-        Ok(())
-    }
-
-    /// The sealed recipe of `name`, if kept.
-    pub fn sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError> {
-        self.conn()
-            .query_row(
-                "SELECT data FROM sealed_recipes WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()
     }
 }
 
 impl Store {
-    /// Registered images with their figures.
+    /// Registered images with their figures, and whether a sealed recipe is kept for each.
     pub fn image_infos(&self) -> Result<Vec<ImageInfo>, StorageError> {
-        Ok(self.index().image_infos()?)
+        let mut infos = self.index().image_infos()?;
+        let sealed: std::collections::HashSet<String> =
+            self.backend().list_sealed_recipes()?.into_iter().collect();
+        for info in &mut infos {
+            info.sealed_recipe = sealed.contains(&info.name);
+        }
+        Ok(infos)
     }
 
-    /// Unregisters an image; its blocks go at the next gc unless another image uses them.
+    /// Unregisters an image and drops its sealed recipe; its blocks go at the next gc
+    /// unless another image uses them. The backend (the truth) goes first: should the
+    /// index update fail after it, the image stays listed and its blocks kept, which is
+    /// safe, and a rebuild would not bring it back.
     pub fn forget(&self, name: &str) -> Result<bool, StorageError> {
-        let existed = self.index().forget(name)?;
-        self.backend().delete_manifest(name)?;
-        Ok(existed)
+        let manifest = self.backend().delete_manifest(name)?;
+        self.backend().delete_sealed_recipe(name)?;
+        let indexed = self.index().forget(name)?;
+        Ok(manifest || indexed)
     }
 
-    /// Keeps a sealed recipe (opaque bytes).
+    /// Keeps a sealed recipe (opaque bytes) for a registered image (registered through
+    /// this server's index, or, on a shared bucket, through another server).
     pub fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), StorageError> {
-        Ok(self.index().put_sealed_recipe(name, sealed)?)
+        let known = self.index().has_image(name)?
+            || (self.backend().is_shared() && self.backend().get_manifest(name)?.is_some());
+        if !known {
+            return Err(StorageError::NoImage(name.to_string()));
+        }
+        Ok(self.backend().put_sealed_recipe(name, sealed)?)
     }
 
     /// A kept sealed recipe.
     pub fn sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.index().sealed_recipe(name)?)
+        Ok(self.backend().get_sealed_recipe(name)?)
     }
 }
 
@@ -110,6 +113,8 @@ mod tests {
         s.register("a", 10, &[b[0].id, b[1].id]).unwrap();
         s.register("b", 20, &[b[0].id, b[2].id]).unwrap();
         s.put_sealed_recipe("a", b"sealed").unwrap();
+        let e = s.put_sealed_recipe("nobody", b"sealed").unwrap_err();
+        assert!(e.to_string().contains("push it before"), "{e}");
         let list = s.image_infos().unwrap();
         assert_eq!(list[0].unique_bytes, b[1].object.len() as u64);
         assert!(list[0].sealed_recipe && !list[1].sealed_recipe);

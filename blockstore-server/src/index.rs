@@ -61,10 +61,7 @@ impl Index {
              CREATE INDEX IF NOT EXISTS image_blocks_by_id ON image_blocks(id);
              CREATE TABLE IF NOT EXISTS gc_marks(
                  id BLOB PRIMARY KEY, marked INTEGER NOT NULL
-             ) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS sealed_recipes(
-                 name TEXT PRIMARY KEY, data BLOB NOT NULL, stored INTEGER NOT NULL
-             );",
+             ) WITHOUT ROWID;",
         )?;
         let v: i64 = db.query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
             r.get(0)

@@ -25,6 +25,12 @@ pub enum StorageError {
     /// The index failed.
     #[error("index: {0}")]
     Index(#[from] IndexError),
+    /// An operation this store cannot do safely with its backend.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// A sealed recipe for an image that is not registered.
+    #[error("no image named {0:?} is registered; push it before keeping its recipe")]
+    NoImage(String),
     /// The index lists a block the backend no longer has.
     #[error("block {0} is indexed but its data is gone; run `bonsai check` on the store")]
     Lost(BlockId),
@@ -244,7 +250,7 @@ impl Store {
 
     /// Registered images.
     pub fn images(&self) -> Result<Vec<ImageInfo>, StorageError> {
-        Ok(self.index.image_infos()?)
+        self.image_infos()
     }
 }
 

@@ -22,6 +22,7 @@ pub struct DirBackend {
     blocks: PathBuf,
     tmp: PathBuf,
     manifests: PathBuf,
+    recipes: PathBuf,
     counter: AtomicU64,
     /// Held open for the flock; released when the backend is dropped.
     _lock: File,
@@ -59,12 +60,13 @@ impl DirBackend {
         let io = |e| BackendError::io(root.display(), e);
         fs::create_dir_all(root).map_err(io)?;
         let lock = lock_dir(root)?;
-        let (blocks, tmp, manifests) = (
+        let (blocks, tmp, manifests, recipes) = (
             root.join("blocks"),
             root.join("tmp"),
             root.join("manifests"),
+            root.join("recipes"),
         );
-        for d in [&blocks, &tmp, &manifests] {
+        for d in [&blocks, &tmp, &manifests, &recipes] {
             fs::create_dir_all(d).map_err(io)?;
         }
         for entry in fs::read_dir(&tmp).map_err(io)? {
@@ -75,6 +77,7 @@ impl DirBackend {
             blocks,
             tmp,
             manifests,
+            recipes,
             counter: AtomicU64::new(0),
             _lock: lock,
         })
@@ -88,6 +91,44 @@ impl DirBackend {
 
     fn manifest_path(&self, name: &str) -> PathBuf {
         self.manifests.join(hex::encode(name.as_bytes()))
+    }
+
+    fn recipe_path(&self, name: &str) -> PathBuf {
+        self.recipes.join(hex::encode(name.as_bytes()))
+    }
+
+    fn put_named(&self, dest: &Path, bytes: &[u8]) -> Result<(), BackendError> {
+        self.write_via_tmp(dest, bytes, true)
+            .map_err(|e| BackendError::io(dest.display(), e))
+    }
+
+    fn get_named(path: &Path) -> Result<Option<Vec<u8>>, BackendError> {
+        absent_as_none(fs::read(path)).map_err(|e| BackendError::io(path.display(), e))
+    }
+
+    fn delete_named(path: &Path) -> Result<bool, BackendError> {
+        absent_as_none(fs::remove_file(path))
+            .map(|r| r.is_some())
+            .map_err(|e| BackendError::io(path.display(), e))
+    }
+
+    /// The names (hex-decoded file names) in one of the named-object directories.
+    fn list_named(dir: &Path) -> Result<Vec<String>, BackendError> {
+        let err = |e| BackendError::io(dir.display(), e);
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            let decoded = entry
+                .file_name()
+                .to_str()
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| String::from_utf8(b).ok());
+            if let Some(name) = decoded {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
     }
 
     /// Writes `bytes` to a fresh temporary file and renames it to `dest`, creating the
@@ -195,39 +236,35 @@ impl Backend for DirBackend {
     }
 
     fn put_manifest(&self, name: &str, manifest: &[u8]) -> Result<(), BackendError> {
-        let dest = self.manifest_path(name);
-        self.write_via_tmp(&dest, manifest, true)
-            .map_err(|e| BackendError::io(dest.display(), e))
+        self.put_named(&self.manifest_path(name), manifest)
     }
 
     fn get_manifest(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        let path = self.manifest_path(name);
-        absent_as_none(fs::read(&path)).map_err(|e| BackendError::io(path.display(), e))
+        Self::get_named(&self.manifest_path(name))
     }
 
     fn delete_manifest(&self, name: &str) -> Result<bool, BackendError> {
-        let path = self.manifest_path(name);
-        absent_as_none(fs::remove_file(&path))
-            .map(|r| r.is_some())
-            .map_err(|e| BackendError::io(path.display(), e))
+        Self::delete_named(&self.manifest_path(name))
     }
 
     fn list_manifests(&self) -> Result<Vec<String>, BackendError> {
-        let err = |e| BackendError::io(self.manifests.display(), e);
-        let mut names = Vec::new();
-        for entry in fs::read_dir(&self.manifests).map_err(err)? {
-            let entry = entry.map_err(err)?;
-            let decoded = entry
-                .file_name()
-                .to_str()
-                .and_then(|h| hex::decode(h).ok())
-                .and_then(|b| String::from_utf8(b).ok());
-            if let Some(name) = decoded {
-                names.push(name);
-            }
-        }
-        names.sort();
-        Ok(names)
+        Self::list_named(&self.manifests)
+    }
+
+    fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), BackendError> {
+        self.put_named(&self.recipe_path(name), sealed)
+    }
+
+    fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        Self::get_named(&self.recipe_path(name))
+    }
+
+    fn delete_sealed_recipe(&self, name: &str) -> Result<bool, BackendError> {
+        Self::delete_named(&self.recipe_path(name))
+    }
+
+    fn list_sealed_recipes(&self) -> Result<Vec<String>, BackendError> {
+        Self::list_named(&self.recipes)
     }
 }
 
@@ -274,6 +311,14 @@ mod tests {
         assert!(b.delete(&id).unwrap());
         assert!(!b.delete(&id).unwrap());
         assert_eq!(b.get(&id).unwrap(), None);
+        b.put_sealed_recipe("a/b c", b"sealed").unwrap();
+        assert_eq!(b.list_sealed_recipes().unwrap(), vec!["a/b c".to_string()]);
+        assert_eq!(
+            b.get_sealed_recipe("a/b c").unwrap().as_deref(),
+            Some(&b"sealed"[..])
+        );
+        assert!(b.delete_sealed_recipe("a/b c").unwrap());
+        assert!(!b.delete_sealed_recipe("a/b c").unwrap());
         b.put_manifest("a/b c", b"m").unwrap();
         assert_eq!(b.list_manifests().unwrap(), vec!["a/b c".to_string()]);
         assert_eq!(b.get_manifest("a/b c").unwrap().as_deref(), Some(&b"m"[..]));

@@ -114,6 +114,16 @@ pub trait Backend: Send + Sync {
     fn delete_manifest(&self, name: &str) -> Result<bool, BackendError>;
     /// Names of every stored manifest.
     fn list_manifests(&self) -> Result<Vec<String>, BackendError>;
+    /// Stores (replaces) the sealed recipe of image `name`: opaque bytes the client
+    /// encrypted (docs/OPERATING.md). Kept beside the manifests, so it lives as long as the
+    /// data does, not only as long as one server's index. Durable on return.
+    fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), BackendError>;
+    /// The sealed recipe of image `name`, `None` if none is kept.
+    fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError>;
+    /// Removes the sealed recipe of image `name`; `false` if none was kept.
+    fn delete_sealed_recipe(&self, name: &str) -> Result<bool, BackendError>;
+    /// Names of every image with a sealed recipe.
+    fn list_sealed_recipes(&self) -> Result<Vec<String>, BackendError>;
     /// Whether other servers may write to the same backend (then the local index may lag).
     fn is_shared(&self) -> bool {
         false

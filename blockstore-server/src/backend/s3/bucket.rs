@@ -296,12 +296,7 @@ impl Bucket {
 
     /// Stores (or replaces) an image's manifest object.
     pub fn put_manifest(&self, name: &str, bytes: Vec<u8>) -> Result<(), S3Error> {
-        let key = self.layout.image(&manifest_file(name));
-        count(&self.requests.put, 1);
-        self.rt
-            .block_on(self.s3.put(&Path::from(key.as_str()), bytes.into()))
-            .map(|_| ())
-            .map_err(|e| self.failed("put", &key, &e))
+        self.put_named(&self.layout.image(&manifest_file(name)), bytes)
     }
 
     /// An image's manifest object, if registered.
@@ -318,21 +313,57 @@ impl Bucket {
 
     /// Names of every registered image.
     pub fn list_manifests(&self) -> Result<Vec<String>, S3Error> {
-        let prefix = self.layout.images();
-        let listed: Vec<_> = self
-            .rt
-            .block_on(
-                self.s3
-                    .list(Some(&Path::from(prefix.as_str())))
-                    .try_collect(),
-            )
-            .map_err(|e| self.failed("list", &prefix, &e))?;
-        count(&self.requests.list, 1 + listed.len() as u64 / 1000);
-        Ok(listed
+        let keys = self.list_keys(&self.layout.images())?;
+        Ok(keys
             .iter()
-            .filter_map(|m| self.layout.image_name(m.location.as_ref()))
+            .filter_map(|k| self.layout.image_name(k))
             .filter_map(manifest_name)
             .collect())
+    }
+
+    /// Stores (or replaces) an image's sealed recipe object.
+    pub fn put_recipe(&self, name: &str, bytes: Vec<u8>) -> Result<(), S3Error> {
+        self.put_named(&self.layout.recipe(&manifest_file(name)), bytes)
+    }
+
+    /// An image's sealed recipe object, if kept.
+    pub fn get_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, S3Error> {
+        let key = self.layout.recipe(&manifest_file(name));
+        self.rt.block_on(self.get_object(&key))
+    }
+
+    /// Removes an image's sealed recipe object.
+    pub fn delete_recipe(&self, name: &str) -> Result<(), S3Error> {
+        let key = self.layout.recipe(&manifest_file(name));
+        self.rt.block_on(self.delete_object(&key))
+    }
+
+    /// Names of every image with a sealed recipe.
+    pub fn list_recipes(&self) -> Result<Vec<String>, S3Error> {
+        let keys = self.list_keys(&self.layout.recipes())?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| self.layout.recipe_name(k))
+            .filter_map(manifest_name)
+            .collect())
+    }
+
+    fn put_named(&self, key: &str, bytes: Vec<u8>) -> Result<(), S3Error> {
+        count(&self.requests.put, 1);
+        self.rt
+            .block_on(self.s3.put(&Path::from(key), bytes.into()))
+            .map(|_| ())
+            .map_err(|e| self.failed("put", key, &e))
+    }
+
+    /// Every key under `prefix`.
+    fn list_keys(&self, prefix: &str) -> Result<Vec<String>, S3Error> {
+        let listed: Vec<_> = self
+            .rt
+            .block_on(self.s3.list(Some(&Path::from(prefix))).try_collect())
+            .map_err(|e| self.failed("list", prefix, &e))?;
+        count(&self.requests.list, 1 + listed.len() as u64 / 1000);
+        Ok(listed.iter().map(|m| m.location.to_string()).collect())
     }
 }
 

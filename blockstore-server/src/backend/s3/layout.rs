@@ -3,6 +3,7 @@
 //! ```text
 //! PREFIX/blocks/ab/abcdef…(64 hex)   one object per block, its bytes exactly as uploaded
 //! PREFIX/images/HEX(NAME)             manifest of a registered image (the register body)
+//! PREFIX/recipes/HEX(NAME)            sealed recipe of an image (opaque, client-encrypted)
 //! ```
 //!
 //! One object per block was chosen by measurement (see README "Running a store on S3"):
@@ -65,6 +66,23 @@ impl Layout {
             .strip_prefix("images/")
             .filter(|n| !n.is_empty() && !n.contains('/'))
     }
+
+    /// Key prefix of the sealed recipes.
+    pub fn recipes(&self) -> String {
+        format!("{}recipes/", self.base)
+    }
+
+    /// Key of an image's sealed recipe.
+    pub fn recipe(&self, name: &str) -> String {
+        format!("{}recipes/{name}", self.base)
+    }
+
+    /// The file name a sealed recipe's key names.
+    pub fn recipe_name<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(&self.base)?
+            .strip_prefix("recipes/")
+            .filter(|n| !n.is_empty() && !n.contains('/'))
+    }
 }
 
 #[cfg(test)]
@@ -86,6 +104,8 @@ mod tests {
             assert!(k.starts_with(&l.shard(0xab)));
             assert_eq!(l.block_id(&k), Some(id(0xab)));
             assert_eq!(l.image_name(&l.image("vm-1")), Some("vm-1"));
+            assert_eq!(l.recipe_name(&l.recipe("vm-1")), Some("vm-1"));
+            assert_eq!(l.image_name(&l.recipe("vm-1")), None);
         }
         let l = Layout::new("p");
         assert_eq!(l.block_id("p/blocks/ab/xyz"), None);

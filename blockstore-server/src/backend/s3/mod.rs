@@ -148,6 +148,24 @@ impl Backend for S3Backend {
         Ok(self.bucket.list_manifests()?)
     }
 
+    fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), BackendError> {
+        Ok(self.bucket.put_recipe(name, sealed.to_vec())?)
+    }
+
+    fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self.bucket.get_recipe(name)?)
+    }
+
+    fn delete_sealed_recipe(&self, name: &str) -> Result<bool, BackendError> {
+        let existed = self.bucket.get_recipe(name)?.is_some();
+        self.bucket.delete_recipe(name)?;
+        Ok(existed)
+    }
+
+    fn list_sealed_recipes(&self) -> Result<Vec<String>, BackendError> {
+        Ok(self.bucket.list_recipes()?)
+    }
+
     fn is_shared(&self) -> bool {
         true
     }
