@@ -202,3 +202,16 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down: finishing in-flight requests");
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listen_takes_host_port_and_bare_port() {
+        use super::parse_listen as p;
+        assert_eq!(p("127.0.0.1:7412").unwrap().to_string(), "127.0.0.1:7412");
+        assert_eq!(p(":8080").unwrap().to_string(), "0.0.0.0:8080");
+        assert_eq!(p("[::1]:9").unwrap().to_string(), "[::1]:9");
+        assert!(p(":http").is_err());
+        assert!(p("7412").unwrap_err().contains("host:port or :port"));
+    }
+}

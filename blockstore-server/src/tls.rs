@@ -126,3 +126,26 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.addr)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_files_are_one_line_naming_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (cert, key) = (d.path().join("cert.pem"), d.path().join("key.pem"));
+        let e = load_config(&cert, &key).unwrap_err().to_string();
+        assert!(e.contains("cert.pem") && !e.contains('\n'), "{e}");
+        std::fs::write(&cert, "not a certificate\n").unwrap();
+        let e = load_config(&cert, &key).unwrap_err().to_string();
+        assert!(e.contains("no certificate"), "{e}");
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(&cert, ca.cert.pem()).unwrap();
+        std::fs::write(&key, "junk\n").unwrap();
+        let e = load_config(&cert, &key).unwrap_err().to_string();
+        assert!(e.contains("key.pem"), "{e}");
+        std::fs::write(&key, ca.signing_key.serialize_pem()).unwrap();
+        load_config(&cert, &key).unwrap();
+    }
+}
