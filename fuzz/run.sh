@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-25}"
-targets=(recipe_decode object_decode batch_frames id_parse)
+targets=(recipe_decode object_decode batch_frames id_parse sealed_open)
 
-mkdir -p corpus/recipe_decode corpus/object_decode corpus/batch_frames corpus/id_parse
+mkdir -p corpus/recipe_decode corpus/object_decode corpus/batch_frames corpus/id_parse corpus/sealed_open
 cp ../fixtures/vectors/*.bin ../fixtures/corrupt/*.recipe corpus/recipe_decode/
 # block-object seeds: key ‖ plaintext length (u32 LE) ‖ object, from the vectors
 python3 - <<'PY'
@@ -20,6 +20,10 @@ for v in json.load(open("../fixtures/vectors/blocks.json")):
     open("corpus/object_decode/" + v["name"], "wb").write(seed)
     open("corpus/id_parse/" + v["name"], "w").write(v["id"])
 PY
+# sealed-recipe seeds: age headers as a store could send them (an X25519 and an scrypt
+# stanza; the bodies cannot open with the target's key, the header parser is the point)
+printf 'age-encryption.org/v1\n-> X25519 TEiF0ypqr+bpvcqXNyCVJpL7OuwPdVwPL7KQEbFDOCc\nEmECAEcKN+n/Vs9SbWiV+Hu0r+E8R77DdWYyd83nw7U\n--- Vn+54jqiiUCE+WZcEVY3f1sqHjlu/z1LCQ/T7Xm7qI0\n\x00\x01\x02' > corpus/sealed_open/x25519
+printf 'age-encryption.org/v1\n-> scrypt rF0/NwblUHHTpgQgRpe5CQ 10\ngUjEymFKMVXQEKdMMHL24oYexjE3TIC0O0zGSqJ2aUY\n--- 7Jc1+nS2XV3TQsTr13zZ6ok9K9sD+ag5ESV9Nsg+UsQ\n\x00' > corpus/sealed_open/scrypt
 
 cargo +nightly fuzz build -O
 for t in "${targets[@]}"; do

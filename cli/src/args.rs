@@ -74,7 +74,9 @@ pub enum Command {
     /// The whole story in a few seconds: two related images pushed to an embedded
     /// store in a temporary directory, the second pulled back and verified.
     Demo(DemoArgs),
-    /// Inspect a recipe.
+    /// Recipes: show one, check a store holds all its blocks, make a key for sealed recipes.
+    ///
+    /// Example: bonsai recipe check vm.recipe --store http://store:7412
     #[command(subcommand)]
     Recipe(RecipeCommand),
     /// Describe a disk image: format, virtual size, allocated bytes, backing chain.

@@ -76,6 +76,11 @@ impl RecipeKey {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::parse(&text, path)
+    }
+
+    /// A key from the text of a key file (`path` only names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, SealError> {
         let bad = |reason: &str| SealError::BadKey {
             path: path.to_path_buf(),
             reason: reason.to_string(),

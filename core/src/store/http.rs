@@ -26,8 +26,8 @@ use std::time::Duration;
 
 /// Largest JSON reply accepted (stats, upload verdicts, version).
 const MAX_JSON_REPLY: u64 = 1 << 20;
-/// Largest sealed recipe accepted (the server's limit on what it keeps).
-const MAX_SEALED_RECIPE: u64 = 64 << 20;
+/// Largest sealed recipe accepted: what a server takes in one request by default.
+const MAX_SEALED_RECIPE: u64 = limits::MAX_REQUEST_BYTES as u64;
 /// Largest image list accepted.
 const MAX_IMAGES_REPLY: u64 = 64 << 20;
 /// Largest error body read.
