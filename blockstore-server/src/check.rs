@@ -64,26 +64,43 @@ impl Index {
     }
 }
 
-/// What is wrong with one stored block, if anything.
+/// What is wrong with one stored block, if anything. A backend that fails to answer
+/// (an I/O error, an object store down) is an error of the check, never a verdict on the
+/// block: a healthy block must not be quarantined because of a network blip.
 fn examine(
     backend: &dyn Backend,
     id: &BlockId,
     size: u64,
     read_data: bool,
-) -> Option<&'static str> {
-    match backend.stat(id) {
-        Ok(Some(len)) if len == size => {}
-        Ok(Some(_)) => return Some("wrong_size"),
-        Ok(None) | Err(_) => return Some("missing"),
+) -> Result<Option<&'static str>, BackendError> {
+    match backend.stat(id)? {
+        Some(len) if len == size => {}
+        Some(_) => return Ok(Some("wrong_size")),
+        None => return Ok(Some("missing")),
     }
     if read_data {
-        match backend.get(id) {
-            Ok(Some(bytes)) if verify_object(id, &bytes).is_ok() => {}
-            Ok(Some(_)) => return Some("wrong_hash"),
-            Ok(None) | Err(_) => return Some("missing"),
+        match backend.get(id)? {
+            Some(bytes) if verify_object(id, &bytes).is_ok() => {}
+            Some(_) => return Ok(Some("wrong_hash")),
+            None => return Ok(Some("missing")),
         }
     }
-    None
+    Ok(None)
+}
+
+/// Examines one share of a page on a worker thread.
+fn examine_part(
+    backend: &dyn Backend,
+    part: &[(BlockId, u64)],
+    read_data: bool,
+) -> Result<Vec<(BlockId, u64, &'static str)>, BackendError> {
+    let mut found = Vec::new();
+    for (id, size) in part {
+        if let Some(problem) = examine(backend, id, *size, read_data)? {
+            found.push((*id, *size, problem));
+        }
+    }
+    Ok(found)
 }
 
 impl Store {
@@ -103,24 +120,18 @@ impl Store {
             let Some(last) = page.last() else { break };
             after = Some(last.0);
             let per = page.len().div_ceil(workers);
-            let found: Vec<(BlockId, u64, &'static str)> = std::thread::scope(|s| {
+            let found = std::thread::scope(|s| {
                 let handles: Vec<_> = page
                     .chunks(per)
-                    .map(|part| {
-                        s.spawn(move || {
-                            part.iter()
-                                .filter_map(|(id, size)| {
-                                    examine(backend, id, *size, read_data).map(|p| (*id, *size, p))
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                    })
+                    .map(|part| s.spawn(move || examine_part(backend, part, read_data)))
                     .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_default())
-                    .collect()
-            });
+                let mut found = Vec::new();
+                for h in handles {
+                    let part = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                    found.extend(part?);
+                }
+                Ok::<_, BackendError>(found)
+            })?;
             report.blocks_checked += page.len() as u64;
             if read_data {
                 report.read_bytes += page.iter().map(|p| p.1).sum::<u64>();
@@ -162,7 +173,7 @@ impl Store {
         let _excl = self.exclusive();
         let stamp = crate::index::now();
         for (id, _, problem) in found {
-            if let Ok(Some(bytes)) = self.backend().get(id) {
+            if let Some(bytes) = self.backend().get(id)? {
                 let to = dir.join(format!("{id}.{stamp}.{problem}"));
                 std::fs::write(&to, bytes).map_err(|e| io(&to, e))?;
             }
@@ -226,5 +237,30 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[test]
+    fn a_backend_that_fails_stops_the_check_and_quarantines_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let b = Encoder::new().encode(&Convergence::public(), b"healthy block");
+        s.put_many(&[(b.id, &b.object[..])]).unwrap();
+        s.register("img", 100, &[b.id]).unwrap();
+        // The block's directory becomes a file: reading it fails with ENOTDIR, which says
+        // nothing about the block itself.
+        let shard = block_path(dir.path(), &b.id)
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        std::fs::remove_dir_all(&shard).unwrap();
+        std::fs::write(&shard, b"not a directory").unwrap();
+        for read_data in [false, true] {
+            assert!(s.check(&CheckOptions { read_data }).is_err());
+        }
+        assert_eq!(s.stats().unwrap().blocks, 1);
+        assert!(!dir.path().join("quarantine").exists());
+        std::fs::remove_file(&shard).unwrap();
+        let gone = s.check(&CheckOptions { read_data: false }).unwrap();
+        assert_eq!(gone.problems[0].problem, "missing");
     }
 }
