@@ -6,6 +6,8 @@
 //! - `index.rs` is the SQLite index of blocks and registered images (a cache of the backend);
 //! - `ingest.rs` ([`Store`]) is the one write path: verify BLAKE3(object) == id, write,
 //!   make durable, index;
+//! - `conn.rs` is the accept loop: hyper with a timer, so stalled heads and idle
+//!   connections are closed, and a graceful shutdown;
 //! - `routes.rs` is the route table ([`table`], [`app`]): each route with the role it needs;
 //!   `api.rs` its handlers, `batch.rs` the two batch transfers (bounded against hostile
 //!   peers), `auth.rs` tokens and roles, `error.rs` the machine-readable
@@ -26,6 +28,7 @@ mod auth;
 mod backend;
 mod batch;
 mod check;
+mod conn;
 mod dashboard;
 mod data;
 mod error;
@@ -97,6 +100,10 @@ pub struct ServeArgs {
     /// Seconds a request may take before the server answers 408.
     #[arg(long, default_value_t = 300)]
     pub request_timeout_secs: u64,
+    /// Close a connection that does not send a complete request head within this many
+    /// seconds: a stalled or dribbled head, or a keep-alive connection left idle.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub header_timeout_secs: u64,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key); clients of a private
     /// CA pass `--ca-file`.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -163,17 +170,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, data = %args.data.display(), scheme, "block store ready");
     let app = routes::app(state);
+    let head = Duration::from_secs(args.header_timeout_secs.max(1));
     match tls {
         Some(config) => {
-            axum::serve(tls::TlsListener::new(listener, config)?, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?
+            let listener = tls::TlsListener::new(listener, config)?;
+            conn::serve(listener, app, head, shutdown_signal()).await
         }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?
-        }
+        None => conn::serve(listener, app, head, shutdown_signal()).await,
     }
     tracing::info!("block store stopped");
     Ok(())

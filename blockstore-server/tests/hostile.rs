@@ -5,11 +5,11 @@
 use bonsai_core::store::conformance::fresh_blocks;
 use bonsai_core::store::write_frame;
 use reqwest::blocking::Client;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 struct Server {
     child: Child,
@@ -17,10 +17,11 @@ struct Server {
     addr: String,
 }
 
-fn spawn(data: &Path) -> Child {
+fn spawn(data: &Path, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_bonsai-blockstore"))
         .args(["--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(extra)
         .env("BONSAI_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -30,7 +31,11 @@ fn spawn(data: &Path) -> Child {
 
 impl Server {
     fn start(data: &Path) -> Server {
-        let mut child = spawn(data);
+        Server::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> Server {
+        let mut child = spawn(data, extra);
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -217,7 +222,7 @@ fn a_second_server_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
     std::fs::write(dir.path().join("tmp/upload-in-flight"), b"x").unwrap();
-    let out = spawn(dir.path()).wait_with_output().unwrap();
+    let out = spawn(dir.path(), &[]).wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another process"), "{err}");
@@ -257,4 +262,88 @@ fn fifty_concurrent_large_existence_queries_run_side_by_side() {
         }
     });
     eprintln!("50 concurrent 65 536-id queries: {:?}", started.elapsed());
+}
+
+/// Reads from `t` until the server closes it (a reply before closing is fine); how long
+/// that took. Fails if the connection is still open after `limit`.
+fn closed_within(t: &mut TcpStream, limit: Duration) -> Duration {
+    t.set_read_timeout(Some(limit)).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match t.read(&mut buf) {
+            Ok(0) => return start.elapsed(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return start.elapsed(),
+            Err(e) => panic!("connection still open after {limit:?}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn stalled_heads_and_idle_connections_are_closed_but_slow_bodies_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), &["--header-timeout-secs", "1"]);
+    // opened and silent
+    let mut silent = TcpStream::connect(&s.addr).unwrap();
+    // a head dribbled a byte every 200 ms: each byte arrives well within the time-out,
+    // the head never completes
+    let mut dribble = TcpStream::connect(&s.addr).unwrap();
+    let mut writer = dribble.try_clone().unwrap();
+    let dribbler = std::thread::spawn(move || {
+        let head = format!(
+            "GET /v1/health HTTP/1.1\r\nhost: x\r\nx-pad: {}",
+            "a".repeat(100)
+        );
+        for b in head.bytes() {
+            if writer.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    // a keep-alive connection left idle after one answered request
+    let mut idle = TcpStream::connect(&s.addr).unwrap();
+    idle.write_all(b"GET /v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut reply = [0u8; 12];
+    idle.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"HTTP/1.1 200");
+    for (what, t) in [
+        ("silent", &mut silent),
+        ("dribbled head", &mut dribble),
+        ("idle keep-alive", &mut idle),
+    ] {
+        let took = closed_within(t, Duration::from_secs(10));
+        assert!(
+            took < Duration::from_secs(5),
+            "{what}: closed after {took:?}"
+        );
+    }
+    dribbler.join().unwrap();
+    // the time-out is for heads only: a body sent slowly, over three times the time-out,
+    // still gets its answer
+    let mut slow = TcpStream::connect(&s.addr).unwrap();
+    let ids = [7u8; 32 * 3];
+    write!(
+        slow,
+        "POST /v1/blocks/missing HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        ids.len()
+    )
+    .unwrap();
+    for part in ids.chunks(32) {
+        std::thread::sleep(Duration::from_millis(1100));
+        slow.write_all(part).unwrap();
+    }
+    let mut answer = Vec::new();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.read_to_end(&mut answer).unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    // and the server still serves everyone
+    assert_eq!(client().get(s.url("health")).send().unwrap().status(), 200);
 }

@@ -94,6 +94,8 @@ impl HttpStore {
             // blocking reqwest applies this to sending and to each read of a reply body
             .timeout(stall)
             .pool_max_idle_per_host(16)
+            // below the server's head time-out (30 s): never reuse a connection it closed
+            .pool_idle_timeout(Duration::from_secs(20))
             .user_agent(concat!("bonsai/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| StoreError::Unreachable {
