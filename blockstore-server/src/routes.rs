@@ -188,11 +188,12 @@ async fn authorize(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
             format!(
-                "this token may only {}; the request needs a {} token",
+                "this token may only {}; the request needs {} {} token",
                 match role {
                     Role::Read => "read",
                     _ => "read and write",
                 },
+                if need == Role::Admin { "an" } else { "a" },
                 need.name()
             ),
             page,

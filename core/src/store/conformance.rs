@@ -20,6 +20,92 @@ pub fn run_all(store: &dyn BlockStore) {
     put_refuses_an_object_that_is_not_its_id(store);
     register_refuses_missing_blocks(store);
     stats_count_new_blocks(store);
+    sealed_recipes_round_trip(store);
+    forget_then_gc_frees_only_that_images_blocks(store);
+}
+
+/// Whether an admin call is offered: `Some(v)`, or `None` for a typed refusal — the store
+/// does not offer it, or not to this caller's role (a write token asking to forget).
+fn offered<T>(store: &dyn BlockStore, what: &str, r: Result<T, StoreError>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(StoreError::Unsupported { .. } | StoreError::Unauthorized { .. }) => None,
+        Err(e) => panic!("{}: {what} failed: {e}", store.describe()),
+    }
+}
+
+/// A sealed recipe is kept for a registered image and handed back byte for byte; none is
+/// kept for a name never given one.
+pub fn sealed_recipes_round_trip(store: &dyn BlockStore) {
+    let b = fresh_blocks(1);
+    put_all(store, &b);
+    let name = format!("conformance-sealed-{}", b[0].id);
+    store.register(&name, 4096, &[b[0].id]).expect("register");
+    let sealed = format!("opaque sealed bytes of {name}").into_bytes();
+    if offered(
+        store,
+        "put_sealed_recipe",
+        store.put_sealed_recipe(&name, &sealed),
+    )
+    .is_none()
+    {
+        return;
+    }
+    let got = offered(store, "get_sealed_recipe", store.get_sealed_recipe(&name));
+    assert_eq!(got, Some(Some(sealed)), "{}", store.describe());
+    let none = store.get_sealed_recipe(&format!("{name}-never"));
+    assert!(matches!(none, Ok(None)), "{}: {none:?}", store.describe());
+}
+
+/// Forgetting an image and collecting with no grace frees exactly the blocks only it used;
+/// a block another image shares stays, and both answers agree with `missing`.
+pub fn forget_then_gc_frees_only_that_images_blocks(store: &dyn BlockStore) {
+    let b = fresh_blocks(3);
+    put_all(store, &b);
+    let (gone, kept) = (
+        format!("conformance-forget-{}", b[0].id),
+        format!("conformance-keep-{}", b[0].id),
+    );
+    store
+        .register(&gone, 1 << 20, &[b[0].id, b[1].id])
+        .expect("register");
+    store
+        .register(&kept, 1 << 20, &[b[1].id])
+        .expect("register");
+    let Some(report) = offered(
+        store,
+        "forget",
+        store.forget(&[gone.clone(), gone.clone() + "?"]),
+    ) else {
+        return;
+    };
+    assert_eq!(report.forgotten, vec![gone.clone()], "{}", store.describe());
+    assert_eq!(
+        report.unknown,
+        vec![gone.clone() + "?"],
+        "{}",
+        store.describe()
+    );
+    let listed = store.images().expect("images");
+    assert!(
+        !listed.iter().any(|i| i.name == gone),
+        "{}",
+        store.describe()
+    );
+    let opts = super::GcOptions {
+        grace: std::time::Duration::ZERO,
+        dry_run: false,
+    };
+    if offered(store, "gc", store.gc(&opts)).is_none() {
+        return;
+    }
+    let ids = [b[0].id, b[1].id, b[2].id];
+    assert_eq!(
+        store.missing(&ids).expect("missing"),
+        vec![b[0].id, b[2].id],
+        "{}: gc must free the forgotten image's own block and the unreferenced one, nothing else",
+        store.describe()
+    );
 }
 
 /// `n` fresh, valid blocks no other call of this process made.
