@@ -330,4 +330,25 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("--token-file applies to http(s)"));
     }
+
+    #[test]
+    fn ca_file_with_a_directory_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let e = StoreSpec::Dir(t.path().into())
+            .open(
+                Access::ExistingOrEmpty,
+                &Client {
+                    ca_file: Some("ca.pem".into()),
+                    ..Default::default()
+                },
+            )
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--ca-file applies to https stores only"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+    }
 }

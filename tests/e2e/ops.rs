@@ -4,12 +4,6 @@
 use crate::util::*;
 use std::path::Path;
 
-/// Fails with one line holding `needle` and exit code `code` (README's table).
-fn fails_as(out: &std::process::Output, needle: &str, code: i32) {
-    fails_with(out, needle);
-    assert_eq!(out.status.code(), Some(code), "exit code for {needle:?}");
-}
-
 const MIB: usize = 1024 * 1024;
 
 /// An image sharing a 2 MiB base with its siblings, plus 1 MiB of its own.

@@ -94,6 +94,13 @@ pub fn fails_with(out: &Output, needle: &str) -> String {
     err
 }
 
+/// [`fails_with`], and the exit code is `code` (README's table).
+pub fn fails_as(out: &Output, needle: &str, code: i32) -> String {
+    let err = fails_with(out, needle);
+    assert_eq!(out.status.code(), Some(code), "exit code for {needle:?}");
+    err
+}
+
 pub struct Server {
     child: Child,
     pub url: String,

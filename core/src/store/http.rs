@@ -578,3 +578,26 @@ impl HttpStore {
         serde_json::from_slice(&body).map_err(|e| self.protocol(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_ca_file_is_refused_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("absent.pem");
+        let e = HttpStore::new_with_ca("https://h:1", None, Some(&missing))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("--ca-file") && e.contains("absent.pem"), "{e}");
+        let junk = d.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let e = HttpStore::new_with_ca("https://h:1", None, Some(&junk))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("junk.pem") && e.contains("certificate"), "{e}");
+    }
+}
