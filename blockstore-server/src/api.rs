@@ -6,7 +6,8 @@ use crate::error::ApiError;
 use crate::ingest::IngestOutcome;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use crate::auth::Caller;
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -46,11 +47,14 @@ pub(crate) async fn stats(
     Ok(Json(blocking(&st, move || Ok(store.stats()?)).await?))
 }
 
+/// `GET /v1/images`: every version the caller's namespaces cover.
 pub(crate) async fn list_images(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let store = st.store.clone();
-    let images = blocking(&st, move || Ok(store.images()?)).await?;
+    let mut images = blocking(&st, move || Ok(store.images()?)).await?;
+    images.retain(|i| caller.covers(&i.name));
     Ok(Json(serde_json::json!({ "images": images })))
 }
 
@@ -168,26 +172,45 @@ pub(crate) async fn put_block(
     Ok(verdict(out))
 }
 
-pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 255 && !name.chars().any(|c| c.is_control() || c == '/')
+/// A legal image name the caller's namespaces cover, or the refusal.
+pub(crate) fn name_for(caller: &Caller, name: &str) -> Result<(), ApiError> {
+    if let Some(problem) = bonsai_core::name::name_problem(name) {
+        return Err(ApiError::bad_request(problem));
+    }
+    if !caller.covers(name) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            format!(
+                "this token may not use names in namespace {:?}",
+                bonsai_core::name::namespace_of(name)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Figures a client may send with a manifest (docs/API.md); absent ones stay unknown.
 #[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RegisterQuery {
     zero_bytes: Option<u64>,
+    image_hash: Option<String>,
 }
 
+/// `PUT /v1/images/{name}`: registers a new version of `name`.
 pub(crate) async fn register(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(figures): Query<RegisterQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !valid_name(&name) {
-        return Err(ApiError::bad_request(
-            "image name must be 1-255 characters, without '/' or control characters",
-        ));
+    name_for(&caller, &name)?;
+    if let Some(h) = &figures.image_hash {
+        if h.parse::<bonsai_core::ImageHash>().is_err() || h.len() != 64 {
+            return Err(ApiError::bad_request("image_hash must be 64 lowercase hex digits"));
+        }
     }
     let body = read_body(body, st.limits.max_request_bytes).await?;
     if body.len() < 8 {
@@ -197,27 +220,39 @@ pub(crate) async fn register(
     }
     let logical = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
     let ids = parse_ids(&body[8..], usize::MAX)?;
-    let store = st.store.clone();
-    let n = ids.len();
     if figures.zero_bytes.is_some_and(|z| z > logical) {
         return Err(ApiError::bad_request(format!(
             "zero_bytes exceeds the logical size {logical}"
         )));
     }
-    let absent = blocking(&st, move || {
-        let absent = store.register(&name, logical, &ids)?;
-        if let (None, Some(z)) = (absent, figures.zero_bytes) {
-            store.record_figures(&name, z)?;
-        }
-        Ok(absent)
+    let store = st.store.clone();
+    let n = ids.len();
+    let outcome = blocking(&st, move || {
+        let v = crate::images::NewVersion {
+            name: &name,
+            logical_bytes: logical,
+            ids: &ids,
+            zero_bytes: figures.zero_bytes,
+            image_hash: figures.image_hash.as_deref(),
+            by: &caller.by,
+        };
+        Ok(store.register_version(&v)?)
     })
     .await?;
-    if let Some(id) = absent {
-        return Err(ApiError::block_missing(
+    match outcome {
+        Ok(reg) => Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({
+                "blocks": n,
+                "version": reg.version,
+                "earlier_versions": reg.earlier_versions,
+            })),
+        )
+            .into_response()),
+        Err(id) => Err(ApiError::block_missing(
             StatusCode::CONFLICT,
             id,
             format!("block {id} not found; upload every block before registering the image"),
-        ));
+        )),
     }
-    Ok((StatusCode::CREATED, Json(serde_json::json!({"blocks": n}))).into_response())
 }

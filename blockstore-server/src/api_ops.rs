@@ -6,40 +6,53 @@
 //! (`--request-timeout-secs`) applies, and a run cut off by it still completes in the
 //! background (the client sees 408 and can look at `bonsai stats`).
 
-use crate::api::{blocking, read_body, valid_name};
+use crate::api::{blocking, name_for, read_body};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bonsai_core::name::VersionRef;
 use bonsai_core::store::{CheckOptions, CheckReport, GcOptions, GcReport, DEFAULT_GRACE};
 use std::time::Duration;
 
-fn check_name(name: &str) -> Result<(), ApiError> {
-    if valid_name(name) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "image name must be 1-255 characters, without '/' or control characters",
-        ))
+/// `NAME` or `NAME@V` from a path, legal and covered by the caller.
+fn version_ref(caller: &Caller, text: &str) -> Result<VersionRef, ApiError> {
+    let r = VersionRef::parse(text).map_err(ApiError::bad_request)?;
+    name_for(caller, &r.name)?;
+    Ok(r)
+}
+
+/// `NAME@V` from a path (a sealed recipe belongs to one version).
+fn one_version(caller: &Caller, text: &str) -> Result<(String, u64), ApiError> {
+    let r = version_ref(caller, text)?;
+    match r.version {
+        Some(v) => Ok((r.name, v)),
+        None => Err(ApiError::bad_request(
+            "a sealed recipe belongs to one version: NAME@VERSION (see GET /v1/images)",
+        )),
     }
 }
 
-/// `DELETE /v1/images/{name}` → `{"forgotten": bool}`.
+/// `DELETE /v1/images/{ref}` → `{"forgotten": ["NAME@V", …]}` (empty: nothing matched).
 pub async fn forget(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
+    Path(text): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_name(&name)?;
+    let target = version_ref(&caller, &text)?;
     let store = st.store.clone();
-    let forgotten = blocking(&st, move || Ok(store.forget(&name)?)).await?;
-    Ok(Json(serde_json::json!({ "forgotten": forgotten })))
+    let gone = blocking(&st, move || Ok(store.forget(&target)?)).await?;
+    let gone: Vec<String> = gone.iter().map(ToString::to_string).collect();
+    Ok(Json(serde_json::json!({ "forgotten": gone })))
 }
 
 /// Query of `POST /v1/gc`.
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GcQuery {
     /// Grace period in seconds (default a day).
     grace_seconds: Option<u64>,
@@ -63,6 +76,7 @@ pub async fn gc(
 
 /// Query of `POST /v1/check`.
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CheckQuery {
     /// Re-hash every block.
     #[serde(default)]
@@ -81,32 +95,38 @@ pub async fn check(
     Ok(Json(blocking(&st, move || Ok(store.check(&opts)?)).await?))
 }
 
-/// `PUT /v1/recipes/{name}`: body is the sealed recipe (opaque).
+/// `PUT /v1/recipes/{name@v}`: body is the sealed recipe (opaque); kept once, and only
+/// from the caller that registered the version.
 pub async fn put_recipe(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
+    Path(text): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_name(&name)?;
+    let (name, version) = one_version(&caller, &text)?;
     let sealed = read_body(body, st.limits.max_request_bytes).await?;
     if sealed.is_empty() {
         return Err(ApiError::bad_request("sealed recipe is empty"));
     }
     let store = st.store.clone();
     let n = sealed.len();
-    blocking(&st, move || Ok(store.put_sealed_recipe(&name, &sealed)?)).await?;
+    blocking(&st, move || {
+        Ok(store.put_sealed_recipe(&name, version, &caller.by, &sealed)?)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "bytes": n }))).into_response())
 }
 
-/// `GET /v1/recipes/{name}` → the sealed bytes, or 404.
+/// `GET /v1/recipes/{name@v}` → the sealed bytes, or 404.
 pub async fn get_recipe(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
+    Path(text): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_name(&name)?;
+    let (name, version) = one_version(&caller, &text)?;
     let store = st.store.clone();
-    let shown = name.clone();
-    match blocking(&st, move || Ok(store.sealed_recipe(&name)?)).await? {
+    let shown = format!("{name}@{version}");
+    match blocking(&st, move || Ok(store.sealed_recipe(&name, version)?)).await? {
         Some(bytes) => Ok((
             [(
                 header::CONTENT_TYPE,
@@ -116,7 +136,7 @@ pub async fn get_recipe(
         )
             .into_response()),
         None => Err(ApiError::not_found(format!(
-            "no sealed recipe for image {shown:?} (push it with --keep-recipe)"
+            "no sealed recipe for {shown:?} (push it with --keep-recipe)"
         ))),
     }
 }

@@ -1,10 +1,15 @@
-//! Bearer tokens with roles, and what each route needs.
+//! Bearer tokens with roles and namespace scopes, and what each route needs.
 //!
-//! Token file syntax (docs/API.md): one `ROLE TOKEN` per line, role `read`, `write` or
-//! `admin`; blank lines and lines whose first non-blank character is `#` are comments. A
-//! `#` anywhere else is part of the token — there are no trailing comments, so a token is
-//! never silently cut short. Tokens are compared as BLAKE3 digests, whose equality is
-//! constant-time, and every entry is checked, so timing reveals nothing about a token.
+//! Token file syntax (docs/API.md): one `ROLE TOKEN [ns=NS,…] [label=WHO]` per line, role
+//! `read`, `write` or `admin`; blank lines and lines whose first non-blank character is `#`
+//! are comments. A `#` anywhere else is part of the token — there are no trailing
+//! comments, so a token is never silently cut short. `ns=` limits the token to image
+//! names in those namespaces (and below); without it the token covers every namespace.
+//! Blocks are global: scopes limit names (registering, listing, sealed recipes,
+//! forgetting), never which blocks exist. `label=` names the token in `bonsai images`
+//! (default: a fingerprint of the token). Tokens are compared as BLAKE3 digests, whose
+//! equality is constant-time, and every entry is checked, so timing reveals nothing about
+//! a token.
 
 use std::path::Path;
 
@@ -44,40 +49,114 @@ pub enum Access {
     Page,
 }
 
+/// Who is asking, as the routes see it (an extension of every authorized request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// What it may do.
+    pub role: Role,
+    /// The namespaces its names must lie in; `None` for every namespace.
+    pub namespaces: Option<Vec<String>>,
+    /// How versions it registers record it: its label or `token:FINGERPRINT`.
+    pub by: String,
+}
+
+impl Caller {
+    /// Everyone, on a store without tokens.
+    pub fn anonymous() -> Self {
+        Caller {
+            role: Role::Admin,
+            namespaces: None,
+            by: "anonymous".into(),
+        }
+    }
+
+    /// A reader without a token, under `--public-read`.
+    pub fn public() -> Self {
+        Caller {
+            role: Role::Read,
+            namespaces: None,
+            by: "public".into(),
+        }
+    }
+
+    /// Whether image `name` lies in this caller's namespaces.
+    pub fn covers(&self, name: &str) -> bool {
+        match &self.namespaces {
+            None => true,
+            Some(list) => list
+                .iter()
+                .any(|ns| bonsai_core::name::in_namespace(name, ns)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    digest: blake3::Hash,
+    role: Role,
+    namespaces: Option<Vec<String>>,
+    label: Option<String>,
+}
+
 /// The tokens the server accepts.
 #[derive(Debug, Default, Clone)]
 pub struct Tokens {
-    entries: Vec<(blake3::Hash, Role)>,
+    entries: Vec<Entry>,
 }
 
-fn parse_line(n: usize, line: &str) -> Result<Option<(blake3::Hash, Role)>, String> {
+fn parse_role(n: usize, role: Option<&str>) -> Result<Role, String> {
+    match role {
+        Some("read") => Ok(Role::Read),
+        Some("write") => Ok(Role::Write),
+        Some("admin") => Ok(Role::Admin),
+        other => Err(format!(
+            "line {n}: role must be `read`, `write` or `admin`, got {:?}",
+            other.unwrap_or("")
+        )),
+    }
+}
+
+fn parse_line(n: usize, line: &str) -> Result<Option<Entry>, String> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
     }
     let mut parts = line.split_whitespace();
-    let (role, token) = (parts.next(), parts.next());
-    let role = match role {
-        Some("read") => Role::Read,
-        Some("write") => Role::Write,
-        Some("admin") => Role::Admin,
-        other => {
-            return Err(format!(
-                "line {n}: role must be `read`, `write` or `admin`, got {:?}",
-                other.unwrap_or("")
-            ))
-        }
-    };
-    let token = token.ok_or_else(|| format!("line {n}: missing token after role"))?;
+    let role = parse_role(n, parts.next())?;
+    let token = parts
+        .next()
+        .ok_or_else(|| format!("line {n}: missing token after role"))?;
     if token.len() < 16 {
         return Err(format!("line {n}: token shorter than 16 characters"));
     }
-    if parts.next().is_some() {
-        return Err(format!(
-            "line {n}: expected `ROLE TOKEN` (comments must be on their own line)"
-        ));
+    let mut entry = Entry {
+        digest: blake3::hash(token.as_bytes()),
+        role,
+        namespaces: None,
+        label: None,
+    };
+    for field in parts {
+        match field.split_once('=') {
+            Some(("ns", list)) => entry.namespaces = Some(parse_namespaces(n, list)?),
+            Some(("label", l)) if !l.is_empty() => entry.label = Some(l.to_string()),
+            _ => {
+                return Err(format!(
+                    "line {n}: expected `ROLE TOKEN [ns=NS,…] [label=WHO]`, got {field:?} \
+                     (comments must be on their own line)"
+                ))
+            }
+        }
     }
-    Ok(Some((blake3::hash(token.as_bytes()), role)))
+    Ok(Some(entry))
+}
+
+fn parse_namespaces(n: usize, list: &str) -> Result<Vec<String>, String> {
+    list.split(',')
+        .map(|ns| match bonsai_core::name::name_problem(ns) {
+            None => Ok(ns.to_string()),
+            Some(p) => Err(format!("line {n}: namespace {ns:?}: {p}")),
+        })
+        .collect()
 }
 
 impl Tokens {
@@ -101,14 +180,26 @@ impl Tokens {
 
     /// The role of a presented token, if any.
     pub fn role_of(&self, token: &str) -> Option<Role> {
+        self.caller(token).map(|c| c.role)
+    }
+
+    /// Who a presented token is, if it is one of ours (the highest-role line wins).
+    pub fn caller(&self, token: &str) -> Option<Caller> {
         let presented = blake3::hash(token.as_bytes());
-        let mut found = None;
-        for (digest, role) in &self.entries {
-            if *digest == presented {
-                found = found.max(Some(*role));
+        let mut found: Option<&Entry> = None;
+        for e in &self.entries {
+            if e.digest == presented && found.is_none_or(|f| e.role > f.role) {
+                found = Some(e);
             }
         }
-        found
+        found.map(|e| Caller {
+            role: e.role,
+            namespaces: e.namespaces.clone(),
+            by: e
+                .label
+                .clone()
+                .unwrap_or_else(|| format!("token:{}", &e.digest.to_hex()[..8])),
+        })
     }
 }
 
@@ -172,6 +263,15 @@ mod tests {
         assert!(Tokens::parse("root xxxxxxxxxxxxxxxxxxx").is_err());
         assert!(Tokens::parse("read short").is_err());
         assert!(Tokens::parse("").is_err());
+        let scoped = Tokens::parse("write eeeeeeeeeeeeeeee ns=team-a,lab/x label=ci").unwrap();
+        let c = scoped.caller("eeeeeeeeeeeeeeee").unwrap();
+        assert_eq!(c.by, "ci");
+        assert!(c.covers("team-a/vm") && c.covers("lab/x/y/vm"));
+        assert!(!c.covers("vm") && !c.covers("team-b/vm") && !c.covers("lab/vm"));
+        let unlabelled = t.caller("bbbbbbbbbbbbbbbb").unwrap();
+        assert!(unlabelled.by.starts_with("token:") && unlabelled.covers("any/name"));
+        assert!(!unlabelled.by.contains("bbbb"), "the fingerprint is not the token");
+        assert!(Tokens::parse("write eeeeeeeeeeeeeeee ns=a@b").is_err());
         let trailing = Tokens::parse("read aaaaaaaaaaaaaaaa # mine").unwrap_err();
         assert!(
             trailing.contains("line 1") && trailing.contains("own line"),

@@ -136,8 +136,12 @@ impl Store {
             if read_data {
                 report.read_bytes += page.iter().map(|p| p.1).sum::<u64>();
             }
+            let found = if found.is_empty() {
+                found
+            } else {
+                self.quarantine(&found)?
+            };
             if !found.is_empty() {
-                self.quarantine(&found)?;
                 report.damaged.extend(found.iter().map(|f| f.0));
                 report
                     .problems
@@ -164,15 +168,34 @@ impl Store {
         Ok(report)
     }
 
-    /// Copies damaged blocks' bytes (if any) to `quarantine/`, deletes them from the
-    /// backend and drops their rows, with uploads held off.
-    fn quarantine(&self, found: &[(BlockId, u64, &'static str)]) -> Result<(), StorageError> {
+    /// Re-examines what a page found, under the exclusive lock (no upload, existence
+    /// answer or sweep can run), and quarantines only what is still damaged: its bytes (if
+    /// any) go to `quarantine/`, the object leaves the backend and its row the index.
+    /// Returns what was quarantined. A block gc collected since (no row any more) or that
+    /// a push stored again since (healthy now) is left alone: reading a page is not atomic
+    /// with these, re-confirming is.
+    fn quarantine(
+        &self,
+        found: &[(BlockId, u64, &'static str)],
+    ) -> Result<Vec<(BlockId, u64, &'static str)>, StorageError> {
         let dir: PathBuf = self.root().join("quarantine");
         let io = |path: &std::path::Path, e| BackendError::io(path.display(), e);
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let _excl = self.exclusive();
+        let mut confirmed = Vec::new();
+        for (id, _, _) in found {
+            let Some(size) = self.index().size_of(id)? else {
+                continue; // collected meanwhile
+            };
+            if let Some(problem) = examine(self.backend().as_ref(), id, size, true)? {
+                confirmed.push((*id, size, problem));
+            }
+        }
+        if confirmed.is_empty() {
+            return Ok(confirmed);
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let stamp = crate::index::now();
-        for (id, _, problem) in found {
+        for (id, _, problem) in &confirmed {
             if let Some(bytes) = self.backend().get(id)? {
                 let to = dir.join(format!("{id}.{stamp}.{problem}"));
                 std::fs::write(&to, bytes).map_err(|e| io(&to, e))?;
@@ -180,9 +203,9 @@ impl Store {
             self.backend().delete(id)?;
             tracing::warn!(%id, problem, "block quarantined");
         }
-        let rows: Vec<(BlockId, u64)> = found.iter().map(|f| (f.0, f.1)).collect();
+        let rows: Vec<(BlockId, u64)> = confirmed.iter().map(|f| (f.0, f.1)).collect();
         self.index().drop_damaged(&rows)?;
-        Ok(())
+        Ok(confirmed)
     }
 }
 

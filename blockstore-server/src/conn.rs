@@ -9,7 +9,9 @@
 //! Shutdown (SIGTERM, Ctrl-C) stops accepting, closes idle connections and lets requests in
 //! flight finish.
 
+use crate::guard::Peer;
 use axum::serve::Listener;
+use std::net::SocketAddr;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -18,15 +20,43 @@ use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::time::Duration;
 
+/// `app` with the connection's peer address attached to each request ([`Peer`]), which
+/// the admin routes of a store without tokens check.
+#[derive(Clone)]
+struct WithPeer {
+    app: Router,
+    peer: Peer,
+}
+
+impl<B> tower_service::Service<axum::http::Request<B>> for WithPeer
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower_service::Service<axum::http::Request<B>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::<axum::http::Request<B>>::poll_ready(&mut self.app, cx)
+    }
+
+    fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {
+        req.extensions_mut().insert(self.peer);
+        tower_service::Service::call(&mut self.app, req)
+    }
+}
+
 /// Serves `app` on every connection `listener` yields until `shutdown` completes.
-pub async fn serve<L: Listener>(
+pub async fn serve<L: Listener<Addr = SocketAddr>>(
     mut listener: L,
     app: Router,
     head_timeout: Duration,
     shutdown: impl Future<Output = ()>,
-) where
-    L::Addr: std::fmt::Debug,
-{
+) {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -38,8 +68,11 @@ pub async fn serve<L: Listener>(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(head_timeout);
-        let conn =
-            builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app.clone()));
+        let svc = WithPeer {
+            app: app.clone(),
+            peer: Peer(peer),
+        };
+        let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -15,12 +15,12 @@ use std::sync::Arc;
 pub fn open_data(data: &Path, index_dir: Option<&Path>, rebuild: bool) -> anyhow::Result<Store> {
     let arg = data.to_string_lossy();
     if !S3Location::is_s3(&arg) {
-        let store = Store::open(data)
-            .with_context(|| format!("opening store directory {}", data.display()))?;
-        if rebuild {
-            rebuild_logged(&store)?;
-        }
-        return Ok(store);
+        let open = if rebuild {
+            Store::open_rebuilding
+        } else {
+            Store::open
+        };
+        return open(data).with_context(|| format!("opening store directory {}", data.display()));
     }
     let location = S3Location::parse(&arg).map_err(S3Error::from)?;
     let settings = S3Settings::from_env().map_err(S3Error::from)?;
@@ -41,7 +41,7 @@ pub fn open_data(data: &Path, index_dir: Option<&Path>, rebuild: bool) -> anyhow
     }
     let store = Store::with_backend(&dir, Arc::new(backend))
         .with_context(|| format!("opening the local index in {}", dir.display()))?;
-    if rebuild || store.stats()?.blocks == 0 {
+    if rebuild || store.index().is_empty()? {
         rebuild_logged(&store)?;
     }
     Ok(store)

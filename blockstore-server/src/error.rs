@@ -95,6 +95,12 @@ impl From<StorageError> for ApiError {
             StorageError::NoImage(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, e.to_string())
             }
+            StorageError::Forbidden(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, e.to_string())
+            }
+            StorageError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
+            }
             StorageError::Lost(id) => {
                 tracing::error!(cause = %e, "indexed block lost");
                 let id = *id;

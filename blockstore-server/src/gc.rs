@@ -214,6 +214,9 @@ impl Store {
                 report.bytes_freed += bytes;
             }
         }
+        if !opts.dry_run {
+            (report.orphans_freed, report.orphan_bytes_freed) = self.sweep_orphans()?;
+        }
         report.blocks_in_grace = unreferenced.saturating_sub(report.blocks_freed);
         report.wall_seconds = started.elapsed().as_secs_f64();
         tracing::info!(
@@ -235,6 +238,36 @@ impl Store {
             self.backend().delete(id)?;
         }
         Ok((gone.len() as u64, gone.iter().map(|g| g.1).sum()))
+    }
+
+    /// Deletes block objects the index does not know (orphans of a crash). Listed without
+    /// the lock, then re-checked against the index and deleted under the exclusive lock:
+    /// an upload holds the shared lock from its write to its index row, so an object that
+    /// is still unindexed there is no upload's.
+    fn sweep_orphans(&self) -> Result<(u64, u64), StorageError> {
+        let mut listed: Vec<(BlockId, u64)> = Vec::new();
+        self.backend().list(&mut |id, size| {
+            listed.push((id, size));
+            Ok(())
+        })?;
+        let (mut n, mut bytes) = (0, 0);
+        for batch in listed.chunks(SWEEP_BATCH * 8) {
+            let ids: Vec<BlockId> = batch.iter().map(|b| b.0).collect();
+            if self.index().missing(&ids)?.is_empty() {
+                continue;
+            }
+            let _excl = self.exclusive();
+            let orphans: std::collections::HashSet<BlockId> =
+                self.index().missing(&ids)?.into_iter().collect();
+            for (id, size) in batch.iter().filter(|b| orphans.contains(&b.0)) {
+                if self.backend().delete(id)? {
+                    n += 1;
+                    bytes += size;
+                    tracing::info!(%id, "orphaned block object deleted");
+                }
+            }
+        }
+        Ok((n, bytes))
     }
 
     fn unreferenced_bytes(&self) -> Result<u64, StorageError> {
@@ -306,5 +339,28 @@ mod tests {
         assert_eq!(s.stats().unwrap().blocks, 1);
         // A manifest naming a collected block is refused.
         assert_eq!(s.register("late", 1, &[used, b]).unwrap(), Some(b));
+    }
+
+    #[test]
+    fn objects_without_an_index_row_are_reclaimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let (used, _) = block(&s, "used");
+        s.register("img", 10, &[used]).unwrap();
+        // a sweep killed between dropping the row and deleting the file leaves this behind
+        let orphan = Encoder::new().encode(&Convergence::public(), b"orphan");
+        s.backend().put_if_absent(&orphan.id, &orphan.object).unwrap();
+        let r = s
+            .gc(&GcOptions {
+                grace: std::time::Duration::from_secs(3600),
+                dry_run: false,
+            })
+            .unwrap();
+        assert_eq!(
+            (r.orphans_freed, r.orphan_bytes_freed),
+            (1, orphan.object.len() as u64)
+        );
+        assert_eq!(s.backend().stat(&orphan.id).unwrap(), None);
+        assert!(s.backend().stat(&used).unwrap().is_some());
     }
 }

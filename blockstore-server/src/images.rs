@@ -1,97 +1,184 @@
-//! Registered images as operators see them (name, size, blocks, bytes only each image
-//! holds), forgetting images, and the sealed recipes the store keeps for their owners
-//! (objects of the backend beside the manifests: they outlive any one server's index).
+//! Image versions as operators see them, registering new ones, forgetting them, and the
+//! sealed recipes the store keeps for their owners (objects of the backend beside the
+//! manifests: they outlive any one server's index).
 //!
-//! "Bytes only it holds" is what forgetting the image and collecting garbage would free;
-//! the query joins manifests with block sizes and needs no block read.
+//! Registration: the manifest goes to the backend first, create-only under its version's
+//! key (a version that exists is never replaced; a collision with another server takes the
+//! next number), then to the index, whose transaction re-checks every block against gc.
+//! "Bytes only it holds" is what forgetting the version and collecting garbage would free.
 
-use crate::index::{Index, IndexError};
+use crate::backend::Put;
 use crate::ingest::{StorageError, Store};
-use bonsai_core::store::ImageInfo;
+use crate::manifest::{self, VersionHeader};
+use crate::versions::label;
+use bonsai_core::name::VersionRef;
+use bonsai_core::store::{ImageInfo, Registered};
+use bonsai_core::BlockId;
 
-impl Index {
-    /// Registered images with their figures, by name.
-    pub fn image_infos(&self) -> Result<Vec<ImageInfo>, IndexError> {
-        let db = self.conn();
-        let mut stmt = db.prepare(
-            "SELECT im.name, im.logical_bytes, im.blocks, im.registered,
-               (SELECT coalesce(sum(b.size), 0) FROM image_blocks ib
-                  JOIN blocks b ON b.id = ib.id
-                 WHERE ib.name = im.name
-                   AND NOT EXISTS (SELECT 1 FROM image_blocks o
-                                    WHERE o.id = ib.id AND o.name <> ib.name))
-             FROM images im ORDER BY im.name",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ImageInfo {
-                name: r.get(0)?,
-                logical_bytes: r.get::<_, i64>(1)? as u64,
-                blocks: r.get::<_, i64>(2)? as u64,
-                registered: r.get(3)?,
-                unique_bytes: r.get::<_, i64>(4)? as u64,
-                sealed_recipe: false,
-            })
-        })?;
-        rows.collect()
-    }
+/// Most version numbers tried when other servers take them first.
+const VERSION_TRIES: u64 = 64;
 
-    /// Whether `name` is registered.
-    pub fn has_image(&self, name: &str) -> Result<bool, IndexError> {
-        self.conn().query_row(
-            "SELECT EXISTS(SELECT 1 FROM images WHERE name = ?1)",
-            [name],
-            |r| r.get(0),
-        )
-    }
-
-    /// Unregisters `name`; false if no such image.
-    pub fn forget(&self, name: &str) -> Result<bool, IndexError> {
-        let mut db = self.conn();
-        let tx = db.transaction()?;
-        let existed = tx.execute("DELETE FROM images WHERE name = ?1", [name])? == 1;
-        tx.execute("DELETE FROM image_blocks WHERE name = ?1", [name])?;
-        tx.commit()?;
-        Ok(existed)
-    }
+/// A version to register: what the client sent and who it is.
+#[derive(Debug, Clone, Copy)]
+pub struct NewVersion<'a> {
+    /// Image name.
+    pub name: &'a str,
+    /// Virtual size.
+    pub logical_bytes: u64,
+    /// Distinct block ids.
+    pub ids: &'a [BlockId],
+    /// Bytes of holes, if known.
+    pub zero_bytes: Option<u64>,
+    /// The recipe's image hash (hex), if sent.
+    pub image_hash: Option<&'a str>,
+    /// The caller (token label or fingerprint).
+    pub by: &'a str,
 }
 
 impl Store {
-    /// Registered images with their figures, and whether a sealed recipe is kept for each.
+    /// Registered versions with their figures, and whether a sealed recipe is kept for each.
     pub fn image_infos(&self) -> Result<Vec<ImageInfo>, StorageError> {
         let mut infos = self.index().image_infos()?;
         let sealed: std::collections::HashSet<String> =
             self.backend().list_sealed_recipes()?.into_iter().collect();
         for info in &mut infos {
-            info.sealed_recipe = sealed.contains(&info.name);
+            info.sealed_recipe = sealed.contains(&manifest::key(&info.name, info.version));
         }
         Ok(infos)
     }
 
-    /// Unregisters an image and drops its sealed recipe; its blocks go at the next gc
-    /// unless another image uses them. The backend (the truth) goes first: should the
-    /// index update fail after it, the image stays listed and its blocks kept, which is
-    /// safe, and a rebuild would not bring it back.
-    pub fn forget(&self, name: &str) -> Result<bool, StorageError> {
-        let manifest = self.backend().delete_manifest(name)?;
-        self.backend().delete_sealed_recipe(name)?;
-        let indexed = self.index().forget(name)?;
-        Ok(manifest || indexed)
-    }
-
-    /// Keeps a sealed recipe (opaque bytes) for a registered image (registered through
-    /// this server's index, or, on a shared bucket, through another server).
-    pub fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), StorageError> {
-        let known = self.index().has_image(name)?
-            || (self.backend().is_shared() && self.backend().get_manifest(name)?.is_some());
-        if !known {
-            return Err(StorageError::NoImage(name.to_string()));
+    /// Registers a new version; `Err(id)` names the first block the store does not hold
+    /// (nothing is registered then).
+    pub fn register_version(
+        &self,
+        v: &NewVersion<'_>,
+    ) -> Result<Result<Registered, BlockId>, StorageError> {
+        if let Some(id) = self.missing(v.ids)?.first() {
+            return Ok(Err(*id));
         }
-        Ok(self.backend().put_sealed_recipe(name, sealed)?)
+        let _one = self.registering.lock().unwrap_or_else(|p| p.into_inner());
+        let mut header = crate::versions::header_now(v.name, 0, v.logical_bytes, v.by);
+        header.zero_bytes = v.zero_bytes;
+        header.image_hash = v.image_hash.map(str::to_string);
+        let first = self.index().next_version(v.name)?;
+        let key = self.write_manifest(&mut header, first, v.ids)?;
+        match self.index().register_version(&header, v.ids)? {
+            Ok(earlier) => Ok(Ok(Registered {
+                version: header.version,
+                earlier_versions: earlier,
+            })),
+            Err(id) => {
+                // gc took a block meanwhile: the version must not exist anywhere
+                self.backend().delete_manifest(&key)?;
+                Ok(Err(id))
+            }
+        }
     }
 
-    /// A kept sealed recipe.
-    pub fn sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.backend().get_sealed_recipe(name)?)
+    /// Writes the manifest create-only at the first free version from `first`; sets the
+    /// header's version and returns its key.
+    fn write_manifest(
+        &self,
+        header: &mut VersionHeader,
+        first: u64,
+        ids: &[BlockId],
+    ) -> Result<String, StorageError> {
+        for version in first..first + VERSION_TRIES {
+            header.version = version;
+            let key = manifest::key(&header.name, version);
+            if self.backend().put_manifest(&key, &manifest::encode(header, ids))? == Put::Written {
+                return Ok(key);
+            }
+        }
+        Err(StorageError::Unsupported(
+            "too many versions of this name are being registered at once; retry",
+        ))
+    }
+
+    /// Registers a version as an unnamed caller (tests and tools).
+    pub fn register(
+        &self,
+        name: &str,
+        logical: u64,
+        ids: &[BlockId],
+    ) -> Result<Option<BlockId>, StorageError> {
+        let v = NewVersion {
+            name,
+            logical_bytes: logical,
+            ids,
+            zero_bytes: None,
+            image_hash: None,
+            by: "local",
+        };
+        Ok(self.register_version(&v)?.err())
+    }
+
+    /// Forgets `NAME@V`, or every version of `NAME`; returns the versions forgotten. Each
+    /// leaves the index first (one transaction: on a full disk it fails whole and nothing
+    /// changed), then its manifest and sealed recipe leave the backend. Should that fail,
+    /// the version is no longer listed and a rebuild would bring it back: nothing is lost.
+    pub fn forget(&self, target: &VersionRef) -> Result<Vec<VersionRef>, StorageError> {
+        let mut gone = Vec::new();
+        for version in self.index().versions_of(&target.name, target.version)? {
+            if self.index().forget_version(&target.name, version)? {
+                let key = manifest::key(&target.name, version);
+                self.backend().delete_manifest(&key)?;
+                self.backend().delete_sealed_recipe(&key)?;
+                gone.push(VersionRef::exact(&target.name, version));
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Keeps a sealed recipe for a registered version, once. Only the caller who
+    /// registered the version may give it one; the same bytes again are accepted, other
+    /// bytes are refused — no token can replace a sealed recipe.
+    pub fn put_sealed_recipe(
+        &self,
+        name: &str,
+        version: u64,
+        by: &str,
+        sealed: &[u8],
+    ) -> Result<(), StorageError> {
+        let vlabel = label(name, version);
+        let owner = match self.index().registrant(name, version)? {
+            Some(o) => o,
+            None => self.shared_registrant(name, version)?,
+        };
+        if owner != by {
+            return Err(StorageError::Forbidden(format!(
+                "{vlabel} was registered by another token; only its registrant may keep its sealed recipe"
+            )));
+        }
+        let key = manifest::key(name, version);
+        if self.backend().put_sealed_recipe(&key, sealed)? == Put::Present
+            && self.backend().get_sealed_recipe(&key)?.as_deref() != Some(sealed)
+        {
+            return Err(StorageError::Conflict(format!(
+                "a sealed recipe is already kept for {vlabel}; it is never replaced (push a new version)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Who registered a version another server over the same bucket registered.
+    fn shared_registrant(&self, name: &str, version: u64) -> Result<String, StorageError> {
+        let key = manifest::key(name, version);
+        let found = match self.backend().is_shared() {
+            true => self.backend().get_manifest(&key)?,
+            false => None,
+        };
+        found
+            .and_then(|b| manifest::parse(&key, &b))
+            .map(|(h, _)| h.by)
+            .ok_or_else(|| StorageError::NoImage(label(name, version)))
+    }
+
+    /// The sealed recipe kept for a version.
+    pub fn sealed_recipe(&self, name: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .backend()
+            .get_sealed_recipe(&manifest::key(name, version))?)
     }
 }
 
@@ -100,8 +187,12 @@ mod tests {
     use super::*;
     use bonsai_core::{Convergence, Encoder};
 
+    fn name_ref(s: &str) -> VersionRef {
+        VersionRef::parse(s).unwrap()
+    }
+
     #[test]
-    fn unique_bytes_and_forget() {
+    fn versions_unique_bytes_sealed_recipes_and_forget() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         let b: Vec<_> = ["shared", "only a", "only b"]
@@ -112,20 +203,32 @@ mod tests {
         s.put_many(&items).unwrap();
         s.register("a", 10, &[b[0].id, b[1].id]).unwrap();
         s.register("b", 20, &[b[0].id, b[2].id]).unwrap();
-        s.put_sealed_recipe("a", b"sealed").unwrap();
-        let e = s.put_sealed_recipe("nobody", b"sealed").unwrap_err();
+        // an empty manifest under "a" is a harmless new version, not a replacement
+        s.register("a", 0, &[]).unwrap();
+        s.put_sealed_recipe("a", 1, "local", b"sealed").unwrap();
+        s.put_sealed_recipe("a", 1, "local", b"sealed").unwrap();
+        let e = s.put_sealed_recipe("a", 1, "local", b"junk").unwrap_err();
+        assert!(e.to_string().contains("never replaced"), "{e}");
+        let e = s.put_sealed_recipe("a", 2, "token:other", b"x").unwrap_err();
+        assert!(e.to_string().contains("another token"), "{e}");
+        let e = s.put_sealed_recipe("nobody", 1, "local", b"x").unwrap_err();
         assert!(e.to_string().contains("push it before"), "{e}");
         let list = s.image_infos().unwrap();
+        let names: Vec<_> = list.iter().map(|i| i.version_ref().to_string()).collect();
+        assert_eq!(names, ["a@1", "a@2", "b@1"]);
         assert_eq!(list[0].unique_bytes, b[1].object.len() as u64);
         assert!(list[0].sealed_recipe && !list[1].sealed_recipe);
-        assert!(s.forget("a").unwrap());
-        assert!(!s.forget("a").unwrap());
-        assert_eq!(s.sealed_recipe("a").unwrap(), None);
+        assert_eq!(s.forget(&name_ref("a@1")).unwrap(), [name_ref("a@1")]);
+        assert!(s.forget(&name_ref("a@1")).unwrap().is_empty());
+        assert_eq!(s.sealed_recipe("a", 1).unwrap(), None);
+        assert_eq!(s.forget(&name_ref("a")).unwrap(), [name_ref("a@2")]);
         let list = s.image_infos().unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(
             list[0].unique_bytes,
             (b[0].object.len() + b[2].object.len()) as u64
         );
+        // numbers are never reused while a version of the name remains in the backend
+        assert_eq!(s.index().next_version("b").unwrap(), 2);
     }
 }

@@ -5,14 +5,16 @@
 //! never corrupted. That is safe here because a row is written only after its block is
 //! durable; a lost row only means the block is uploaded again.
 
-use bonsai_core::store::{ImageInfo, StoreStats};
+use bonsai_core::store::StoreStats;
 use bonsai_core::BlockId;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
 
 /// Schema version stored in `meta`; bump with a migration when the schema changes.
-pub const SCHEMA_VERSION: i64 = 1;
+/// 2: images are versions (`images.name` is `NAME@VERSION`, with `series`, `version`,
+/// `image_hash`, `by_whom`); a version-1 index is upgraded in place when opened.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Read connections kept beside the writer (WAL lets readers run while one writes).
 const READERS: usize = 4;
@@ -63,15 +65,17 @@ impl Index {
                  id BLOB PRIMARY KEY, marked INTEGER NOT NULL
              ) WITHOUT ROWID;",
         )?;
+        crate::report::ensure_schema(&db)?;
         let v: i64 = db.query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
             r.get(0)
         })?;
-        if v != SCHEMA_VERSION {
+        if v == 1 {
+            crate::versions::migrate_to_versions(&db)?;
+        } else if v != SCHEMA_VERSION {
             return Err(rusqlite::Error::InvalidParameterName(format!(
                 "index schema version {v} is not supported (expected {SCHEMA_VERSION})"
             )));
         }
-        crate::report::ensure_schema(&db)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let r = Connection::open_with_flags(
@@ -159,55 +163,6 @@ impl Index {
         }
         tx.commit()?;
         Ok(added)
-    }
-
-    /// Registers (or replaces) an image manifest. Every id must be indexed: a manifest is
-    /// the store's promise that the image can be pulled. Returns the first missing id.
-    pub fn register(
-        &self,
-        name: &str,
-        logical: u64,
-        ids: &[BlockId],
-    ) -> Result<Option<BlockId>, IndexError> {
-        let mut db = self.conn();
-        let tx = db.transaction()?;
-        {
-            let mut exists = tx.prepare_cached("SELECT 1 FROM blocks WHERE id = ?1")?;
-            for id in ids {
-                if !exists.exists([&id.as_bytes()[..]])? {
-                    return Ok(Some(*id));
-                }
-            }
-            tx.execute("DELETE FROM image_blocks WHERE name = ?1", [name])?;
-            let mut ins =
-                tx.prepare_cached("INSERT OR IGNORE INTO image_blocks(name, id) VALUES (?1, ?2)")?;
-            for id in ids {
-                ins.execute(params![name, &id.as_bytes()[..]])?;
-            }
-            tx.execute(
-                "INSERT OR REPLACE INTO images(name, logical_bytes, blocks, registered) VALUES (?1, ?2, ?3, ?4)",
-                params![name, logical as i64, ids.len() as i64, now()],
-            )?;
-        }
-        tx.commit()?;
-        Ok(None)
-    }
-
-    /// Registered images, by name.
-    pub fn images(&self) -> Result<Vec<ImageInfo>, IndexError> {
-        let db = self.reader();
-        let mut stmt =
-            db.prepare("SELECT name, logical_bytes, blocks, registered FROM images ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ImageInfo {
-                name: r.get(0)?,
-                logical_bytes: r.get::<_, i64>(1)? as u64,
-                blocks: r.get::<_, i64>(2)? as u64,
-                registered: r.get(3)?,
-                ..Default::default()
-            })
-        })?;
-        rows.collect()
     }
 
     /// Store-wide figures from the running totals (constant time).

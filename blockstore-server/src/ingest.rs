@@ -28,9 +28,15 @@ pub enum StorageError {
     /// An operation this store cannot do safely with its backend.
     #[error("{0}")]
     Unsupported(&'static str),
-    /// A sealed recipe for an image that is not registered.
-    #[error("no image named {0:?} is registered; push it before keeping its recipe")]
+    /// A sealed recipe for a version that is not registered.
+    #[error("no image version {0:?} is registered; push it before keeping its recipe")]
     NoImage(String),
+    /// The caller may not do this to this version (not its registrant).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request would replace something that is never replaced.
+    #[error("{0}")]
+    Conflict(String),
     /// The index lists a block the backend no longer has.
     #[error("block {0} is indexed but its data is gone; run `bonsai check` on the store")]
     Lost(BlockId),
@@ -67,14 +73,29 @@ pub struct Store {
     /// hold it exclusively, so a block is never deleted between "present" and its
     /// confirmation, nor between an upload's write and its index row (docs/OPERATING.md).
     pub(crate) gc_lock: std::sync::RwLock<()>,
+    /// Held while a registration picks its version number and writes its manifest, so two
+    /// pushes of one name through this server take consecutive numbers.
+    pub(crate) registering: std::sync::Mutex<()>,
 }
 
 impl Store {
     /// Opens (creating and locking) a store directory: `blocks/`, `tmp/`, `manifests/`,
-    /// `index.sqlite`.
+    /// `index.sqlite`. The files are the truth: an index that is missing while the
+    /// directory holds data, or that is damaged, is rebuilt from them (`recover.rs`).
     pub fn open(root: &Path) -> Result<Self, StorageError> {
         let backend = Arc::new(DirBackend::open(root)?);
-        Self::with_backend(root, backend)
+        let store = crate::recover::open_index(root, backend, false)?;
+        store.upgrade_legacy_manifests()?;
+        Ok(store)
+    }
+
+    /// Opens a store directory and rebuilds its index from its files (`--rebuild-index`);
+    /// the old index is kept beside it as `index.sqlite.replaced.TIME`.
+    pub fn open_rebuilding(root: &Path) -> Result<Self, StorageError> {
+        let backend = Arc::new(DirBackend::open(root)?);
+        let store = crate::recover::open_index(root, backend, true)?;
+        store.upgrade_legacy_manifests()?;
+        Ok(store)
     }
 
     /// A store over any backend, its index in `index_dir/index.sqlite`.
@@ -86,6 +107,7 @@ impl Store {
             backend,
             index,
             gc_lock: std::sync::RwLock::new(()),
+            registering: std::sync::Mutex::new(()),
         })
     }
 
@@ -213,23 +235,6 @@ impl Store {
         Ok(self.backend.get_many(ids)?)
     }
 
-    /// Registers a manifest; returns the first id that is not stored, if any. The manifest
-    /// goes to the backend (the truth) before the index.
-    pub fn register(
-        &self,
-        name: &str,
-        logical: u64,
-        ids: &[BlockId],
-    ) -> Result<Option<BlockId>, StorageError> {
-        if let Some(id) = self.missing(ids)?.first() {
-            return Ok(Some(*id));
-        }
-        let mut manifest = logical.to_le_bytes().to_vec();
-        manifest.extend_from_slice(&bonsai_core::store::wire::ids_body(ids));
-        self.backend.put_manifest(name, &manifest)?;
-        Ok(self.index.register(name, logical, ids)?)
-    }
-
     /// Store-wide figures.
     pub fn stats(&self) -> Result<StoreStats, StorageError> {
         Ok(self.index.stats()?)
@@ -282,7 +287,10 @@ mod tests {
                 Some(other.id)
             );
             assert_eq!(s.register("img", 100, &[good.id]).unwrap(), None);
-            assert_eq!(s.backend().list_manifests().unwrap(), vec!["img"]);
+            assert_eq!(
+                s.backend().list_manifests().unwrap(),
+                vec![crate::manifest::key("img", 1)]
+            );
         }
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.get(&good.id).unwrap().unwrap(), good.object);

@@ -32,23 +32,29 @@ mod conn;
 mod dashboard;
 mod data;
 mod error;
+mod guard;
 mod gc;
 mod images;
 mod index;
 mod ingest;
 mod local;
+mod manifest;
 mod middleware;
 mod rebuild;
+mod recover;
 mod report;
 mod routes;
 mod state;
 pub mod tls;
+mod versions;
 
 pub use auth::{bearer_token, Access, Role, Tokens};
 pub use backend::s3::{Bucket, Created, S3Backend, S3Error, S3Location, S3Settings};
 pub use backend::{Backend, BackendError, DirBackend, Put};
 pub use error::ApiError;
+pub use guard::Peer;
 pub use index::{Index, IndexError, SCHEMA_VERSION};
+pub use images::NewVersion;
 pub use ingest::{IngestOutcome, Rejected, StorageError, Store};
 pub use local::LocalStore;
 pub use rebuild::{rebuild_index, RebuildReport};
@@ -91,6 +97,11 @@ pub struct ServeArgs {
     /// Let reads (queries, downloads, stats) through without a token; writes still need one.
     #[arg(long)]
     pub public_read: bool,
+    /// On a store without --token-file, also take changes from clients that address it by
+    /// this host name (besides IP addresses and localhost); protects against web pages
+    /// that rebind their DNS name to the store. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub allow_host: Vec<String>,
     /// Largest request body in bytes (batch uploads, manifests).
     #[arg(long, default_value_t = bonsai_core::store::limits::MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
@@ -152,7 +163,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
         ..Default::default()
     };
-    let state = state::AppState::new(Arc::new(store), limits).with_tokens(tokens, args.public_read);
+    let mut state =
+        state::AppState::new(Arc::new(store), limits).with_tokens(tokens, args.public_read);
+    state.allowed_hosts = Arc::new(args.allow_host.clone());
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(tls::load_config(c, k)?),
         _ => None,

@@ -6,9 +6,11 @@
 use crate::backend::BackendError;
 use crate::ingest::{StorageError, Store};
 use bonsai_core::report::{Registration, ReportOptions, StoreReport};
+use crate::images::NewVersion;
+use bonsai_core::name::VersionRef;
 use bonsai_core::store::{
     AdminStore, CheckOptions, CheckReport, ForgetReport, GcOptions, GcReport, ImageInfo,
-    PutOutcome, ReadStore, StoreError, StoreStats, WriteStore,
+    PutOutcome, ReadStore, Registered, StoreError, StoreStats, WriteStore,
 };
 use bonsai_core::BlockId;
 use std::path::Path;
@@ -98,22 +100,53 @@ impl WriteStore for LocalStore {
     }
 
     fn register(&self, name: &str, logical: u64, ids: &[BlockId]) -> Result<(), StoreError> {
-        match self
-            .store
-            .register(name, logical, ids)
-            .map_err(|e| self.err(e))?
-        {
-            Some(id) => Err(StoreError::NotFound(id)),
-            None => Ok(()),
-        }
+        let reg = Registration {
+            name,
+            logical_bytes: logical,
+            zero_bytes: 0,
+            ids,
+            image_hash: None,
+        };
+        self.register_image(&reg).map(drop)
     }
 
-    fn register_image(&self, reg: &Registration<'_>) -> Result<(), StoreError> {
-        self.register(reg.name, reg.logical_bytes, reg.ids)?;
-        self.store
-            .record_figures(reg.name, reg.zero_bytes)
-            .map_err(|e| self.err(e))
+    fn register_image(&self, reg: &Registration<'_>) -> Result<Registered, StoreError> {
+        if let Some(p) = bonsai_core::name::name_problem(reg.name) {
+            return Err(StoreError::Other {
+                store: self.name.clone(),
+                reason: p,
+            });
+        }
+        let hash = reg.image_hash.map(|h| h.to_string());
+        let v = NewVersion {
+            name: reg.name,
+            logical_bytes: reg.logical_bytes,
+            ids: reg.ids,
+            zero_bytes: Some(reg.zero_bytes),
+            image_hash: hash.as_deref(),
+            by: LOCAL,
+        };
+        match self.store.register_version(&v).map_err(|e| self.err(e))? {
+            Ok(r) => Ok(r),
+            Err(id) => Err(StoreError::NotFound(id)),
+        }
     }
+}
+
+/// Who registers through an embedded store (whoever can open the directory).
+const LOCAL: &str = "local";
+
+/// `NAME@V` of a sealed-recipe call.
+fn one_version(store: &str, text: &str) -> Result<(String, u64), StoreError> {
+    let bad = |reason: String| StoreError::Other {
+        store: store.to_string(),
+        reason,
+    };
+    let r = VersionRef::parse(text).map_err(bad)?;
+    let v = r
+        .version
+        .ok_or_else(|| bad("a sealed recipe belongs to one version: NAME@VERSION".into()))?;
+    Ok((r.name, v))
 }
 
 impl AdminStore for LocalStore {
@@ -123,12 +156,16 @@ impl AdminStore for LocalStore {
 
     fn forget(&self, names: &[String]) -> Result<ForgetReport, StoreError> {
         let mut report = ForgetReport::default();
-        for name in names {
-            if self.store.forget(name).map_err(|e| self.err(e))? {
-                report.forgotten.push(name.clone());
-            } else {
-                report.unknown.push(name.clone());
+        for text in names {
+            let target = VersionRef::parse(text).map_err(|reason| StoreError::Other {
+                store: self.name.clone(),
+                reason,
+            })?;
+            let gone = self.store.forget(&target).map_err(|e| self.err(e))?;
+            if gone.is_empty() {
+                report.unknown.push(text.clone());
             }
+            report.forgotten.extend(gone.iter().map(ToString::to_string));
         }
         Ok(report)
     }
@@ -142,13 +179,17 @@ impl AdminStore for LocalStore {
     }
 
     fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        let (name, version) = one_version(&self.name, name)?;
         self.store
-            .put_sealed_recipe(name, sealed)
+            .put_sealed_recipe(&name, version, LOCAL, sealed)
             .map_err(|e| self.err(e))
     }
 
     fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.sealed_recipe(name).map_err(|e| self.err(e))
+        let (name, version) = one_version(&self.name, name)?;
+        self.store
+            .sealed_recipe(&name, version)
+            .map_err(|e| self.err(e))
     }
 }
 

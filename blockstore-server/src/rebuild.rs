@@ -8,6 +8,7 @@
 
 use crate::backend::BackendError;
 use crate::ingest::{StorageError, Store};
+use crate::manifest::{self, VersionHeader};
 use bonsai_core::BlockId;
 use std::time::Instant;
 
@@ -55,19 +56,24 @@ pub fn rebuild_index(store: &Store) -> Result<RebuildReport, StorageError> {
             None => StorageError::Backend(e),
         })?;
     index.insert(&rows)?;
-    for name in backend.list_manifests()? {
-        let Some(bytes) = backend.get_manifest(&name)? else {
+    for key in backend.list_manifests()? {
+        let Some(bytes) = backend.get_manifest(&key)? else {
             continue; // forgotten while we listed
         };
-        let Some((logical, ids)) = parse_manifest(&bytes) else {
-            tracing::warn!(image = %name, "damaged manifest in the backend; skipped");
+        let Some((header, ids)) = version_of(&key, &bytes, index)? else {
+            tracing::warn!(key = %key, "damaged manifest in the backend; skipped");
             report.skipped_images += 1;
             continue;
         };
-        match index.register(&name, logical, &ids)? {
-            None => report.images += 1,
-            Some(id) => {
-                tracing::warn!(image = %name, block = %id, "manifest names an absent block; skipped");
+        if !index.versions_of(&header.name, Some(header.version))?.is_empty() {
+            report.images += 1; // already indexed (a rebuild over a live index)
+            continue;
+        }
+        match index.register_version(&header, &ids)? {
+            Ok(_) => report.images += 1,
+            Err(id) => {
+                tracing::warn!(image = %header.name, version = header.version, block = %id,
+                    "manifest names an absent block; skipped");
                 report.skipped_images += 1;
             }
         }
@@ -76,17 +82,27 @@ pub fn rebuild_index(store: &Store) -> Result<RebuildReport, StorageError> {
     Ok(report)
 }
 
-/// A manifest as stored: the register body, `u64 LE logical size ‖ 32-byte ids`.
-fn parse_manifest(bytes: &[u8]) -> Option<(u64, Vec<BlockId>)> {
-    if bytes.len() < 8 || !(bytes.len() - 8).is_multiple_of(32) {
-        return None;
+/// The version a stored manifest describes: a version-2 manifest as it is, a legacy one
+/// (a bare name as key) as the next version of that name.
+fn version_of(
+    key: &str,
+    bytes: &[u8],
+    index: &crate::index::Index,
+) -> Result<Option<(VersionHeader, Vec<BlockId>)>, StorageError> {
+    if let Some(v) = manifest::parse(key, bytes) {
+        return Ok(Some(v));
     }
-    let logical = u64::from_le_bytes(bytes[..8].try_into().ok()?);
-    let ids = bytes[8..]
-        .chunks_exact(32)
-        .map(BlockId::from_slice)
-        .collect::<Option<_>>()?;
-    Some((logical, ids))
+    let Some((logical, ids)) = manifest::parse_legacy(bytes) else {
+        return Ok(None);
+    };
+    if bonsai_core::name::name_problem(key).is_some() {
+        return Ok(None);
+    }
+    let version = index.next_version(key)?;
+    Ok(Some((
+        crate::versions::header_now(key, version, logical, "legacy"),
+        ids,
+    )))
 }
 
 #[cfg(test)]
@@ -109,9 +125,9 @@ mod tests {
             let _ = std::fs::remove_file(dir.path().join(f));
         }
         let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.stats().unwrap().blocks, 0);
+        assert_eq!(s.stats().unwrap().blocks, 2, "rebuilt when opened");
         let r = rebuild_index(&s).unwrap();
-        assert_eq!((r.blocks, r.images, r.skipped_images), (2, 1, 0));
+        assert_eq!((r.blocks, r.images, r.skipped_images), (2, 1, 0), "idempotent");
         let after = s.stats().unwrap();
         assert_eq!(
             (
@@ -127,14 +143,5 @@ mod tests {
                 before.logical_bytes
             )
         );
-    }
-
-    #[test]
-    fn manifests_parse_strictly() {
-        let mut m = 7u64.to_le_bytes().to_vec();
-        m.extend_from_slice(&[1; 32]);
-        assert_eq!(parse_manifest(&m).unwrap().0, 7);
-        assert!(parse_manifest(&m[..m.len() - 1]).is_none());
-        assert!(parse_manifest(&m[..4]).is_none());
     }
 }

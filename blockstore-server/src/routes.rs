@@ -14,20 +14,23 @@
 //! GET  /v1/images            read    registered images, JSON
 //! POST /v1/blocks            write   body: frames id ‖ u32 LE len ‖ object → verdicts
 //! PUT  /v1/blocks/{id}       write   upload one object
-//! PUT  /v1/images/{name}     write   body: u64 LE logical size ‖ ids → register
-//!                                    (`?zero_bytes=N`: the image's holes, for reports)
+//! PUT  /v1/images/{name}     write   body: u64 LE logical size ‖ ids → a new version
+//!                                    (`?zero_bytes=N&image_hash=HEX`)
 //! GET  /v1/report            read    the dedup report, JSON (`?matrix=N`)
 //! GET  /                     page    the dashboard: read token, also as the Basic password
 //! GET  /dashboard/generation page    what the dashboard polls to reload on change
-//! GET  /v1/recipes/{name}    read    a sealed recipe (opaque bytes)
-//! PUT  /v1/recipes/{name}    write   keep a sealed recipe
-//! DELETE /v1/images/{name}   admin   forget an image
+//! GET  /v1/recipes/{name@v} read    a version's sealed recipe (opaque bytes)
+//! PUT  /v1/recipes/{name@v} write   keep it, once (only the version's registrant)
+//! DELETE /v1/images/{ref}    admin   forget NAME@V, or every version of NAME
 //! POST /v1/gc                admin   collect garbage (?grace_seconds=N&dry_run=true)
 //! POST /v1/check             admin   verify blocks (?read_data=true)
 //! ```
-//! Admin routes (forget, gc, check) are declared here with `Access::Needs(Role::Admin)`.
+//! Admin routes (forget, gc, check) are declared here with `Access::Needs(Role::Admin)`;
+//! on a store without tokens they answer only to loopback peers. Names in paths are one
+//! percent-encoded segment (`team%2Fvm@3`); handlers check the caller's namespaces.
 
-use crate::auth::{basic_password, bearer_token, Access, Role};
+use crate::auth::{basic_password, bearer_token, Access, Caller, Role};
+use crate::guard::{json_errors, same_origin, Peer};
 use crate::dashboard;
 use crate::error::ApiError;
 use crate::middleware::{log_request, time_limit};
@@ -127,6 +130,8 @@ pub fn app(state: AppState) -> Router {
     router
         .fallback(|| async { ApiError::not_found("no such endpoint (API v1 lives under /v1/)") })
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), same_origin))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(log_request))
         // Bodies are streamed and bounded by our own limits, per endpoint.
         .layer(DefaultBodyLimit::disable())
@@ -149,21 +154,43 @@ fn deny(status: StatusCode, code: ErrorCode, msg: String, page: bool) -> Respons
     r
 }
 
-/// Lets a request through if its token's role covers the route's access.
+/// Lets a request through if its caller's role covers the route's access, with the
+/// [`Caller`] attached for the handler (which checks namespaces).
 async fn authorize(
     State((st, access)): State<(AppState, Access)>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
-    let (need, page) = match (access, &st.tokens) {
-        (Access::Open, _) | (_, None) => return next.run(req).await,
-        (Access::Needs(Role::Read) | Access::Page, _) if st.public_read => {
-            return next.run(req).await
+    match identify(&st, access, &req) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
         }
-        (Access::Needs(role), Some(_)) => (role, false),
-        (Access::Page, Some(_)) => (Role::Read, true),
+        Err(refusal) => refusal,
+    }
+}
+
+/// Who the request comes from, or the refusal to send.
+fn identify(st: &AppState, access: Access, req: &Request) -> Result<Caller, Response> {
+    let page = access == Access::Page;
+    let Some(tokens) = st.tokens.as_ref() else {
+        if access == Access::Needs(Role::Admin) && !from_loopback(req) {
+            return Err(deny(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "a store without tokens answers admin requests only on loopback; give the \
+                 server a --token-file and use an admin token"
+                    .into(),
+                false,
+            ));
+        }
+        return Ok(Caller::anonymous());
     };
-    let tokens = st.tokens.as_ref().expect("matched Some above");
+    let need = match access {
+        Access::Open => None,
+        Access::Needs(role) => Some(role),
+        Access::Page => Some(Role::Read),
+    };
     let header_value = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -172,7 +199,8 @@ async fn authorize(
         .and_then(bearer_token)
         .map(String::from)
         .or_else(|| header_value.filter(|_| page).and_then(basic_password));
-    let presented = presented.as_deref();
+    let caller = presented.as_deref().and_then(|t| tokens.caller(t));
+    let lenient = need.is_none() || (st.public_read && need == Some(Role::Read));
     let unauthorized = |msg: &str| {
         deny(
             StatusCode::UNAUTHORIZED,
@@ -181,15 +209,19 @@ async fn authorize(
             page,
         )
     };
-    match presented.map(|t| tokens.role_of(t)) {
-        None => unauthorized("missing bearer token"),
-        Some(None) => unauthorized("invalid token"),
-        Some(Some(role)) if role < need => deny(
+    let caller = match (caller, presented.is_some()) {
+        (Some(c), _) => c,
+        (None, _) if lenient => Caller::public(),
+        (None, false) => return Err(unauthorized("missing bearer token")),
+        (None, true) => return Err(unauthorized("invalid token")),
+    };
+    match need {
+        Some(need) if caller.role < need => Err(deny(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
             format!(
                 "this token may only {}; the request needs {} {} token",
-                match role {
+                match caller.role {
                     Role::Read => "read",
                     _ => "read and write",
                 },
@@ -197,9 +229,17 @@ async fn authorize(
                 need.name()
             ),
             page,
-        ),
-        Some(Some(_)) => next.run(req).await,
+        )),
+        _ => Ok(caller),
     }
+}
+
+/// Whether the request came over a loopback connection (in-process tests have no peer:
+/// they are the process itself).
+fn from_loopback(req: &Request) -> bool {
+    req.extensions()
+        .get::<Peer>()
+        .is_none_or(|p| p.0.ip().is_loopback())
 }
 
 #[cfg(test)]

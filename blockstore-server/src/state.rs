@@ -50,6 +50,9 @@ pub struct AppState {
     pub limits: Limits,
     /// Slots for storage calls ([`Limits::max_blocking`] of them).
     pub slots: Arc<Semaphore>,
+    /// Host names (besides IP addresses and localhost) a store without tokens takes
+    /// changes under (`--allow-host`; `guard.rs`).
+    pub allowed_hosts: Arc<Vec<String>>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             public_read: false,
             slots: Arc::new(Semaphore::new(limits.max_blocking.max(1))),
             limits,
+            allowed_hosts: Arc::default(),
         }
     }
 

@@ -52,7 +52,16 @@ fn rate(bytes: u64, secs: f64) -> String {
 
 /// The summary after a push.
 pub fn push(out: &mut dyn Write, r: &PushReport, store: &str) -> io::Result<()> {
-    writeln!(out, "pushed {} to store {store}", r.name)?;
+    let name = bonsai_core::name::for_terminal(&r.name);
+    match (r.version, r.earlier_versions) {
+        (0, _) => writeln!(out, "pushed {name} to store {store}")?,
+        (v, 0) => writeln!(out, "pushed {name}@{v} to store {store} (a new name)")?,
+        (v, n) => writeln!(
+            out,
+            "pushed {name}@{v} to store {store}: {name} exists, this is a new version \
+             ({n} earlier kept; pull NAME takes the newest)"
+        )?,
+    }
     writeln!(
         out,
         "  recipe    {} (keep it private: it is the key to the image)",

@@ -31,6 +31,7 @@ pub mod codec;
 pub mod error;
 pub mod id;
 pub mod image;
+pub mod name;
 pub mod progress;
 pub mod publish;
 pub mod pull;

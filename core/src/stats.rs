@@ -48,6 +48,13 @@ pub struct PushReport {
     pub image_hash: ImageHash,
     /// Name the manifest was registered under.
     pub name: String,
+    /// The version this push registered (1 for a new name; 0 from a store that keeps no
+    /// versions).
+    #[serde(default)]
+    pub version: u64,
+    /// How many versions of the name the store held before this push.
+    #[serde(default)]
+    pub earlier_versions: u64,
     /// Distinct chunks whose id came from the local key cache (not encoded).
     pub cache_hits: u64,
     /// Container format the image was read as (`raw`, `qcow2`, `vmdk`, ...).

@@ -97,9 +97,34 @@ impl DirBackend {
         self.recipes.join(hex::encode(name.as_bytes()))
     }
 
-    fn put_named(&self, dest: &Path, bytes: &[u8]) -> Result<(), BackendError> {
-        self.write_via_tmp(dest, bytes, true)
-            .map_err(|e| BackendError::io(dest.display(), e))
+    /// Writes a named object create-only: a fsynced temporary is hard-linked to `dest`,
+    /// which fails atomically if `dest` exists.
+    fn put_named(&self, dest: &Path, bytes: &[u8]) -> Result<Put, BackendError> {
+        let err = |e| BackendError::io(dest.display(), e);
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp.join(format!("{}.{n}.named", std::process::id()));
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            let linked = match fs::hard_link(&tmp, dest) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(dest.parent().expect("parent"))?;
+                    fs::hard_link(&tmp, dest)
+                }
+                r => r,
+            };
+            match linked {
+                Ok(()) => {
+                    File::open(dest.parent().expect("parent"))?.sync_all()?;
+                    Ok(Put::Written)
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Put::Present),
+                Err(e) => Err(e),
+            }
+        })();
+        let _ = fs::remove_file(&tmp);
+        result.map_err(err)
     }
 
     fn get_named(path: &Path) -> Result<Option<Vec<u8>>, BackendError> {
@@ -235,8 +260,8 @@ impl Backend for DirBackend {
         Ok(())
     }
 
-    fn put_manifest(&self, name: &str, manifest: &[u8]) -> Result<(), BackendError> {
-        self.put_named(&self.manifest_path(name), manifest)
+    fn put_manifest(&self, key: &str, manifest: &[u8]) -> Result<Put, BackendError> {
+        self.put_named(&self.manifest_path(key), manifest)
     }
 
     fn get_manifest(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
@@ -251,8 +276,8 @@ impl Backend for DirBackend {
         Self::list_named(&self.manifests)
     }
 
-    fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), BackendError> {
-        self.put_named(&self.recipe_path(name), sealed)
+    fn put_sealed_recipe(&self, key: &str, sealed: &[u8]) -> Result<Put, BackendError> {
+        self.put_named(&self.recipe_path(key), sealed)
     }
 
     fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
@@ -311,7 +336,8 @@ mod tests {
         assert!(b.delete(&id).unwrap());
         assert!(!b.delete(&id).unwrap());
         assert_eq!(b.get(&id).unwrap(), None);
-        b.put_sealed_recipe("a/b c", b"sealed").unwrap();
+        assert_eq!(b.put_sealed_recipe("a/b c", b"sealed").unwrap(), Put::Written);
+        assert_eq!(b.put_sealed_recipe("a/b c", b"other").unwrap(), Put::Present);
         assert_eq!(b.list_sealed_recipes().unwrap(), vec!["a/b c".to_string()]);
         assert_eq!(
             b.get_sealed_recipe("a/b c").unwrap().as_deref(),
@@ -319,7 +345,8 @@ mod tests {
         );
         assert!(b.delete_sealed_recipe("a/b c").unwrap());
         assert!(!b.delete_sealed_recipe("a/b c").unwrap());
-        b.put_manifest("a/b c", b"m").unwrap();
+        assert_eq!(b.put_manifest("a/b c", b"m").unwrap(), Put::Written);
+        assert_eq!(b.put_manifest("a/b c", b"n").unwrap(), Put::Present);
         assert_eq!(b.list_manifests().unwrap(), vec!["a/b c".to_string()]);
         assert_eq!(b.get_manifest("a/b c").unwrap().as_deref(), Some(&b"m"[..]));
         assert!(b.delete_manifest("a/b c").unwrap());

@@ -105,24 +105,26 @@ pub trait Backend: Send + Sync {
         &self,
         each: &mut dyn FnMut(BlockId, u64) -> Result<(), BackendError>,
     ) -> Result<(), BackendError>;
-    /// Stores (replaces) the manifest of image `name`: the register body, `u64 LE logical
-    /// size ‖ ids` (docs/API.md). Durable on return.
-    fn put_manifest(&self, name: &str, manifest: &[u8]) -> Result<(), BackendError>;
-    /// The manifest of image `name`, `None` if absent.
+    /// Stores a manifest under `key` (`manifest.rs`) unless one is there: versions are
+    /// never replaced, so this is create-only and says [`Put::Present`] when the key is
+    /// taken. Durable on return.
+    fn put_manifest(&self, key: &str, manifest: &[u8]) -> Result<Put, BackendError>;
+    /// The manifest under `key`, `None` if absent.
     fn get_manifest(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError>;
-    /// Removes the manifest of image `name`; `false` if it was not there.
+    /// Removes the manifest under `key`; `false` if it was not there.
     fn delete_manifest(&self, name: &str) -> Result<bool, BackendError>;
-    /// Names of every stored manifest.
+    /// Keys of every stored manifest.
     fn list_manifests(&self) -> Result<Vec<String>, BackendError>;
-    /// Stores (replaces) the sealed recipe of image `name`: opaque bytes the client
-    /// encrypted (docs/OPERATING.md). Kept beside the manifests, so it lives as long as the
-    /// data does, not only as long as one server's index. Durable on return.
-    fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), BackendError>;
-    /// The sealed recipe of image `name`, `None` if none is kept.
+    /// Stores the sealed recipe of the version `key` names, unless one is there
+    /// (create-only, like manifests): opaque bytes the client encrypted and signed
+    /// (docs/OPERATING.md). Kept beside the manifests, so it lives as long as the data
+    /// does, not only as long as one server's index. Durable on return.
+    fn put_sealed_recipe(&self, key: &str, sealed: &[u8]) -> Result<Put, BackendError>;
+    /// The sealed recipe under `key`, `None` if none is kept.
     fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError>;
-    /// Removes the sealed recipe of image `name`; `false` if none was kept.
+    /// Removes the sealed recipe under `key`; `false` if none was kept.
     fn delete_sealed_recipe(&self, name: &str) -> Result<bool, BackendError>;
-    /// Names of every image with a sealed recipe.
+    /// Keys of every sealed recipe.
     fn list_sealed_recipes(&self) -> Result<Vec<String>, BackendError>;
     /// Whether other servers may write to the same backend (then the local index may lag).
     fn is_shared(&self) -> bool {

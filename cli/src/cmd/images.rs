@@ -13,8 +13,8 @@ use std::io::Write;
 pub struct ImagesArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Print JSON: `{"store": …, "images": [{name, logical_bytes, blocks, unique_bytes,
-    /// registered, sealed_recipe}]}`.
+    /// Print JSON: `{"store": …, "images": [{name, version, image_hash, by, logical_bytes,
+    /// blocks, unique_bytes, registered, sealed_recipe}]}`, one entry per version.
     #[arg(long)]
     pub json: bool,
 }
@@ -33,23 +33,31 @@ pub fn run(args: ImagesArgs) -> anyhow::Result<()> {
     render::text(|out| table(out, &name, &images))
 }
 
-/// One line per image, sizes human.
+/// One line per version, sizes human, names escaped for the terminal.
 fn table(out: &mut dyn Write, store: &str, images: &[ImageInfo]) -> std::io::Result<()> {
-    writeln!(out, "store {store}: {} image(s)", images.len())?;
+    let names: std::collections::BTreeSet<&str> = images.iter().map(|i| i.name.as_str()).collect();
     writeln!(
         out,
-        "{:<32} {:>11} {:>9} {:>11}  {:<20} sealed",
-        "name", "logical", "blocks", "only it", "registered (UTC)"
+        "store {store}: {} image(s), {} version(s)",
+        names.len(),
+        images.len()
+    )?;
+    writeln!(
+        out,
+        "{:<32} {:>4} {:>11} {:>9} {:>11}  {:<20} {:<16} sealed",
+        "name", "ver", "logical", "blocks", "only it", "registered (UTC)", "by"
     )?;
     for i in images {
         writeln!(
             out,
-            "{:<32} {:>11} {:>9} {:>11}  {:<20} {}",
-            i.name,
+            "{:<32} {:>4} {:>11} {:>9} {:>11}  {:<20} {:<16} {}",
+            bonsai_core::name::for_terminal(&i.name),
+            i.version,
             HumanBytes(i.logical_bytes).to_string(),
             i.blocks,
             HumanBytes(i.unique_bytes).to_string(),
             utc(i.registered),
+            bonsai_core::name::for_terminal(&i.by),
             if i.sealed_recipe { "yes" } else { "-" }
         )?;
     }

@@ -47,26 +47,78 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         .with_context(|| format!("pull to {} failed", args.output.display()))
 }
 
-/// With --recipe-key, RECIPE names an image: its sealed recipe is fetched and opened.
+/// With --recipe-key, RECIPE names an image (`NAME`, the latest version, or `NAME@V`):
+/// the version is looked up, its sealed recipe fetched, its signature checked, and it must
+/// be bound to exactly that version and the image hash registered with it.
 fn sealed_recipe(
     args: &PullArgs,
     key: &std::path::Path,
     store: &dyn bonsai_core::BlockStore,
 ) -> anyhow::Result<Recipe> {
-    let name = args.recipe.to_string_lossy();
+    let asked = bonsai_core::name::VersionRef::parse(&args.recipe.to_string_lossy())
+        .map_err(|e| Failed::new(Exit::Usage, e))?;
     let key = bonsai_core::seal::RecipeKey::load(key)?;
-    let sealed = store.get_sealed_recipe(&name)?.ok_or_else(|| {
+    let version = chosen_version(&asked, store)?;
+    let vref = version.version_ref().to_string();
+    let shown = bonsai_core::name::for_terminal(&vref);
+    let hash: bonsai_core::ImageHash = version
+        .image_hash
+        .as_deref()
+        .and_then(|h| h.parse().ok())
+        .ok_or_else(|| {
+            Failed::new(
+                Exit::Verify,
+                format!("store {} registered {shown} without an image hash; its sealed recipe cannot be checked", store.describe()),
+            )
+        })?;
+    let sealed = store.get_sealed_recipe(&vref)?.ok_or_else(|| {
         Failed::new(
             Exit::NotFound,
             format!(
-                "store {} keeps no sealed recipe for image {name:?} (see `bonsai images`; push it with --keep-recipe)",
+                "store {} keeps no sealed recipe for {shown} (see `bonsai images`; push it with --keep-recipe)",
                 store.describe()
             ),
         )
     })?;
-    let bytes = bonsai_core::seal::open(&name, &sealed, &key)?;
-    Recipe::read_from(&bytes[..])
-        .with_context(|| format!("sealed recipe of {name} from the store is not a valid recipe"))
+    let to = bonsai_core::seal::Binding {
+        name: &version.name,
+        version: version.version,
+        image_hash: &hash,
+    };
+    let bytes = bonsai_core::seal::open(&to, &sealed, &key)?;
+    let recipe = Recipe::read_from(&bytes[..])
+        .with_context(|| format!("sealed recipe of {shown} from the store is not a valid recipe"))?;
+    if recipe.image_hash != hash {
+        return Err(Failed::new(
+            Exit::Verify,
+            format!("the sealed recipe of {shown} describes another image than the version registered"),
+        )
+        .into());
+    }
+    Ok(recipe)
+}
+
+/// The version a pull by name means: the one given, or the newest.
+fn chosen_version(
+    asked: &bonsai_core::name::VersionRef,
+    store: &dyn bonsai_core::BlockStore,
+) -> anyhow::Result<bonsai_core::store::ImageInfo> {
+    let newest = store
+        .images()?
+        .into_iter()
+        .filter(|i| i.name == asked.name && asked.version.is_none_or(|v| v == i.version))
+        .max_by_key(|i| i.version);
+    newest.ok_or_else(|| {
+        Failed::new(
+            Exit::NotFound,
+            format!(
+                "store {} has no image {} (see `bonsai images`)",
+                store.describe(),
+                bonsai_core::name::for_terminal(&asked.to_string())
+            ),
+        )
+        .into()
+    })
 }
 
 /// Runs the command.

@@ -56,7 +56,7 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
     };
     private(&recipe)?;
     if let Some(key) = key {
-        keep_recipe(&recipe, &opts.name, &key, store.as_ref())?;
+        keep_recipe(&recipe, &report, &key, store.as_ref())?;
     }
     report.source_format = image.format.name().into();
     report.files_read = image
@@ -76,20 +76,33 @@ fn collected_during_push(e: &bonsai_core::Error) -> bool {
     )
 }
 
-/// Seals the recipe just written and hands it to the store under the image's name.
+/// Seals and signs the recipe just written for the version the push registered, and
+/// hands it to the store.
 fn keep_recipe(
     recipe: &Path,
-    name: &str,
+    report: &PushReport,
     key: &bonsai_core::seal::RecipeKey,
     store: &dyn bonsai_core::BlockStore,
 ) -> anyhow::Result<()> {
+    let name = &report.name;
+    anyhow::ensure!(
+        report.version > 0,
+        "store {} keeps no image versions, so it cannot keep sealed recipes",
+        store.describe()
+    );
     let bytes =
         std::fs::read(recipe).with_context(|| format!("reading recipe {}", recipe.display()))?;
-    let sealed = bonsai_core::seal::seal(name, &bytes, key)?;
+    let to = bonsai_core::seal::Binding {
+        name,
+        version: report.version,
+        image_hash: &report.image_hash,
+    };
+    let sealed = bonsai_core::seal::seal(&to, &bytes, key)?;
+    let vref = format!("{name}@{}", report.version);
     store
-        .put_sealed_recipe(name, &sealed)
-        .with_context(|| format!("keeping the sealed recipe of {name} in the store"))?;
-    tracing::info!(%name, bytes = sealed.len(), "sealed recipe kept by the store");
+        .put_sealed_recipe(&vref, &sealed)
+        .with_context(|| format!("keeping the sealed recipe of {vref} in the store"))?;
+    tracing::info!(version = %vref, bytes = sealed.len(), "sealed recipe kept by the store");
     Ok(())
 }
 

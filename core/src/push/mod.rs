@@ -123,19 +123,24 @@ pub fn push(
     report.known_chunks = report.unique_chunks - report.new_chunks;
 
     let ids: Vec<_> = entries.firsts.iter().map(|f| f.1).collect();
-    store.register_image(&crate::report::Registration {
+    let firsts = entries.firsts.clone();
+    // The recipe is finished (not yet visible) first: the version records its image hash.
+    let (mut out, image_hash) = entries.finish(logical).at(recipe_path)?;
+    out.flush().at(recipe_path)?;
+    drop(out);
+    report.image_hash = image_hash;
+    let registered = store.register_image(&crate::report::Registration {
         name: &opts.name,
         logical_bytes: logical,
         zero_bytes: report.zero_bytes,
         ids: &ids,
+        image_hash: Some(image_hash),
     })?;
+    report.version = registered.version;
+    report.earlier_versions = registered.earlier_versions;
     if let Some(cache) = &opts.cache {
-        cache.insert(entries.firsts.iter().copied());
+        cache.insert(firsts.into_iter());
     }
-    let (mut out, image_hash) = entries.finish(logical).at(recipe_path)?;
-    report.image_hash = image_hash;
-    out.flush().at(recipe_path)?;
-    drop(out);
     report.recipe_bytes = pending.commit()?;
     report.wall_seconds = started.elapsed().as_secs_f64();
     report.fill_ratios();

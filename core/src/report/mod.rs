@@ -33,6 +33,9 @@ pub struct Registration<'a> {
     pub zero_bytes: u64,
     /// Distinct block ids the image uses.
     pub ids: &'a [BlockId],
+    /// The whole image's hash, as the recipe states it: recorded with the version so a
+    /// sealed recipe can be checked against what was registered.
+    pub image_hash: Option<crate::ImageHash>,
 }
 
 /// Options of a report.

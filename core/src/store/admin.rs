@@ -6,11 +6,22 @@
 use crate::id::BlockId;
 use std::time::Duration;
 
-/// One registered image.
+/// One registered version of an image (versions are immutable; a push adds one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageInfo {
-    /// Its name.
+    /// Its name (`NAMESPACE/…/BASE`).
     pub name: String,
+    /// Its version: 1 for the first push of the name, then 2, 3, … (0 from a store that
+    /// keeps no versions).
+    #[serde(default)]
+    pub version: u64,
+    /// Hash of the whole image as its recipe states it (hex), when the client sent it.
+    #[serde(default)]
+    pub image_hash: Option<String>,
+    /// Who registered it: the token's label, or a fingerprint of the token
+    /// (`token:1a2b3c4d`); `anonymous` on a store without tokens.
+    #[serde(default)]
+    pub by: String,
     /// Its virtual (logical) size in bytes.
     pub logical_bytes: u64,
     /// Distinct blocks it uses.
@@ -21,17 +32,35 @@ pub struct ImageInfo {
     /// gc) would free.
     #[serde(default)]
     pub unique_bytes: u64,
-    /// Whether the store keeps a sealed recipe under this name.
+    /// Whether the store keeps a sealed recipe for this version.
     #[serde(default)]
     pub sealed_recipe: bool,
+}
+
+impl ImageInfo {
+    /// `NAME@VERSION`, as commands take it.
+    pub fn version_ref(&self) -> crate::name::VersionRef {
+        crate::name::VersionRef::exact(&self.name, self.version)
+    }
+}
+
+/// What registering a manifest created.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Registered {
+    /// The new version's number (0 from a store that keeps no versions).
+    #[serde(default)]
+    pub version: u64,
+    /// How many versions of the name there were before this one.
+    #[serde(default)]
+    pub earlier_versions: u64,
 }
 
 /// What `forget` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ForgetReport {
-    /// Names that were registered and are now gone.
+    /// Versions (`NAME@V`) that were registered and are now gone.
     pub forgotten: Vec<String>,
-    /// Names that were not registered.
+    /// Versions or names that were not registered.
     #[serde(default)]
     pub unknown: Vec<String>,
 }
@@ -68,6 +97,13 @@ pub struct GcReport {
     /// Blocks marked by this run (first seen unreferenced now; on a dry run: would be).
     #[serde(default)]
     pub marked_blocks: u64,
+    /// Block objects the backend held without an index row (left by a crash between an
+    /// upload's write and its row, or a sweep's row and its file), deleted by this run.
+    #[serde(default)]
+    pub orphans_freed: u64,
+    /// Bytes of those objects.
+    #[serde(default)]
+    pub orphan_bytes_freed: u64,
     /// Wall time of the run.
     #[serde(default)]
     pub wall_seconds: f64,

@@ -22,6 +22,60 @@ pub fn run_all(store: &dyn BlockStore) {
     stats_count_new_blocks(store);
     sealed_recipes_round_trip(store);
     forget_then_gc_frees_only_that_images_blocks(store);
+    a_second_push_of_a_name_adds_a_version(store);
+}
+
+/// Registers through [`super::WriteStore::register_image`]; the reference of what it made
+/// (`NAME@V`, or `NAME` from a store without versions).
+fn register_ref(store: &dyn BlockStore, name: &str, logical: u64, ids: &[BlockId]) -> String {
+    let reg = store
+        .register_image(&crate::report::Registration {
+            name,
+            logical_bytes: logical,
+            zero_bytes: 0,
+            ids,
+            image_hash: None,
+        })
+        .unwrap_or_else(|e| panic!("{}: register {name}: {e}", store.describe()));
+    if reg.version == 0 {
+        name.to_string()
+    } else {
+        format!("{name}@{}", reg.version)
+    }
+}
+
+/// A second registration of a name is a new version beside the first, never a
+/// replacement: both are listed, and gc keeps the blocks of both.
+pub fn a_second_push_of_a_name_adds_a_version(store: &dyn BlockStore) {
+    let b = fresh_blocks(2);
+    put_all(store, &b);
+    let name = format!("conformance-versions-{}", b[0].id);
+    let first = register_ref(store, &name, 1 << 20, &[b[0].id]);
+    let second = register_ref(store, &name, 1 << 20, &[b[1].id]);
+    if first == name {
+        return; // a store without versions (the memory store)
+    }
+    assert_eq!((first.as_str(), second.as_str()), (&*format!("{name}@1"), &*format!("{name}@2")));
+    let listed: Vec<u64> = store
+        .images()
+        .expect("images")
+        .into_iter()
+        .filter(|i| i.name == name)
+        .map(|i| i.version)
+        .collect();
+    assert_eq!(listed, vec![1, 2], "{}", store.describe());
+    let opts = super::GcOptions {
+        grace: std::time::Duration::ZERO,
+        dry_run: false,
+    };
+    if offered(store, "gc", store.gc(&opts)).is_some() {
+        let ids = [b[0].id, b[1].id];
+        assert!(
+            store.missing(&ids).expect("missing").is_empty(),
+            "{}: gc freed a block of an earlier version",
+            store.describe()
+        );
+    }
 }
 
 /// Whether an admin call is offered: `Some(v)`, or `None` for a typed refusal — the store
@@ -40,20 +94,28 @@ pub fn sealed_recipes_round_trip(store: &dyn BlockStore) {
     let b = fresh_blocks(1);
     put_all(store, &b);
     let name = format!("conformance-sealed-{}", b[0].id);
-    store.register(&name, 4096, &[b[0].id]).expect("register");
+    let version = register_ref(store, &name, 4096, &[b[0].id]);
     let sealed = format!("opaque sealed bytes of {name}").into_bytes();
     if offered(
         store,
         "put_sealed_recipe",
-        store.put_sealed_recipe(&name, &sealed),
+        store.put_sealed_recipe(&version, &sealed),
     )
     .is_none()
     {
         return;
     }
-    let got = offered(store, "get_sealed_recipe", store.get_sealed_recipe(&name));
-    assert_eq!(got, Some(Some(sealed)), "{}", store.describe());
-    let none = store.get_sealed_recipe(&format!("{name}-never"));
+    let got = offered(store, "get_sealed_recipe", store.get_sealed_recipe(&version));
+    assert_eq!(got, Some(Some(sealed.clone())), "{}", store.describe());
+    // the same bytes again are fine; other bytes never replace a kept sealed recipe
+    store
+        .put_sealed_recipe(&version, &sealed)
+        .unwrap_or_else(|e| panic!("{}: idempotent put refused: {e}", store.describe()));
+    let replaced = store.put_sealed_recipe(&version, b"junk from another token");
+    assert!(replaced.is_err(), "{}: a sealed recipe was replaced", store.describe());
+    let got = store.get_sealed_recipe(&version).expect("get");
+    assert_eq!(got, Some(sealed), "{}", store.describe());
+    let none = store.get_sealed_recipe(&format!("{name}-never@1"));
     assert!(matches!(none, Ok(None)), "{}: {none:?}", store.describe());
 }
 
@@ -66,12 +128,8 @@ pub fn forget_then_gc_frees_only_that_images_blocks(store: &dyn BlockStore) {
         format!("conformance-forget-{}", b[0].id),
         format!("conformance-keep-{}", b[0].id),
     );
-    store
-        .register(&gone, 1 << 20, &[b[0].id, b[1].id])
-        .expect("register");
-    store
-        .register(&kept, 1 << 20, &[b[1].id])
-        .expect("register");
+    let gone_ref = register_ref(store, &gone, 1 << 20, &[b[0].id, b[1].id]);
+    register_ref(store, &kept, 1 << 20, &[b[1].id]);
     let Some(report) = offered(
         store,
         "forget",
@@ -79,7 +137,7 @@ pub fn forget_then_gc_frees_only_that_images_blocks(store: &dyn BlockStore) {
     ) else {
         return;
     };
-    assert_eq!(report.forgotten, vec![gone.clone()], "{}", store.describe());
+    assert_eq!(report.forgotten, vec![gone_ref], "{}", store.describe());
     assert_eq!(
         report.unknown,
         vec![gone.clone() + "?"],

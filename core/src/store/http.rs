@@ -455,30 +455,33 @@ impl WriteStore for HttpStore {
     }
 
     fn register(&self, name: &str, logical: u64, ids: &[BlockId]) -> Result<(), StoreError> {
-        self.register_with(name, logical, ids, &[])
+        self.register_with(name, logical, ids, &[]).map(drop)
     }
 
-    fn register_image(&self, reg: &crate::report::Registration<'_>) -> Result<(), StoreError> {
+    fn register_image(
+        &self,
+        reg: &crate::report::Registration<'_>,
+    ) -> Result<super::Registered, StoreError> {
         let zeros = reg.zero_bytes.to_string();
-        self.register_with(
-            reg.name,
-            reg.logical_bytes,
-            reg.ids,
-            &[("zero_bytes", zeros.as_str())],
-        )
+        let hash = reg.image_hash.map(|h| h.to_string());
+        let mut query = vec![("zero_bytes", zeros.as_str())];
+        if let Some(h) = &hash {
+            query.push(("image_hash", h.as_str()));
+        }
+        self.register_with(reg.name, reg.logical_bytes, reg.ids, &query)
     }
 }
 
 impl HttpStore {
     /// `PUT /v1/images/{name}` with the manifest body and figures as query parameters
-    /// (ignored by servers that keep none).
+    /// (ignored by servers that keep none); the reply names the new version.
     fn register_with(
         &self,
         name: &str,
         logical: u64,
         ids: &[BlockId],
         query: &[(&str, &str)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<super::Registered, StoreError> {
         let mut body = Vec::with_capacity(8 + ids.len() * 32);
         body.extend_from_slice(&logical.to_le_bytes());
         body.extend_from_slice(&ids_body(ids));
@@ -487,8 +490,8 @@ impl HttpStore {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        self.send(|c| c.put(url.clone()).body(body.clone()))?;
-        Ok(())
+        let resp = self.send(|c| c.put(url.clone()).body(body.clone()))?;
+        self.json(resp)
     }
 }
 
@@ -508,18 +511,17 @@ impl AdminStore for HttpStore {
     fn forget(&self, names: &[String]) -> Result<ForgetReport, StoreError> {
         #[derive(serde::Deserialize)]
         struct Reply {
-            forgotten: bool,
+            forgotten: Vec<String>,
         }
         let mut report = ForgetReport::default();
         for name in names {
             let url = self.named_url("images/", name)?;
             let resp = self.send(|c| c.delete(url.clone()))?;
             let reply: Reply = self.json(resp)?;
-            if reply.forgotten {
-                report.forgotten.push(name.clone());
-            } else {
+            if reply.forgotten.is_empty() {
                 report.unknown.push(name.clone());
             }
+            report.forgotten.extend(reply.forgotten);
         }
         Ok(report)
     }

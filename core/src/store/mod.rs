@@ -22,11 +22,12 @@ mod error;
 pub mod fault;
 pub mod http;
 pub mod mem;
+pub mod retention;
 pub mod wire;
 
 pub use admin::{
     CheckOptions, CheckReport, DamagedBlock, DamagedImage, ForgetReport, GcOptions, GcReport,
-    ImageInfo, DEFAULT_GRACE,
+    ImageInfo, Registered, DEFAULT_GRACE,
 };
 pub use error::{StoreError, StoreErrorKind};
 pub use wire::{parse_frame, write_frame, ErrorBody, ErrorCode};
@@ -104,20 +105,26 @@ pub trait WriteStore: ReadStore {
     /// Records that image `name` of `logical_bytes` uses `ids` (never keys). Refused with
     /// [`StoreError::NotFound`] naming the first id the store does not hold.
     fn register(&self, name: &str, logical_bytes: u64, ids: &[BlockId]) -> Result<(), StoreError>;
-    /// Registers an image with the figures reports need (its zero bytes). A store that
-    /// keeps no figures registers the manifest alone.
-    fn register_image(&self, reg: &crate::report::Registration<'_>) -> Result<(), StoreError> {
-        self.register(reg.name, reg.logical_bytes, reg.ids)
+    /// Registers a new version of an image with the figures reports need (its zero
+    /// bytes, its image hash). A store that keeps no versions or figures registers the
+    /// manifest alone and answers version 0.
+    fn register_image(
+        &self,
+        reg: &crate::report::Registration<'_>,
+    ) -> Result<Registered, StoreError> {
+        self.register(reg.name, reg.logical_bytes, reg.ids)?;
+        Ok(Registered::default())
     }
 }
 
 /// Operating the store over time. Defaults refuse with [`StoreError::Unsupported`].
 pub trait AdminStore: ReadStore {
-    /// Registered images, by name.
+    /// Registered versions, by name then version.
     fn images(&self) -> Result<Vec<ImageInfo>, StoreError> {
         Err(self.unsupported("images"))
     }
-    /// Unregisters images by name; their blocks stay until a gc frees them.
+    /// Unregisters versions: each entry is `NAME@V` (one version) or `NAME` (all of its
+    /// versions); their blocks stay until a gc frees them.
     fn forget(&self, names: &[String]) -> Result<ForgetReport, StoreError> {
         let _ = names;
         Err(self.unsupported("forget"))
@@ -132,13 +139,15 @@ pub trait AdminStore: ReadStore {
         let _ = opts;
         Err(self.unsupported("check"))
     }
-    /// Keeps `sealed` (a recipe encrypted by its owner, opaque to the store) under image
-    /// `name`, replacing any earlier one. Needs a write token on a server.
+    /// Keeps `sealed` (a recipe encrypted and signed by its owner, opaque to the store) for
+    /// version `name` (`NAME@V`). Kept once: a second, different one is refused. Needs the
+    /// write token that registered the version on a server.
     fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
         let _ = (name, sealed);
         Err(self.unsupported("sealed recipes"))
     }
-    /// The sealed recipe kept under `name`, if any. Needs a read token on a server.
+    /// The sealed recipe kept for version `name` (`NAME@V`), if any. Needs a read token on
+    /// a server.
     fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let _ = name;
         Err(self.unsupported("sealed recipes"))

@@ -86,6 +86,8 @@ pub enum ErrorCode {
     Internal,
     /// The server does not offer this operation.
     Unsupported,
+    /// The request would replace what is never replaced (a kept sealed recipe).
+    Conflict,
     /// A code this client does not know (a newer server).
     #[serde(other)]
     Unknown,

@@ -294,8 +294,8 @@ impl Bucket {
         })
     }
 
-    /// Stores (or replaces) an image's manifest object.
-    pub fn put_manifest(&self, name: &str, bytes: Vec<u8>) -> Result<(), S3Error> {
+    /// Stores a version's manifest object unless the key is taken (create-only).
+    pub fn put_manifest(&self, name: &str, bytes: Vec<u8>) -> Result<Created, S3Error> {
         self.put_named(&self.layout.image(&manifest_file(name)), bytes)
     }
 
@@ -321,8 +321,8 @@ impl Bucket {
             .collect())
     }
 
-    /// Stores (or replaces) an image's sealed recipe object.
-    pub fn put_recipe(&self, name: &str, bytes: Vec<u8>) -> Result<(), S3Error> {
+    /// Stores a version's sealed recipe object unless the key is taken (create-only).
+    pub fn put_recipe(&self, name: &str, bytes: Vec<u8>) -> Result<Created, S3Error> {
         self.put_named(&self.layout.recipe(&manifest_file(name)), bytes)
     }
 
@@ -348,12 +348,9 @@ impl Bucket {
             .collect())
     }
 
-    fn put_named(&self, key: &str, bytes: Vec<u8>) -> Result<(), S3Error> {
-        count(&self.requests.put, 1);
+    fn put_named(&self, key: &str, bytes: Vec<u8>) -> Result<Created, S3Error> {
         self.rt
-            .block_on(self.s3.put(&Path::from(key), bytes.into()))
-            .map(|_| ())
-            .map_err(|e| self.failed("put", key, &e))
+            .block_on(self.put_if_absent(key, PutPayload::from(bytes)))
     }
 
     /// Every key under `prefix`.

@@ -130,8 +130,8 @@ impl Backend for S3Backend {
         Ok(())
     }
 
-    fn put_manifest(&self, name: &str, manifest: &[u8]) -> Result<(), BackendError> {
-        Ok(self.bucket.put_manifest(name, manifest.to_vec())?)
+    fn put_manifest(&self, key: &str, manifest: &[u8]) -> Result<Put, BackendError> {
+        Ok(put_of(self.bucket.put_manifest(key, manifest.to_vec())?))
     }
 
     fn get_manifest(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
@@ -148,8 +148,8 @@ impl Backend for S3Backend {
         Ok(self.bucket.list_manifests()?)
     }
 
-    fn put_sealed_recipe(&self, name: &str, sealed: &[u8]) -> Result<(), BackendError> {
-        Ok(self.bucket.put_recipe(name, sealed.to_vec())?)
+    fn put_sealed_recipe(&self, key: &str, sealed: &[u8]) -> Result<Put, BackendError> {
+        Ok(put_of(self.bucket.put_recipe(key, sealed.to_vec())?))
     }
 
     fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
