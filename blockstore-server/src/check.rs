@@ -251,7 +251,7 @@ mod tests {
         assert_eq!(full.damaged.len(), 1);
         assert_eq!(full.problems[0].problem, "wrong_hash");
         assert_eq!(full.images_missing_blocks[0].missing_blocks, 3);
-        assert_eq!(full.damaged_images, vec!["img".to_string()]);
+        assert_eq!(full.damaged_images, vec!["img@1".to_string()]);
         assert_eq!(s.missing(&ids).unwrap(), ids[..3].to_vec());
         assert_eq!(s.stats().unwrap().blocks, 2);
         assert_eq!(

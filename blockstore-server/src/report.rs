@@ -272,12 +272,20 @@ mod tests {
         let (a, b, c) = (BlockId([1; 32]), BlockId([2; 32]), BlockId([3; 32]));
         idx.insert(&[(a, 110), (b, 220), (c, 330)]).unwrap();
         idx.record_plain(&[(a, 100), (b, 200), (c, 300)]).unwrap();
-        idx.register("first", 1000, &[a, b]).unwrap();
-        idx.record_figures("first", 700).unwrap();
-        idx.register("second", 2000, &[b, c]).unwrap();
+        let version = |name: &str, logical| {
+            let mut h = crate::versions::header_now(name, 1, logical, "t");
+            h.registered = 1;
+            h
+        };
+        let mut first = version("first", 1000);
+        first.zero_bytes = Some(700);
+        idx.register_version(&first, &[a, b]).unwrap().unwrap();
+        idx.register_version(&version("second", 2000), &[b, c])
+            .unwrap()
+            .unwrap();
         let r = idx.report(&ReportOptions::default()).unwrap();
         let (f, s) = (&r.images[0], &r.images[1]);
-        assert_eq!((f.name.as_str(), s.name.as_str()), ("first", "second"));
+        assert_eq!((f.name.as_str(), s.name.as_str()), ("first@1", "second@1"));
         assert_eq!(
             (f.distinct_bytes, f.shared_bytes, f.unique_bytes),
             (Some(300), Some(200), Some(100))

@@ -327,7 +327,7 @@ fn stalled_heads_and_idle_connections_are_closed_but_slow_bodies_are_not() {
     let ids = [7u8; 32 * 3];
     write!(
         slow,
-        "POST /v1/blocks/missing HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "POST /v1/blocks/missing HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         ids.len()
     )
     .unwrap();
@@ -346,4 +346,122 @@ fn stalled_heads_and_idle_connections_are_closed_but_slow_bodies_are_not() {
     );
     // and the server still serves everyone
     assert_eq!(client().get(s.url("health")).send().unwrap().status(), 200);
+}
+
+/// A web page cannot drive a store: a cross-origin POST (gc with no grace, from a page
+/// the operator happens to visit) and a DNS-rebound one are refused before any work,
+/// with the documented JSON body; bonsai's own client is not affected.
+#[test]
+fn cross_origin_and_rebound_state_changes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let c = client();
+    let ids = upload(&c, &s, 1);
+    let gc = s.url("gc?grace_seconds=0");
+    let refused = |r: reqwest::blocking::Response| {
+        assert_eq!(r.status(), 403);
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes().unwrap()).unwrap();
+        assert_eq!(v["code"], "forbidden", "{v}");
+        v["error"].as_str().unwrap().to_string()
+    };
+    let e = refused(c.post(&gc).header("origin", "https://evil.example").send().unwrap());
+    assert!(e.contains("cross-origin"), "{e}");
+    let e = refused(
+        c.post(&gc)
+            .header("sec-fetch-site", "cross-site")
+            .send()
+            .unwrap(),
+    );
+    assert!(e.contains("cross-origin"), "{e}");
+    // DNS rebinding: same origin to the browser, but Host is the page's own name
+    let port = s.addr.rsplit_once(':').unwrap().1;
+    let e = refused(
+        c.post(&gc)
+            .header("host", format!("rebind.example:{port}"))
+            .header("origin", format!("http://rebind.example:{port}"))
+            .send()
+            .unwrap(),
+    );
+    assert!(e.contains("--allow-host"), "{e}");
+    let e = refused(
+        c.put(s.url("images/vm"))
+            .header("origin", "http://evil.example")
+            .body(vec![0; 8])
+            .send()
+            .unwrap(),
+    );
+    assert!(e.contains("cross-origin"), "{e}");
+    // nothing was collected or registered; reads from a page still answer
+    assert!(
+        c.post(s.url("blocks/missing"))
+            .body(ids[0].0.to_vec())
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap()
+            .is_empty(),
+        "the block is still there"
+    );
+    let r = c.get(s.url("stats")).header("origin", "https://evil.example").send().unwrap();
+    assert_eq!(r.status(), 200);
+    // the client's own requests (no Origin) go through
+    assert_eq!(c.post(&gc).send().unwrap().status(), 200);
+}
+
+/// Every error is the documented JSON body, also bad query strings and unknown fields.
+#[test]
+fn bad_query_strings_get_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let c = client();
+    for url in [
+        s.url("gc?grace_seconds=soon"),
+        s.url("gc?grace=1"),
+        s.url("check?read_data=maybe"),
+    ] {
+        let r = c.post(&url).send().unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes().unwrap())
+            .unwrap_or_else(|e| panic!("{url}: not JSON: {e}"));
+        assert_eq!(v["code"], "bad_request", "{url}: {v}");
+        assert!(!v["error"].as_str().unwrap().is_empty());
+    }
+}
+
+/// Names up to the documented 255 bytes register and list (they are hashed on disk);
+/// longer ones and names with '@' or control characters get a 400 with a reason.
+#[test]
+fn long_names_round_trip_and_bad_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let c = client();
+    let ids = upload(&c, &s, 1);
+    let mut body = 4096u64.to_le_bytes().to_vec();
+    body.extend_from_slice(&ids[0].0);
+    let long = format!("team/{}", "n".repeat(250));
+    assert_eq!(long.len(), 255);
+    let url = |name: &str| {
+        let mut u = reqwest::Url::parse(&s.url("images/")).unwrap();
+        u.path_segments_mut().unwrap().pop_if_empty().push(name);
+        u
+    };
+    for _ in 0..2 {
+        let r = c.put(url(&long)).body(body.clone()).send().unwrap();
+        assert_eq!(r.status(), 201, "{:?}", r.text());
+    }
+    let r = c.get(s.url("images")).send().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().unwrap()).unwrap();
+    let listed: Vec<(String, u64)> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap().to_string(), i["version"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(listed, [(long.clone(), 1), (long.clone(), 2)]);
+    for bad in [format!("{long}x"), "a@b".into(), "vm\u{1b}[2J".into(), "a//b".into()] {
+        let r = c.put(url(&bad)).body(body.clone()).send().unwrap();
+        assert_eq!(r.status(), 400, "{bad:?}");
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes().unwrap()).unwrap();
+        assert_eq!(v["code"], "bad_request");
+    }
 }

@@ -144,7 +144,7 @@ fn figures_follow_known_sharing() {
     );
     let r = report(&c, &s.url);
     let names: Vec<&str> = r.images.iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(names, ["A", "B", "C"], "registration order");
+    assert_eq!(names, ["A@1", "B@1", "C@1"], "registration order; each version is a row");
     let (a, b, cc) = (&r.images[0], &r.images[1], &r.images[2]);
     assert_eq!((a.data_bytes, a.zero_bytes), (Some(16 * p), Some(1 << 20)));
     assert_eq!(
@@ -184,7 +184,7 @@ fn figures_follow_known_sharing() {
     assert_eq!(r.growth[1].data_bytes, Some(36 * p));
     assert_eq!(r.growth[2].data_bytes, None);
     // Pairwise sharing.
-    assert_eq!(r.matrix.names, ["A", "B", "C"]);
+    assert_eq!(r.matrix.names, ["A@1", "B@1", "C@1"]);
     assert_eq!(r.matrix.stored[0], [16 * o, 16 * o, 2 * o]);
     assert_eq!(r.matrix.stored[1], [16 * o, 20 * o, 2 * o]);
     // The factors multiply to the overall ratio (A alone: all known).

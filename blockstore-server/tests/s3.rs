@@ -207,14 +207,16 @@ fn a_second_store_over_the_bucket_sees_what_the_first_stored() {
     assert_eq!((st.blocks, st.images, st.logical_bytes), (50, 1, 1234));
     // a sealed recipe kept through b lives in the bucket: c, with its own index, has it;
     // a's index never saw the registration, yet a accepts it (the manifest is in the bucket)
-    b.put_sealed_recipe("from-a", b"sealed bytes").unwrap();
+    b.put_sealed_recipe("from-a", 1, "local", b"sealed bytes").unwrap();
     assert_eq!(
-        c.sealed_recipe("from-a").unwrap().as_deref(),
+        c.sealed_recipe("from-a", 1).unwrap().as_deref(),
         Some(&b"sealed bytes"[..])
     );
-    a.put_sealed_recipe("from-a", b"sealed again").unwrap();
+    // the same bytes again through a are accepted; other bytes never replace them
+    a.put_sealed_recipe("from-a", 1, "local", b"sealed bytes").unwrap();
+    assert!(a.put_sealed_recipe("from-a", 1, "local", b"junk").is_err());
     assert!(c.image_infos().unwrap()[0].sealed_recipe);
-    assert!(a.put_sealed_recipe("nobody", b"x").is_err());
+    assert!(a.put_sealed_recipe("nobody", 1, "local", b"x").is_err());
     // gc from one server's view of a shared bucket is refused, nothing deleted
     let e = c
         .gc(&bonsai_core::store::GcOptions::default())
@@ -223,8 +225,9 @@ fn a_second_store_over_the_bucket_sees_what_the_first_stored() {
     assert!(e.contains("not offered on an S3 bucket"), "{e}");
     assert_eq!(b.missing(&ids).unwrap(), Vec::<BlockId>::new());
     // forgetting through c removes the manifest and the sealed recipe from the bucket
-    assert!(c.forget("from-a").unwrap());
-    assert_eq!(a.sealed_recipe("from-a").unwrap(), None);
+    let every = bonsai_core::name::VersionRef::parse("from-a").unwrap();
+    assert_eq!(c.forget(&every).unwrap().len(), 1);
+    assert_eq!(a.sealed_recipe("from-a", 1).unwrap(), None);
     let dd = tempfile::tempdir().unwrap();
     let d = s3_store(&weed, "pair", dd.path());
     assert_eq!(rebuild_index(&d).unwrap().images, 0);
