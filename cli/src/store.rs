@@ -7,7 +7,9 @@
 //! only on purpose, by `bonsai init DIR`.
 //!
 //! Caveat: "looks like a store" means the directory holds the store's index
-//! (`index.sqlite`); the embedded store itself checks the rest when it opens.
+//! (`index.sqlite`) or, should the index be lost, its layout (`blocks/` and `manifests/`,
+//! from which the store rebuilds the index); the embedded store checks the rest when it
+//! opens.
 
 use bonsai_blockstore::LocalStore;
 use bonsai_core::store::http::HttpStore;
@@ -198,7 +200,9 @@ fn dir_state(dir: &Path) -> Result<DirState, StoreSpecError> {
     if !meta.is_dir() {
         return Err(StoreSpecError::NotDir(dir.into()));
     }
-    if dir.join(STORE_MARKER).is_file() {
+    if dir.join(STORE_MARKER).is_file()
+        || (dir.join("blocks").is_dir() && dir.join("manifests").is_dir())
+    {
         return Ok(DirState::Store);
     }
     let mut entries =

@@ -3,6 +3,7 @@
 
 mod failures;
 mod formats;
+mod integrity;
 mod mistakes;
 mod ops;
 mod push_pull;

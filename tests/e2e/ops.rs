@@ -100,7 +100,13 @@ fn gc_while_pushing_keeps_every_registered_image_whole() {
         if round % 2 == 1 {
             if let Some(pos) = kept.iter().position(|k| k.0 == round - 1) {
                 let (r, ..) = kept.remove(pos);
-                let out = bonsai(&["forget", &format!("img{r}"), "--store", &url]);
+                let out = bonsai(&[
+                    "forget",
+                    &format!("img{r}"),
+                    "--all-versions",
+                    "--store",
+                    &url,
+                ]);
                 assert!(
                     out.status.success(),
                     "{}",
@@ -169,7 +175,7 @@ fn forget_then_gc_frees_exactly_the_blocks_only_that_image_held() {
     let before = bonsai_json(&["stats", "--store", &url, "--token-file", &write, "--json"]);
 
     // A write token may neither forget nor collect.
-    let out = bonsai(&["forget", "a", "--store", &url, "--token-file", &write]);
+    let out = bonsai(&["forget", "a@1", "--store", &url, "--token-file", &write]);
     fails_as(&out, "admin token", 3);
     let out = bonsai(&[
         "gc",
@@ -193,7 +199,7 @@ fn forget_then_gc_frees_exactly_the_blocks_only_that_image_held() {
         admin.as_str(),
         "--json",
     ];
-    let out = bonsai(&[&["forget", "a"][..], &adm[..4]].concat());
+    let out = bonsai(&[&["forget", "a@1"][..], &adm[..4]].concat());
     assert!(
         out.status.success(),
         "{}",
@@ -287,7 +293,7 @@ fn check_finds_flipped_truncated_and_missing_blocks_and_a_re_push_heals() {
     let full = bonsai(&["check", "--store", &s, "--read-data", "--json"]);
     let f: serde_json::Value = serde_json::from_slice(&full.stdout).unwrap();
     assert_eq!(f["problems"][0]["problem"], "wrong_hash");
-    assert_eq!(f["damaged_images"][0], "vm");
+    assert_eq!(f["damaged_images"][0], "vm@1");
     assert_eq!(f["images_missing_blocks"][0]["missing_blocks"], 3);
     let out = bonsai(&["recipe", "check", &recipe, "--store", &s]);
     fails_as(&out, "3 of", 4);
@@ -367,7 +373,7 @@ fn sealed_recipe_round_trip_and_wrong_key_refused() {
         "--recipe-key",
         &d.s("key"),
     ]);
-    fails_as(&out, "no sealed recipe", 4);
+    fails_as(&out, "no image nosuch", 4);
 }
 
 #[test]

@@ -94,6 +94,28 @@ pub fn fails_with(out: &Output, needle: &str) -> String {
     err
 }
 
+/// One HTTP/1.1 request by hand, for what the client never sends (an empty manifest, a
+/// forged sealed recipe): `(status, body)`.
+pub fn http(method: &str, url: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("plain http url");
+    let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} /{path} HTTP/1.1\r\nhost: {host}\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    let status = std::str::from_utf8(&reply[9..12]).unwrap().parse().unwrap();
+    let at = reply.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    (status, reply[at..].to_vec())
+}
+
 /// [`fails_with`], and the exit code is `code` (README's table).
 pub fn fails_as(out: &Output, needle: &str, code: i32) -> String {
     let err = fails_with(out, needle);
@@ -134,6 +156,22 @@ impl Server {
             url,
             data: data.to_path_buf(),
             args: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Pins every thread of the server (and those it starts later) to CPU 0: races show
+    /// more often when the server cannot run two things at once.
+    pub fn pin_to_one_core(&self) {
+        let pid = self.child.id();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let tid: libc::pid_t = task.unwrap().file_name().to_str().unwrap().parse().unwrap();
+            // SAFETY: a zeroed cpu_set_t with one bit set, passed by pointer with its size.
+            let rc = unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(0, &mut set);
+                libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+            };
+            assert_eq!(rc, 0, "sched_setaffinity({tid})");
         }
     }
 

@@ -86,7 +86,7 @@ fn versions_meant(
         return Err(Failed::new(
             Exit::NotFound,
             format!(
-                "no image {} in store {store} (see `bonsai images`); nothing forgotten",
+                "no image named {} in store {store} (see `bonsai images`); nothing forgotten",
                 for_terminal(&r.to_string())
             ),
         )
