@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-25}"
-targets=(recipe_decode object_decode batch_frames id_parse sealed_open)
+targets=(recipe_decode object_decode batch_frames id_parse sealed_open manifest_parse)
 
-mkdir -p corpus/recipe_decode corpus/object_decode corpus/batch_frames corpus/id_parse corpus/sealed_open
+mkdir -p corpus/recipe_decode corpus/object_decode corpus/batch_frames corpus/id_parse corpus/sealed_open corpus/manifest_parse
 cp ../fixtures/vectors/*.bin ../fixtures/corrupt/*.recipe corpus/recipe_decode/
 # block-object seeds: key ‖ plaintext length (u32 LE) ‖ object, from the vectors
 python3 - <<'PY'
@@ -24,6 +24,10 @@ PY
 # stanza; the bodies cannot open with the target's key, the header parser is the point)
 printf 'age-encryption.org/v1\n-> X25519 TEiF0ypqr+bpvcqXNyCVJpL7OuwPdVwPL7KQEbFDOCc\nEmECAEcKN+n/Vs9SbWiV+Hu0r+E8R77DdWYyd83nw7U\n--- Vn+54jqiiUCE+WZcEVY3f1sqHjlu/z1LCQ/T7Xm7qI0\n\x00\x01\x02' > corpus/sealed_open/x25519
 printf 'age-encryption.org/v1\n-> scrypt rF0/NwblUHHTpgQgRpe5CQ 10\ngUjEymFKMVXQEKdMMHL24oYexjE3TIC0O0zGSqJ2aUY\n--- 7Jc1+nS2XV3TQsTr13zZ6ok9K9sD+ag5ESV9Nsg+UsQ\n\x00' > corpus/sealed_open/scrypt
+
+# manifest seeds: a version-2 manifest and a legacy register body
+printf 'bonsai-manifest 2\n{"name":"vm","version":1,"registered":1,"logical_bytes":4096,"zero_bytes":null,"image_hash":null,"by":"local"}\n' > corpus/manifest_parse/v2
+head -c 40 /dev/zero > corpus/manifest_parse/legacy
 
 cargo +nightly fuzz build -O
 for t in "${targets[@]}"; do

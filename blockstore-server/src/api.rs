@@ -2,11 +2,11 @@
 //! each route's role is in `routes.rs`). Handlers extract, call the store on a blocking
 //! thread, and respond; they never panic on input.
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::ingest::IngestOutcome;
 use crate::state::AppState;
 use axum::body::Body;
-use crate::auth::Caller;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -209,7 +209,9 @@ pub(crate) async fn register(
     name_for(&caller, &name)?;
     if let Some(h) = &figures.image_hash {
         if h.parse::<bonsai_core::ImageHash>().is_err() || h.len() != 64 {
-            return Err(ApiError::bad_request("image_hash must be 64 lowercase hex digits"));
+            return Err(ApiError::bad_request(
+                "image_hash must be 64 lowercase hex digits",
+            ));
         }
     }
     let body = read_body(body, st.limits.max_request_bytes).await?;

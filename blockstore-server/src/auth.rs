@@ -270,7 +270,10 @@ mod tests {
         assert!(!c.covers("vm") && !c.covers("team-b/vm") && !c.covers("lab/vm"));
         let unlabelled = t.caller("bbbbbbbbbbbbbbbb").unwrap();
         assert!(unlabelled.by.starts_with("token:") && unlabelled.covers("any/name"));
-        assert!(!unlabelled.by.contains("bbbb"), "the fingerprint is not the token");
+        assert!(
+            !unlabelled.by.contains("bbbb"),
+            "the fingerprint is not the token"
+        );
         assert!(Tokens::parse("write eeeeeeeeeeeeeeee ns=a@b").is_err());
         let trailing = Tokens::parse("read aaaaaaaaaaaaaaaa # mine").unwrap_err();
         assert!(

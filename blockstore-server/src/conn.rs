@@ -11,13 +11,13 @@
 
 use crate::guard::Peer;
 use axum::serve::Listener;
-use std::net::SocketAddr;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// `app` with the connection's peer address attached to each request ([`Peer`]), which

@@ -349,7 +349,9 @@ mod tests {
         s.register("img", 10, &[used]).unwrap();
         // a sweep killed between dropping the row and deleting the file leaves this behind
         let orphan = Encoder::new().encode(&Convergence::public(), b"orphan");
-        s.backend().put_if_absent(&orphan.id, &orphan.object).unwrap();
+        s.backend()
+            .put_if_absent(&orphan.id, &orphan.object)
+            .unwrap();
         let r = s
             .gc(&GcOptions {
                 grace: std::time::Duration::from_secs(3600),

@@ -52,7 +52,9 @@ fn cross_site(h: &HeaderMap) -> Option<String> {
     let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = get("sec-fetch-site") {
         if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
-            return Some(format!("cross-origin request refused (Sec-Fetch-Site: {site})"));
+            return Some(format!(
+                "cross-origin request refused (Sec-Fetch-Site: {site})"
+            ));
         }
     }
     let origin = h.get(header::ORIGIN)?;
@@ -145,7 +147,10 @@ mod tests {
         assert!(cross_site(&headers(&[("host", "127.0.0.1:7412")])).is_none());
         let same = headers(&[("host", "store:7412"), ("origin", "http://store:7412")]);
         assert!(cross_site(&same).is_none());
-        let evil = headers(&[("host", "127.0.0.1:7412"), ("origin", "https://evil.example")]);
+        let evil = headers(&[
+            ("host", "127.0.0.1:7412"),
+            ("origin", "https://evil.example"),
+        ]);
         assert!(cross_site(&evil).unwrap().contains("evil.example"));
         let null = headers(&[("host", "127.0.0.1:7412"), ("origin", "null")]);
         assert!(cross_site(&null).is_some());

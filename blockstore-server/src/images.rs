@@ -9,9 +9,9 @@
 
 use crate::backend::Put;
 use crate::ingest::{StorageError, Store};
-use crate::manifest::{self, VersionHeader};
 use crate::versions::label;
 use bonsai_core::name::VersionRef;
+use bonsai_core::store::manifest::{self, VersionHeader};
 use bonsai_core::store::{ImageInfo, Registered};
 use bonsai_core::BlockId;
 
@@ -86,7 +86,11 @@ impl Store {
         for version in first..first + VERSION_TRIES {
             header.version = version;
             let key = manifest::key(&header.name, version);
-            if self.backend().put_manifest(&key, &manifest::encode(header, ids))? == Put::Written {
+            if self
+                .backend()
+                .put_manifest(&key, &manifest::encode(header, ids))?
+                == Put::Written
+            {
                 return Ok(key);
             }
         }
@@ -209,7 +213,9 @@ mod tests {
         s.put_sealed_recipe("a", 1, "local", b"sealed").unwrap();
         let e = s.put_sealed_recipe("a", 1, "local", b"junk").unwrap_err();
         assert!(e.to_string().contains("never replaced"), "{e}");
-        let e = s.put_sealed_recipe("a", 2, "token:other", b"x").unwrap_err();
+        let e = s
+            .put_sealed_recipe("a", 2, "token:other", b"x")
+            .unwrap_err();
         assert!(e.to_string().contains("another token"), "{e}");
         let e = s.put_sealed_recipe("nobody", 1, "local", b"x").unwrap_err();
         assert!(e.to_string().contains("push it before"), "{e}");

@@ -289,7 +289,7 @@ mod tests {
             assert_eq!(s.register("img", 100, &[good.id]).unwrap(), None);
             assert_eq!(
                 s.backend().list_manifests().unwrap(),
-                vec![crate::manifest::key("img", 1)]
+                vec![bonsai_core::store::manifest::key("img", 1)]
             );
         }
         let s = Store::open(dir.path()).unwrap();

@@ -4,10 +4,10 @@
 //! a directory a running server holds.
 
 use crate::backend::BackendError;
-use crate::ingest::{StorageError, Store};
-use bonsai_core::report::{Registration, ReportOptions, StoreReport};
 use crate::images::NewVersion;
+use crate::ingest::{StorageError, Store};
 use bonsai_core::name::VersionRef;
+use bonsai_core::report::{Registration, ReportOptions, StoreReport};
 use bonsai_core::store::{
     AdminStore, CheckOptions, CheckReport, ForgetReport, GcOptions, GcReport, ImageInfo,
     PutOutcome, ReadStore, Registered, StoreError, StoreStats, WriteStore,
@@ -165,7 +165,9 @@ impl AdminStore for LocalStore {
             if gone.is_empty() {
                 report.unknown.push(text.clone());
             }
-            report.forgotten.extend(gone.iter().map(ToString::to_string));
+            report
+                .forgotten
+                .extend(gone.iter().map(ToString::to_string));
         }
         Ok(report)
     }

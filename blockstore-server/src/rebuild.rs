@@ -8,7 +8,7 @@
 
 use crate::backend::BackendError;
 use crate::ingest::{StorageError, Store};
-use crate::manifest::{self, VersionHeader};
+use bonsai_core::store::manifest::{self, VersionHeader};
 use bonsai_core::BlockId;
 use std::time::Instant;
 
@@ -65,7 +65,10 @@ pub fn rebuild_index(store: &Store) -> Result<RebuildReport, StorageError> {
             report.skipped_images += 1;
             continue;
         };
-        if !index.versions_of(&header.name, Some(header.version))?.is_empty() {
+        if !index
+            .versions_of(&header.name, Some(header.version))?
+            .is_empty()
+        {
             report.images += 1; // already indexed (a rebuild over a live index)
             continue;
         }
@@ -127,7 +130,11 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.stats().unwrap().blocks, 2, "rebuilt when opened");
         let r = rebuild_index(&s).unwrap();
-        assert_eq!((r.blocks, r.images, r.skipped_images), (2, 1, 0), "idempotent");
+        assert_eq!(
+            (r.blocks, r.images, r.skipped_images),
+            (2, 1, 0),
+            "idempotent"
+        );
         let after = s.stats().unwrap();
         assert_eq!(
             (

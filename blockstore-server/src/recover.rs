@@ -7,8 +7,8 @@
 
 use crate::backend::{Backend, BackendError};
 use crate::ingest::{StorageError, Store};
-use crate::manifest;
 use crate::rebuild::rebuild_index;
+use bonsai_core::store::manifest;
 use std::path::Path;
 use std::sync::Arc;
 

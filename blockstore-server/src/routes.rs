@@ -30,9 +30,9 @@
 //! percent-encoded segment (`team%2Fvm@3`); handlers check the caller's namespaces.
 
 use crate::auth::{basic_password, bearer_token, Access, Caller, Role};
-use crate::guard::{json_errors, same_origin, Peer};
 use crate::dashboard;
 use crate::error::ApiError;
+use crate::guard::{json_errors, same_origin, Peer};
 use crate::middleware::{log_request, time_limit};
 use crate::state::AppState;
 use crate::{api, api_ops, batch};

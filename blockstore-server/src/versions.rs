@@ -5,7 +5,7 @@
 //! updated: a version is immutable.
 
 use crate::index::{now, Index, IndexError};
-use crate::manifest::VersionHeader;
+use bonsai_core::store::manifest::VersionHeader;
 use bonsai_core::store::ImageInfo;
 use bonsai_core::BlockId;
 use rusqlite::{params, Connection, OptionalExtension};

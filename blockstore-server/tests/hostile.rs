@@ -364,7 +364,12 @@ fn cross_origin_and_rebound_state_changes_are_refused() {
         assert_eq!(v["code"], "forbidden", "{v}");
         v["error"].as_str().unwrap().to_string()
     };
-    let e = refused(c.post(&gc).header("origin", "https://evil.example").send().unwrap());
+    let e = refused(
+        c.post(&gc)
+            .header("origin", "https://evil.example")
+            .send()
+            .unwrap(),
+    );
     assert!(e.contains("cross-origin"), "{e}");
     let e = refused(
         c.post(&gc)
@@ -402,7 +407,11 @@ fn cross_origin_and_rebound_state_changes_are_refused() {
             .is_empty(),
         "the block is still there"
     );
-    let r = c.get(s.url("stats")).header("origin", "https://evil.example").send().unwrap();
+    let r = c
+        .get(s.url("stats"))
+        .header("origin", "https://evil.example")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     // the client's own requests (no Origin) go through
     assert_eq!(c.post(&gc).send().unwrap().status(), 200);
@@ -455,10 +464,20 @@ fn long_names_round_trip_and_bad_names_are_refused() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| (i["name"].as_str().unwrap().to_string(), i["version"].as_u64().unwrap()))
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_string(),
+                i["version"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(listed, [(long.clone(), 1), (long.clone(), 2)]);
-    for bad in [format!("{long}x"), "a@b".into(), "vm\u{1b}[2J".into(), "a//b".into()] {
+    for bad in [
+        format!("{long}x"),
+        "a@b".into(),
+        "vm\u{1b}[2J".into(),
+        "a//b".into(),
+    ] {
         let r = c.put(url(&bad)).body(body.clone()).send().unwrap();
         assert_eq!(r.status(), 400, "{bad:?}");
         let v: serde_json::Value = serde_json::from_slice(&r.bytes().unwrap()).unwrap();

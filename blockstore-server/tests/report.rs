@@ -144,7 +144,11 @@ fn figures_follow_known_sharing() {
     );
     let r = report(&c, &s.url);
     let names: Vec<&str> = r.images.iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(names, ["A@1", "B@1", "C@1"], "registration order; each version is a row");
+    assert_eq!(
+        names,
+        ["A@1", "B@1", "C@1"],
+        "registration order; each version is a row"
+    );
     let (a, b, cc) = (&r.images[0], &r.images[1], &r.images[2]);
     assert_eq!((a.data_bytes, a.zero_bytes), (Some(16 * p), Some(1 << 20)));
     assert_eq!(

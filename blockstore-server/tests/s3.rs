@@ -207,13 +207,15 @@ fn a_second_store_over_the_bucket_sees_what_the_first_stored() {
     assert_eq!((st.blocks, st.images, st.logical_bytes), (50, 1, 1234));
     // a sealed recipe kept through b lives in the bucket: c, with its own index, has it;
     // a's index never saw the registration, yet a accepts it (the manifest is in the bucket)
-    b.put_sealed_recipe("from-a", 1, "local", b"sealed bytes").unwrap();
+    b.put_sealed_recipe("from-a", 1, "local", b"sealed bytes")
+        .unwrap();
     assert_eq!(
         c.sealed_recipe("from-a", 1).unwrap().as_deref(),
         Some(&b"sealed bytes"[..])
     );
     // the same bytes again through a are accepted; other bytes never replace them
-    a.put_sealed_recipe("from-a", 1, "local", b"sealed bytes").unwrap();
+    a.put_sealed_recipe("from-a", 1, "local", b"sealed bytes")
+        .unwrap();
     assert!(a.put_sealed_recipe("from-a", 1, "local", b"junk").is_err());
     assert!(c.image_infos().unwrap()[0].sealed_recipe);
     assert!(a.put_sealed_recipe("nobody", 1, "local", b"x").is_err());

@@ -68,11 +68,10 @@ impl VersionRef {
     pub fn parse(s: &str) -> Result<Self, String> {
         let (name, version) = match s.rsplit_once('@') {
             Some((n, v)) => {
-                let v: u64 = v
-                    .parse()
-                    .ok()
-                    .filter(|v| *v > 0)
-                    .ok_or_else(|| format!("{s:?}: the version after '@' must be a number ≥ 1"))?;
+                let v: u64 =
+                    v.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
+                        format!("{s:?}: the version after '@' must be a number ≥ 1")
+                    })?;
                 (n, Some(v))
             }
             None => (s, None),
@@ -128,7 +127,16 @@ mod tests {
         assert_eq!(name_problem("disk.raw"), None);
         assert_eq!(name_problem("team-a/web/disk.raw"), None);
         assert_eq!(name_problem(&"n".repeat(255)), None);
-        for bad in ["", "a@b", "/a", "a/", "a//b", "a/../b", "./a", "a\u{1b}[2Jb"] {
+        for bad in [
+            "",
+            "a@b",
+            "/a",
+            "a/",
+            "a//b",
+            "a/../b",
+            "./a",
+            "a\u{1b}[2Jb",
+        ] {
             assert!(name_problem(bad).is_some(), "{bad:?} accepted");
         }
         assert!(name_problem(&"n".repeat(256)).unwrap().contains("255"));
@@ -141,7 +149,10 @@ mod tests {
         assert!(in_namespace("a/b/c", "a"));
         assert!(in_namespace("a/b/c", "a/b"));
         assert!(!in_namespace("ab/c", "a"));
-        assert!(!in_namespace("a", "a"), "a root-level name is not inside namespace a");
+        assert!(
+            !in_namespace("a", "a"),
+            "a root-level name is not inside namespace a"
+        );
         assert!(in_namespace("c", ""));
     }
 

@@ -50,7 +50,10 @@ impl Binding<'_> {
 
     /// The header lines of the plaintext.
     fn header(&self) -> String {
-        format!("{MAGIC}{}\n{}\n{}\n", self.name, self.version, self.image_hash)
+        format!(
+            "{MAGIC}{}\n{}\n{}\n",
+            self.name, self.version, self.image_hash
+        )
     }
 }
 
@@ -193,6 +196,17 @@ pub fn open(want: &Binding<'_>, sealed: &[u8], key: &RecipeKey) -> Result<Vec<u8
             age::decrypt(&age::scrypt::Identity::new(p.clone()), sealed).map_err(dec)?
         }
     };
+    open_plaintext(want, &plain, key)
+}
+
+/// The checks of [`open`] on a decrypted plaintext: signature under `key`'s signing key,
+/// then name, version and image hash; returns the recipe bytes. (Public for the fuzz
+/// target: a plaintext is what a hostile store controls once it can encrypt to us.)
+pub fn open_plaintext(
+    want: &Binding<'_>,
+    plain: &[u8],
+    key: &RecipeKey,
+) -> Result<Vec<u8>, SealError> {
     let invalid = |reason: String| SealError::Invalid {
         name: want.label(),
         reason,
@@ -204,7 +218,7 @@ pub fn open(want: &Binding<'_>, sealed: &[u8], key: &RecipeKey) -> Result<Vec<u8
                 .into(),
         ));
     }
-    let signed = verified(&plain, key).map_err(invalid)?;
+    let signed = verified(plain, key).map_err(invalid)?;
     let (fields, recipe) = split_header(signed).map_err(invalid)?;
     let [name, version, hash] = fields;
     if name != want.name.as_bytes() {
@@ -290,7 +304,10 @@ mod tests {
         let other = key_file(dir.path(), "o", &RecipeKey::generate());
         let sealed = seal(&to("vm", 1, &H1), b"recipe bytes", &k).unwrap();
         assert!(!sealed.windows(6).any(|w| w == b"recipe"));
-        assert_eq!(open(&to("vm", 1, &H1), &sealed, &k).unwrap(), b"recipe bytes");
+        assert_eq!(
+            open(&to("vm", 1, &H1), &sealed, &k).unwrap(),
+            b"recipe bytes"
+        );
         assert!(matches!(
             open(&to("vm", 1, &H1), &sealed, &other),
             Err(SealError::Decrypt { .. })
@@ -326,7 +343,9 @@ mod tests {
         let sig = ed25519_dalek::Signer::sign(&attacker, &plain);
         plain.extend_from_slice(&sig.to_bytes());
         let forged = age::encrypt(&id.to_public(), &plain).unwrap();
-        let e = open(&to("vm", 1, &H1), &forged, &k).unwrap_err().to_string();
+        let e = open(&to("vm", 1, &H1), &forged, &k)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("signature does not verify"), "{e}");
         // and an unsigned (format 1) plaintext
         let mut v1 = MAGIC_V1.as_bytes().to_vec();
@@ -343,7 +362,9 @@ mod tests {
         let w = key_file(dir.path(), "w", "wrong horse\n");
         let sealed = seal(&to("vm", 3, &H2), b"r", &k).unwrap();
         assert_eq!(open(&to("vm", 3, &H2), &sealed, &k).unwrap(), b"r");
-        let err = open(&to("vm", 3, &H2), &sealed, &w).unwrap_err().to_string();
+        let err = open(&to("vm", 3, &H2), &sealed, &w)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("wrong --recipe-key"), "{err}");
     }
 

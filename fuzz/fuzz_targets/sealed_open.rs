@@ -1,8 +1,12 @@
 //! A sealed recipe comes from the store, which we do not trust: opening arbitrary bytes
-//! with a key must fail cleanly or yield bytes that were sealed for that name.
+//! with a key must fail cleanly or yield bytes that were sealed (and signed) for exactly
+//! that version. Two layers: arbitrary ciphertext (the age parser), and arbitrary
+//! *plaintext* — what an attacker who can encrypt to the owner controls — through the
+//! signature and binding checks.
 #![no_main]
 
-use bonsai_core::seal::{open, RecipeKey};
+use bonsai_core::seal::{open, open_plaintext, seal, Binding, RecipeKey};
+use bonsai_core::ImageHash;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -13,6 +17,22 @@ fn key() -> &'static RecipeKey {
     })
 }
 
+const HASH: ImageHash = ImageHash([7; 32]);
+
 fuzz_target!(|data: &[u8]| {
-    let _ = open("vm", data, key());
+    let want = Binding {
+        name: "vm",
+        version: 2,
+        image_hash: &HASH,
+    };
+    let _ = open(&want, data, key());
+    // a plaintext nobody signed never opens
+    assert!(open_plaintext(&want, data, key()).is_err());
+    // and a signed one opens to exactly what was sealed, for exactly that version
+    if data.len() < 256 {
+        let sealed = seal(&want, data, key()).unwrap();
+        assert_eq!(open(&want, &sealed, key()).unwrap(), data);
+        let other = Binding { version: 3, ..want };
+        assert!(open(&other, &sealed, key()).is_err());
+    }
 });

@@ -33,7 +33,16 @@ fn ok(out: &std::process::Output) -> serde_json::Value {
 
 fn pulls_same(what: &str, store: &str, original: &Path, out: &Path, extra: &[&str]) {
     let out_s = out.display().to_string();
-    let mut args = vec!["pull", what, "--store", store, "-o", &out_s, "--no-cache", "--json"];
+    let mut args = vec![
+        "pull",
+        what,
+        "--store",
+        store,
+        "-o",
+        &out_s,
+        "--no-cache",
+        "--json",
+    ];
     args.extend_from_slice(extra);
     let v = bonsai_json(&args);
     assert_eq!(v["verified"], true);
@@ -112,22 +121,66 @@ fn same_name_pushes_are_versions_and_gc_keeps_every_one() {
         ok(&out);
         assert!(said.contains("pushed disk.raw@"), "{said}");
     }
-    let (status, body) = http("PUT", &format!("{url}/v1/images/disk.raw"), Some(&tok(&mallory)), &[0; 8]);
+    let (status, body) = http(
+        "PUT",
+        &format!("{url}/v1/images/disk.raw"),
+        Some(&tok(&mallory)),
+        &[0; 8],
+    );
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
     let listed = versions(&url, &owner);
     let numbers: Vec<u64> = listed.iter().map(|v| v.1).collect();
     assert_eq!(numbers, [1, 2, 3], "{listed:?}");
     assert!(listed.iter().all(|v| v.0 == "disk.raw"));
     assert_eq!(listed[2].2, "mallory");
-    let g = bonsai_json(&["gc", "--store", &url, "--token-file", &admin, "--grace", "0", "--json"]);
-    assert_eq!(g["blocks_freed"], 0, "every block belongs to a version: {g}");
-    pulls_same(&d.s("a.recipe"), &url, &a, &d.path("a.out"), &["--token-file", &owner]);
-    pulls_same(&d.s("b.recipe"), &url, &b, &d.path("b.out"), &["--token-file", &owner]);
+    let g = bonsai_json(&[
+        "gc",
+        "--store",
+        &url,
+        "--token-file",
+        &admin,
+        "--grace",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(
+        g["blocks_freed"], 0,
+        "every block belongs to a version: {g}"
+    );
+    pulls_same(
+        &d.s("a.recipe"),
+        &url,
+        &a,
+        &d.path("a.out"),
+        &["--token-file", &owner],
+    );
+    pulls_same(
+        &d.s("b.recipe"),
+        &url,
+        &b,
+        &d.path("b.out"),
+        &["--token-file", &owner],
+    );
     // forgetting needs a version, a policy or --all-versions; a policy keeps the newest
-    let out = bonsai(&["forget", "disk.raw", "--store", &url, "--token-file", &admin]);
+    let out = bonsai(&[
+        "forget",
+        "disk.raw",
+        "--store",
+        &url,
+        "--token-file",
+        &admin,
+    ]);
     fails_as(&out, "has versions", 2);
     let f = bonsai_json(&[
-        "forget", "disk.raw", "--keep-last", "2", "--store", &url, "--token-file", &admin, "--json",
+        "forget",
+        "disk.raw",
+        "--keep-last",
+        "2",
+        "--store",
+        &url,
+        "--token-file",
+        &admin,
+        "--json",
     ]);
     assert_eq!(f["forgotten"], serde_json::json!(["disk.raw@1"]));
     let left: Vec<u64> = versions(&url, &owner).iter().map(|v| v.1).collect();
@@ -146,17 +199,39 @@ fn scoped_tokens_stay_in_their_namespaces() {
     sibling(&img, 3);
     let long = format!("team-a/{}", "n".repeat(248));
     assert_eq!(long.len(), 255);
-    ok(&push(&img, &url, &d.s("1.recipe"), &["--token-file", &scoped, "--name", &long]));
+    ok(&push(
+        &img,
+        &url,
+        &d.s("1.recipe"),
+        &["--token-file", &scoped, "--name", &long],
+    ));
     for name in ["team-b/vm", "vm"] {
-        let out = push(&img, &url, &d.s("2.recipe"), &["--token-file", &scoped, "--name", name]);
+        let out = push(
+            &img,
+            &url,
+            &d.s("2.recipe"),
+            &["--token-file", &scoped, "--name", name],
+        );
         fails_as(&out, "namespace", 3);
         assert!(!d.path("2.recipe").exists());
     }
     let seen = versions(&url, &owner);
     assert_eq!(seen.len(), 1);
-    assert_eq!((seen[0].0.as_str(), seen[0].2.as_str()), (long.as_str(), "team-a-ci"));
-    assert!(versions(&url, &reader).is_empty(), "team-b sees nothing of team-a");
-    pulls_same(&d.s("1.recipe"), &url, &img, &d.path("vm.out"), &["--token-file", &reader]);
+    assert_eq!(
+        (seen[0].0.as_str(), seen[0].2.as_str()),
+        (long.as_str(), "team-a-ci")
+    );
+    assert!(
+        versions(&url, &reader).is_empty(),
+        "team-b sees nothing of team-a"
+    );
+    pulls_same(
+        &d.s("1.recipe"),
+        &url,
+        &img,
+        &d.path("vm.out"),
+        &["--token-file", &reader],
+    );
 }
 
 /// Builds what an attacker with a write token and the owner's *public* key can make: a
@@ -164,9 +239,13 @@ fn scoped_tokens_stay_in_their_namespaces() {
 /// they made up.
 fn forge(owner_key: &Path, name: &str, version: u64, image_hash: &str, recipe: &[u8]) -> Vec<u8> {
     let text = std::fs::read_to_string(owner_key).unwrap();
-    let secret = text.lines().find(|l| l.starts_with("AGE-SECRET-KEY-")).unwrap();
+    let secret = text
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap();
     let public = secret.parse::<age::x25519::Identity>().unwrap().to_public();
-    let mut plain = format!("bonsai-sealed-recipe 2\n{name}\n{version}\n{image_hash}\n").into_bytes();
+    let mut plain =
+        format!("bonsai-sealed-recipe 2\n{name}\n{version}\n{image_hash}\n").into_bytes();
     plain.extend_from_slice(recipe);
     plain.extend_from_slice(&[0x42; 64]);
     age::encrypt(&public, &plain).unwrap()
@@ -183,27 +262,77 @@ fn forged_sealed_recipes_are_refused_and_only_registrants_keep_one() {
     sibling(&mine, 4);
     sibling(&theirs, 5);
     let key = d.s("key");
-    ok(&push(&mine, &url, &d.s("m.recipe"), &[
-        "--token-file", &owner, "--name", "vm", "--keep-recipe", "--recipe-key", &key,
-    ]));
+    ok(&push(
+        &mine,
+        &url,
+        &d.s("m.recipe"),
+        &[
+            "--token-file",
+            &owner,
+            "--name",
+            "vm",
+            "--keep-recipe",
+            "--recipe-key",
+            &key,
+        ],
+    ));
     // mallory pushes her image as vm (a new version, vm@2) and seals it to the owner
-    let v = ok(&push(&theirs, &url, &d.s("t.recipe"), &[
-        "--token-file", &mallory, "--name", "vm", "--json",
-    ]));
+    let v = ok(&push(
+        &theirs,
+        &url,
+        &d.s("t.recipe"),
+        &["--token-file", &mallory, "--name", "vm", "--json"],
+    ));
     assert_eq!(v["version"], 2);
     let hash = v["image_hash"].as_str().unwrap();
-    let forged = forge(Path::new(&key), "vm", 2, hash, &std::fs::read(d.path("t.recipe")).unwrap());
-    let (status, _) = http("PUT", &format!("{url}/v1/recipes/vm@2"), Some(&tok(&mallory)), &forged);
-    assert_eq!(status, 201, "mallory may keep a sealed recipe for her own version");
-    let (status, body) = http("PUT", &format!("{url}/v1/recipes/vm@1"), Some(&tok(&mallory)), b"junk");
+    let forged = forge(
+        Path::new(&key),
+        "vm",
+        2,
+        hash,
+        &std::fs::read(d.path("t.recipe")).unwrap(),
+    );
+    let (status, _) = http(
+        "PUT",
+        &format!("{url}/v1/recipes/vm@2"),
+        Some(&tok(&mallory)),
+        &forged,
+    );
+    assert_eq!(
+        status, 201,
+        "mallory may keep a sealed recipe for her own version"
+    );
+    let (status, body) = http(
+        "PUT",
+        &format!("{url}/v1/recipes/vm@1"),
+        Some(&tok(&mallory)),
+        b"junk",
+    );
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
     let out = d.s("vm.out");
     let pull = |what: &str| {
-        bonsai(&["pull", what, "--store", &url, "-o", &out, "--token-file", &owner, "--recipe-key", &key])
+        bonsai(&[
+            "pull",
+            what,
+            "--store",
+            &url,
+            "-o",
+            &out,
+            "--token-file",
+            &owner,
+            "--recipe-key",
+            &key,
+        ])
     };
     fails_as(&pull("vm"), "signature does not verify", 5);
     assert!(!d.path("vm.out").exists());
-    pulls_same("vm@1", &url, &mine, &d.path("vm.out"), &["--token-file", &owner, "--recipe-key", &key]);
+    pulls_same(
+        "vm@1",
+        &url,
+        &mine,
+        &d.path("vm.out"),
+        &["--token-file", &owner, "--recipe-key", &key],
+    );
 }
 
 /// A store that answers with another version's sealed recipe (replayed, or kept back
@@ -218,27 +347,62 @@ fn replayed_and_stale_sealed_recipes_are_refused() {
     let img = d.path("vm.raw");
     for (seed, recipe) in [(6, "1.recipe"), (7, "2.recipe")] {
         sibling(&img, seed);
-        ok(&push(&img, &store, &d.s(recipe), &["--name", "vm", "--keep-recipe", "--recipe-key", &key]));
+        ok(&push(
+            &img,
+            &store,
+            &d.s(recipe),
+            &["--name", "vm", "--keep-recipe", "--recipe-key", &key],
+        ));
     }
     // the operator swaps the two sealed recipes
     let dir = d.path("store/recipes");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 2);
     files.sort();
-    let (x, y) = (std::fs::read(&files[0]).unwrap(), std::fs::read(&files[1]).unwrap());
+    let (x, y) = (
+        std::fs::read(&files[0]).unwrap(),
+        std::fs::read(&files[1]).unwrap(),
+    );
     std::fs::write(&files[0], &y).unwrap();
     std::fs::write(&files[1], &x).unwrap();
     let out = d.s("vm.out");
     for what in ["vm", "vm@1"] {
-        let r = bonsai(&["pull", what, "--store", &store, "-o", &out, "--recipe-key", &key]);
+        let r = bonsai(&[
+            "pull",
+            what,
+            "--store",
+            &store,
+            "-o",
+            &out,
+            "--recipe-key",
+            &key,
+        ]);
         fails_as(&r, "replayed or stale", 5);
     }
     std::fs::write(&files[0], &x).unwrap();
     std::fs::write(&files[1], &y).unwrap();
-    pulls_same("vm", &store, &img, &d.path("ok.out"), &["--recipe-key", &key]);
+    pulls_same(
+        "vm",
+        &store,
+        &img,
+        &d.path("ok.out"),
+        &["--recipe-key", &key],
+    );
     // a re-push without --keep-recipe: pull by name means the newest, which has none
     ok(&push(&img, &store, &d.s("3.recipe"), &["--name", "vm"]));
-    let r = bonsai(&["pull", "vm", "--store", &store, "-o", &out, "--recipe-key", &key]);
+    let r = bonsai(&[
+        "pull",
+        "vm",
+        "--store",
+        &store,
+        "-o",
+        &out,
+        "--recipe-key",
+        &key,
+    ]);
     fails_as(&r, "no sealed recipe for vm@3", 4);
 }
 
@@ -261,7 +425,10 @@ fn check_racing_gc_and_pushes_never_quarantines_a_healthy_block() {
                 a.extend(["--store", &url, "--json"]);
                 let v = bonsai_json(&a);
                 if let Some(damaged) = v["damaged"].as_array() {
-                    assert!(damaged.is_empty(), "check reported damage that is not there: {v}");
+                    assert!(
+                        damaged.is_empty(),
+                        "check reported damage that is not there: {v}"
+                    );
                 }
                 runs += 1;
             }
@@ -281,7 +448,13 @@ fn check_racing_gc_and_pushes_never_quarantines_a_healthy_block() {
             pulled += 1;
         }
         if round % 2 == 1 {
-            ok(&bonsai(&["forget", "vm", "--all-versions", "--store", &url]));
+            ok(&bonsai(&[
+                "forget",
+                "vm",
+                "--all-versions",
+                "--store",
+                &url,
+            ]));
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -290,7 +463,10 @@ fn check_racing_gc_and_pushes_never_quarantines_a_healthy_block() {
     assert!(pulled >= 15, "only {pulled} of 20 pushes succeeded");
     let last = bonsai_json(&["check", "--store", &url, "--read-data", "--json"]);
     assert!(last["damaged"].as_array().unwrap().is_empty());
-    assert!(!d.path("store/quarantine").exists(), "nothing was quarantined");
+    assert!(
+        !d.path("store/quarantine").exists(),
+        "nothing was quarantined"
+    );
 }
 
 /// The index is a cache of the store's files: deleted, or overwritten with junk, it is
@@ -302,7 +478,12 @@ fn a_lost_or_damaged_index_is_rebuilt_with_the_same_images() {
     let img = d.path("vm.raw");
     for (seed, name) in [(20, "vm"), (21, "vm"), (22, "team/db")] {
         sibling(&img, seed);
-        ok(&push(&img, &store, &d.s(&format!("{seed}.recipe")), &["--name", name]));
+        ok(&push(
+            &img,
+            &store,
+            &d.s(&format!("{seed}.recipe")),
+            &["--name", name],
+        ));
     }
     let listing = || {
         let mut v = bonsai_json(&["images", "--store", &store, "--json"]);

@@ -336,8 +336,14 @@ mod tests {
         assert!(b.delete(&id).unwrap());
         assert!(!b.delete(&id).unwrap());
         assert_eq!(b.get(&id).unwrap(), None);
-        assert_eq!(b.put_sealed_recipe("a/b c", b"sealed").unwrap(), Put::Written);
-        assert_eq!(b.put_sealed_recipe("a/b c", b"other").unwrap(), Put::Present);
+        assert_eq!(
+            b.put_sealed_recipe("a/b c", b"sealed").unwrap(),
+            Put::Written
+        );
+        assert_eq!(
+            b.put_sealed_recipe("a/b c", b"other").unwrap(),
+            Put::Present
+        );
         assert_eq!(b.list_sealed_recipes().unwrap(), vec!["a/b c".to_string()]);
         assert_eq!(
             b.get_sealed_recipe("a/b c").unwrap().as_deref(),

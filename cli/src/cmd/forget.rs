@@ -46,7 +46,13 @@ pub fn run(args: ForgetArgs) -> anyhow::Result<()> {
     let mut targets = Vec::new();
     for text in &args.names {
         let r = VersionRef::parse(text).map_err(|e| Failed::new(Exit::Usage, e))?;
-        targets.extend(versions_meant(&r, &listed, &policy, args.all_versions, &store.describe())?);
+        targets.extend(versions_meant(
+            &r,
+            &listed,
+            &policy,
+            args.all_versions,
+            &store.describe(),
+        )?);
     }
     let report = if targets.is_empty() {
         Default::default()

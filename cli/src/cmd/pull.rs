@@ -86,12 +86,15 @@ fn sealed_recipe(
         image_hash: &hash,
     };
     let bytes = bonsai_core::seal::open(&to, &sealed, &key)?;
-    let recipe = Recipe::read_from(&bytes[..])
-        .with_context(|| format!("sealed recipe of {shown} from the store is not a valid recipe"))?;
+    let recipe = Recipe::read_from(&bytes[..]).with_context(|| {
+        format!("sealed recipe of {shown} from the store is not a valid recipe")
+    })?;
     if recipe.image_hash != hash {
         return Err(Failed::new(
             Exit::Verify,
-            format!("the sealed recipe of {shown} describes another image than the version registered"),
+            format!(
+                "the sealed recipe of {shown} describes another image than the version registered"
+            ),
         )
         .into());
     }

@@ -55,7 +55,10 @@ pub fn a_second_push_of_a_name_adds_a_version(store: &dyn BlockStore) {
     if first == name {
         return; // a store without versions (the memory store)
     }
-    assert_eq!((first.as_str(), second.as_str()), (&*format!("{name}@1"), &*format!("{name}@2")));
+    assert_eq!(
+        (first.as_str(), second.as_str()),
+        (&*format!("{name}@1"), &*format!("{name}@2"))
+    );
     let listed: Vec<u64> = store
         .images()
         .expect("images")
@@ -105,14 +108,22 @@ pub fn sealed_recipes_round_trip(store: &dyn BlockStore) {
     {
         return;
     }
-    let got = offered(store, "get_sealed_recipe", store.get_sealed_recipe(&version));
+    let got = offered(
+        store,
+        "get_sealed_recipe",
+        store.get_sealed_recipe(&version),
+    );
     assert_eq!(got, Some(Some(sealed.clone())), "{}", store.describe());
     // the same bytes again are fine; other bytes never replace a kept sealed recipe
     store
         .put_sealed_recipe(&version, &sealed)
         .unwrap_or_else(|e| panic!("{}: idempotent put refused: {e}", store.describe()));
     let replaced = store.put_sealed_recipe(&version, b"junk from another token");
-    assert!(replaced.is_err(), "{}: a sealed recipe was replaced", store.describe());
+    assert!(
+        replaced.is_err(),
+        "{}: a sealed recipe was replaced",
+        store.describe()
+    );
     let got = store.get_sealed_recipe(&version).expect("get");
     assert_eq!(got, Some(sealed), "{}", store.describe());
     let none = store.get_sealed_recipe(&format!("{name}-never@1"));

@@ -21,6 +21,7 @@ pub mod conformance;
 mod error;
 pub mod fault;
 pub mod http;
+pub mod manifest;
 pub mod mem;
 pub mod retention;
 pub mod wire;

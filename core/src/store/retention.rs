@@ -24,7 +24,12 @@ impl Retention {
 }
 
 /// The versions of `name` among `versions` that `policy` does not keep, oldest first.
-pub fn to_forget(versions: &[ImageInfo], name: &str, policy: &Retention, now: i64) -> Vec<VersionRef> {
+pub fn to_forget(
+    versions: &[ImageInfo],
+    name: &str,
+    policy: &Retention,
+    now: i64,
+) -> Vec<VersionRef> {
     let mut mine: Vec<&ImageInfo> = versions.iter().filter(|v| v.name == name).collect();
     mine.sort_by_key(|v| std::cmp::Reverse(v.version));
     let within = policy
@@ -88,7 +93,10 @@ mod tests {
             keep_last: Some(1),
             keep_within: None,
         };
-        assert_eq!(names(to_forget(&all, "vm", &one, now)), ["vm@1", "vm@2", "vm@3"]);
+        assert_eq!(
+            names(to_forget(&all, "vm", &one, now)),
+            ["vm@1", "vm@2", "vm@3"]
+        );
         assert!(to_forget(&all, "none", &one, now).is_empty());
     }
 }

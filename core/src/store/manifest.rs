@@ -1,4 +1,4 @@
-//! Image versions as the backend keeps them (docs/FORMAT.md "Manifest"): one immutable
+//! Image versions as a store's backend keeps them (docs/FORMAT.md "Manifest"): one immutable
 //! object per version, written once (create-only) and never replaced, under a key made
 //! from a hash of the name, so a name of any legal length is a short, safe file or object
 //! name. The name and everything else the index holds about a version is inside the
@@ -13,8 +13,8 @@
 //! Stores written before versions existed kept the register body alone (`u64 LE logical
 //! size ‖ ids`) under the image name; [`parse_legacy`] reads it as version 1.
 
-use bonsai_core::name::name_problem;
-use bonsai_core::BlockId;
+use crate::id::BlockId;
+use crate::name::name_problem;
 
 const MAGIC: &[u8] = b"bonsai-manifest 2\n";
 /// Longest header line accepted (a name is at most 255 bytes; the rest is small).
@@ -70,7 +70,9 @@ pub fn parse(stored_key: &str, bytes: &[u8]) -> Option<(VersionHeader, Vec<Block
     {
         return None;
     }
-    Some((header, ids_of(&rest[nl + 1..])?))
+    let ids = ids_of(&rest[nl + 1..])?;
+    // one encoding per version: member order, spacing and escapes as the writer makes them
+    (encode(&header, &ids) == bytes).then_some((header, ids))
 }
 
 /// A manifest of a store from before versions: `u64 LE logical size ‖ ids`.
@@ -117,6 +119,12 @@ mod tests {
             assert_eq!(parse(&k, &bytes), Some((h.clone(), ids)));
             assert_eq!(parse(&key(name, 4), &bytes), None, "moved to another key");
             assert_eq!(parse(&k, &bytes[..bytes.len() - 1]), None);
+            let spaced = String::from_utf8(bytes.clone())
+                .unwrap_or_default()
+                .replacen("\"version\":3", "\"version\": 3", 1);
+            if !spaced.is_empty() {
+                assert_eq!(parse(&k, spaced.as_bytes()), None, "one encoding only");
+            }
             assert_eq!(parse_legacy(&bytes), None);
         }
         let mut legacy = 7u64.to_le_bytes().to_vec();
