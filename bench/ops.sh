@@ -38,7 +38,7 @@ rows=()
 drop_caches; rows+=("$(timed check "$bonsai" check --store "$work/store" --json --quiet)")
 drop_caches; rows+=("$(timed check-read-data "$bonsai" check --store "$work/store" --read-data --json --quiet)")
 "$bonsai" images --store "$work/store" --json > "$work/images.json"
-"$bonsai" forget C --store "$work/store" --json > "$work/forget.json"
+"$bonsai" forget C --all-versions --store "$work/store" --json > "$work/forget.json"
 rows+=("$(timed gc-dry-run "$bonsai" gc --store "$work/store" --grace 0 --dry-run --json --quiet)")
 rows+=("$(timed gc "$bonsai" gc --store "$work/store" --grace 0 --json --quiet)")
 

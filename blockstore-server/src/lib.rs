@@ -16,11 +16,31 @@
 //!   directory, no server;
 //! - `report.rs` computes the dedup report from the index alone; `dashboard.rs` serves it
 //!   as JSON (`/v1/report`) and as a live page (`/`);
-//! - `gc.rs`, `check.rs`, `images.rs` operate the store (mark-and-sweep gc, check and
-//!   quarantine, image figures, forget, sealed recipes), `api_ops.rs` their routes;
-//!   `tls.rs` serves HTTPS.
+//! - `gc.rs`, `check.rs`, `images.rs` operate the store (mark-and-sweep gc and orphans,
+//!   check and quarantine, versions, forget, sealed recipes), `versions.rs` keeps versions
+//!   in the index, `recover.rs` rebuilds a missing or damaged index from the files,
+//!   `api_ops.rs` their routes; `guard.rs` refuses browsers' cross-origin changes and
+//!   makes every error JSON; `tls.rs` serves HTTPS.
 //!
 //! Which store a `--store` argument names is the client's business (the `bonsai` CLI).
+//!
+//! # Locking: which operation may run beside which
+//!
+//! One [`Store`] per data directory (`flock` on `DATA/lock`). **G** is `Store::gc_lock`
+//! (shared: uploads and existence answers; exclusive: gc sweep, orphan sweep, check's
+//! quarantine, in batches); **R** is `Store::registering` (a registration's version
+//! number and create-only manifest); every index change is one SQLite transaction.
+//! Everything that deletes re-confirms, under the lock that excludes what would make it
+//! wrong, what it is about to delete. docs/OPERATING.md has the table with the reasons.
+//!
+//! ```text
+//!                 upload/missing  register     forget      gc mark   gc sweep     gc orphans  check quarantine
+//! upload/missing  G shared        tx re-check  -           tx order  G excl       G excl      G excl + re-verify
+//! register                        R + create   tx          tx        tx re-check  -           G excl + re-verify
+//! forget                                       tx          tx        tx           -           -
+//! gc (any part)                                            tx        G excl       G excl      G excl
+//! check                                                                                       G excl
+//! ```
 
 mod api;
 mod api_ops;

@@ -166,23 +166,23 @@ async fn authorize(
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 
 /// Who the request comes from, or the refusal to send.
-fn identify(st: &AppState, access: Access, req: &Request) -> Result<Caller, Response> {
+fn identify(st: &AppState, access: Access, req: &Request) -> Result<Caller, Box<Response>> {
     let page = access == Access::Page;
     let Some(tokens) = st.tokens.as_ref() else {
         if access == Access::Needs(Role::Admin) && !from_loopback(req) {
-            return Err(deny(
+            return Err(Box::new(deny(
                 StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
                 "a store without tokens answers admin requests only on loopback; give the \
                  server a --token-file and use an admin token"
                     .into(),
                 false,
-            ));
+            )));
         }
         return Ok(Caller::anonymous());
     };
@@ -212,11 +212,11 @@ fn identify(st: &AppState, access: Access, req: &Request) -> Result<Caller, Resp
     let caller = match (caller, presented.is_some()) {
         (Some(c), _) => c,
         (None, _) if lenient => Caller::public(),
-        (None, false) => return Err(unauthorized("missing bearer token")),
-        (None, true) => return Err(unauthorized("invalid token")),
+        (None, false) => return Err(Box::new(unauthorized("missing bearer token"))),
+        (None, true) => return Err(Box::new(unauthorized("invalid token"))),
     };
     match need {
-        Some(need) if caller.role < need => Err(deny(
+        Some(need) if caller.role < need => Err(Box::new(deny(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
             format!(
@@ -229,7 +229,7 @@ fn identify(st: &AppState, access: Access, req: &Request) -> Result<Caller, Resp
                 need.name()
             ),
             page,
-        )),
+        ))),
         _ => Ok(caller),
     }
 }

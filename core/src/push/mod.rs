@@ -139,7 +139,7 @@ pub fn push(
     report.version = registered.version;
     report.earlier_versions = registered.earlier_versions;
     if let Some(cache) = &opts.cache {
-        cache.insert(firsts.into_iter());
+        cache.insert(firsts);
     }
     report.recipe_bytes = pending.commit()?;
     report.wall_seconds = started.elapsed().as_secs_f64();
