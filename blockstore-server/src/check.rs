@@ -132,6 +132,15 @@ impl Store {
                 }
                 Ok::<_, BackendError>(found)
             })?;
+            if read_data && backend.is_shared() {
+                let bad: std::collections::HashSet<BlockId> = found.iter().map(|f| f.0).collect();
+                let good: Vec<BlockId> = page
+                    .iter()
+                    .map(|p| p.0)
+                    .filter(|id| !bad.contains(id))
+                    .collect();
+                self.index().settle(&good, &[])?;
+            }
             report.blocks_checked += page.len() as u64;
             if read_data {
                 report.read_bytes += page.iter().map(|p| p.1).sum::<u64>();

@@ -66,6 +66,7 @@ impl Index {
              ) WITHOUT ROWID;",
         )?;
         crate::report::ensure_schema(&db)?;
+        Index::ensure_unverified(&db)?;
         let v: i64 = db.query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
             r.get(0)
         })?;
@@ -133,6 +134,13 @@ impl Index {
         stmt.query_row([&id.as_bytes()[..]], |r| r.get::<_, i64>(0))
             .optional()
             .map(|o| o.map(|s| s as u64))
+    }
+
+    /// Sizes of indexed blocks, in order (0 for one not indexed).
+    pub fn sizes_of(&self, ids: &[BlockId]) -> Result<Vec<u64>, IndexError> {
+        ids.iter()
+            .map(|id| self.size_of(id).map(|s| s.unwrap_or(0)))
+            .collect()
     }
 
     /// Indexes durable blocks; returns how many were new (others were indexed meanwhile).

@@ -173,7 +173,16 @@ impl Store {
             plains.extend(crate::report::plain_len(bytes).map(|p| (*id, p)));
         }
         // one call for the batch: concurrent requests on a remote backend
-        self.backend.put_many_if_absent(&to_write)?;
+        let puts = self.backend.put_many_if_absent(&to_write)?;
+        if self.backend.is_shared() {
+            let there: Vec<(BlockId, &[u8])> = to_write
+                .iter()
+                .zip(&puts)
+                .filter(|(_, p)| **p == crate::backend::Put::Present)
+                .map(|(item, _)| *item)
+                .collect();
+            self.replace_wrong(&there)?;
+        }
         written.extend(to_write.iter().map(|(id, b)| (*id, b.len() as u64)));
         if !written.is_empty() {
             self.backend.flush()?;
@@ -190,26 +199,26 @@ impl Store {
     pub fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StorageError> {
         let _shared = self.shared();
         let absent = self.index.missing(ids)?;
-        // "Present" confirms the block: gc keeps it for a grace period from now.
-        let gone: HashSet<&BlockId> = absent.iter().collect();
-        let present: Vec<BlockId> = ids.iter().filter(|i| !gone.contains(i)).copied().collect();
-        self.index.confirm(&present)?;
-        if absent.is_empty() || !self.backend.is_shared() {
+        if !self.backend.is_shared() {
+            // "Present" confirms the block: gc keeps it for a grace period from now.
+            let gone: HashSet<&BlockId> = absent.iter().collect();
+            let present: Vec<BlockId> = ids.iter().filter(|i| !gone.contains(i)).copied().collect();
+            self.index.confirm(&present)?;
             return Ok(absent);
         }
-        let mut still = Vec::with_capacity(absent.len());
-        let mut found = Vec::new();
-        let sizes = self.backend.stat_many(&absent)?;
-        for (id, size) in absent.into_iter().zip(sizes) {
-            match size {
-                Some(size) => found.push((id, size)),
-                None => still.push(id),
-            }
-        }
+        // A shared bucket: present only once verified by this store (trust.rs).
+        let mut gone: HashSet<BlockId> = absent.into_iter().collect();
+        let hits: Vec<BlockId> = distinct(ids.iter().filter(|i| !gone.contains(i)));
+        gone.extend(self.distrusted(&hits)?);
+        let candidates: Vec<BlockId> = distinct(gone.iter());
+        let found = self.verified_in_backend(&candidates)?;
         if !found.is_empty() {
             self.index.insert(&found)?;
+            gone.retain(|id| !found.iter().any(|f| f.0 == *id));
         }
-        Ok(still)
+        let present: Vec<BlockId> = ids.iter().filter(|i| !gone.contains(i)).copied().collect();
+        self.index.confirm(&present)?;
+        Ok(ids.iter().filter(|i| gone.contains(i)).copied().collect())
     }
 
     /// A block's bytes, if stored.
@@ -257,6 +266,12 @@ impl Store {
     pub fn images(&self) -> Result<Vec<ImageInfo>, StorageError> {
         self.image_infos()
     }
+}
+
+/// The distinct ids of `ids`, in first-seen order.
+fn distinct<'a>(ids: impl Iterator<Item = &'a BlockId>) -> Vec<BlockId> {
+    let mut seen = HashSet::new();
+    ids.filter(|i| seen.insert(**i)).copied().collect()
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ mod report;
 mod routes;
 mod state;
 pub mod tls;
+mod trust;
 mod versions;
 
 pub use auth::{bearer_token, Access, Role, Tokens};

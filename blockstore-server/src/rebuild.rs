@@ -40,7 +40,7 @@ pub fn rebuild_index(store: &Store) -> Result<RebuildReport, StorageError> {
             rows.push((id, size));
             report.blocks += 1;
             if rows.len() == BATCH {
-                if let Err(e) = index.insert(&rows) {
+                if let Err(e) = index_rows(store, &rows) {
                     index_error = Some(e);
                     return Err(BackendError::Refused {
                         what: "index".into(),
@@ -55,7 +55,7 @@ pub fn rebuild_index(store: &Store) -> Result<RebuildReport, StorageError> {
             Some(ix) => StorageError::Index(ix),
             None => StorageError::Backend(e),
         })?;
-    index.insert(&rows)?;
+    index_rows(store, &rows)?;
     for key in backend.list_manifests()? {
         let Some(bytes) = backend.get_manifest(&key)? else {
             continue; // forgotten while we listed
@@ -83,6 +83,16 @@ pub fn rebuild_index(store: &Store) -> Result<RebuildReport, StorageError> {
     }
     report.seconds = t.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Indexes listed objects; on a shared bucket they are unverified until read (trust.rs).
+fn index_rows(store: &Store, rows: &[(BlockId, u64)]) -> Result<(), crate::index::IndexError> {
+    store.index().insert(rows)?;
+    if store.backend().is_shared() {
+        let ids: Vec<BlockId> = rows.iter().map(|r| r.0).collect();
+        store.index().mark_unverified(&ids)?;
+    }
+    Ok(())
 }
 
 /// The version a stored manifest describes: a version-2 manifest as it is, a legacy one

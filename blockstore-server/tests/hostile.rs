@@ -123,7 +123,7 @@ fn stalled_fetch_clients_do_not_starve_others() {
         let mut t = TcpStream::connect(&s.addr).unwrap();
         write!(
             t,
-            "POST /v1/blocks/fetch HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            "POST /v1/blocks/fetch HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\n\r\n",
             body.len()
         )
         .unwrap();

@@ -234,3 +234,49 @@ fn a_second_store_over_the_bucket_sees_what_the_first_stored() {
     let d = s3_store(&weed, "pair", dd.path());
     assert_eq!(rebuild_index(&d).unwrap().images, 0);
 }
+
+/// Wrong bytes planted in the bucket under a real block id (by anyone with access to the
+/// bucket) never count as present: not when another server asks, not after a rebuild. A
+/// push then uploads the block, and the upload overwrites the planted object.
+#[test]
+fn planted_objects_are_never_present_and_a_push_replaces_them() {
+    let weed = Weed::start();
+    let (da, db, dc) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = s3_store(&weed, "planted", da.path());
+    let (good, planted, late) = (block(7001), block(7002), block(7003));
+    a.put_many(&[(good.id, &good.object[..])]).unwrap();
+    a.backend()
+        .put_if_absent(&planted.id, b"not the block at all")
+        .unwrap();
+    // another server, index empty: the planted object is reported missing
+    let b = s3_store(&weed, "planted", db.path());
+    assert_eq!(b.missing(&[good.id, planted.id]).unwrap(), vec![planted.id]);
+    // a rebuilt index marks what it lists unverified; the first "present" verifies it
+    a.backend()
+        .put_if_absent(&late.id, b"planted later")
+        .unwrap();
+    let c = s3_store(&weed, "planted", dc.path());
+    let r = rebuild_index(&c).unwrap();
+    assert_eq!(r.blocks, 3);
+    assert_eq!(
+        c.missing(&[good.id, planted.id, late.id]).unwrap(),
+        vec![planted.id, late.id]
+    );
+    assert_eq!(
+        c.stats().unwrap().blocks,
+        1,
+        "the planted objects left the index"
+    );
+    // the push's upload of the real block overwrites the planted bytes
+    let out = b.put_many(&[(planted.id, &planted.object[..])]).unwrap();
+    assert_eq!(out.stored, 1);
+    assert_eq!(
+        a.backend().get(&planted.id).unwrap().as_deref(),
+        Some(&planted.object[..])
+    );
+    assert!(c.missing(&[planted.id]).unwrap().is_empty());
+}

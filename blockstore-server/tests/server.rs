@@ -286,7 +286,7 @@ fn malformed_oversized_and_truncated_bodies() {
     let mut sock = std::net::TcpStream::connect(&addr).unwrap();
     write!(
         sock,
-        "POST /v1/blocks HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        "POST /v1/blocks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n"
     )
     .unwrap();
     sock.write_all(&[0u8; 100]).unwrap();

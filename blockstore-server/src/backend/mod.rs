@@ -85,6 +85,12 @@ pub trait Backend: Send + Sync {
             .map(|(id, bytes)| self.put_if_absent(id, bytes))
             .collect()
     }
+    /// Writes a verified object over whatever is stored under `id`: for an object that
+    /// is there but holds wrong bytes (planted in a shared bucket, or damaged). The
+    /// default is [`Backend::put_if_absent`], right for backends that always write.
+    fn overwrite(&self, id: &BlockId, bytes: &[u8]) -> Result<(), BackendError> {
+        self.put_if_absent(id, bytes).map(drop)
+    }
     /// An object's bytes, `None` if absent.
     fn get(&self, id: &BlockId) -> Result<Option<Vec<u8>>, BackendError>;
     /// [`Backend::get`] for a batch, in order (concurrent on S3).

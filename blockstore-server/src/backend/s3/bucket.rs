@@ -177,6 +177,19 @@ impl Bucket {
         )
     }
 
+    /// Writes a verified block object over whatever the key holds (unconditional PUT).
+    pub fn replace_block(&self, id: &BlockId, bytes: &[u8]) -> Result<(), S3Error> {
+        let key = self.layout.block(id);
+        count(&self.requests.put, 1);
+        self.rt
+            .block_on(
+                self.s3
+                    .put(&Path::from(key.as_str()), bytes.to_vec().into()),
+            )
+            .map(drop)
+            .map_err(|e| self.failed("put", &key, &e))
+    }
+
     async fn put_if_absent(&self, key: &str, payload: PutPayload) -> Result<Created, S3Error> {
         let opts = PutOptions {
             mode: PutMode::Create,

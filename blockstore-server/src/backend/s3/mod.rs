@@ -90,6 +90,10 @@ impl Backend for S3Backend {
             .collect())
     }
 
+    fn overwrite(&self, id: &BlockId, bytes: &[u8]) -> Result<(), BackendError> {
+        Ok(self.bucket.replace_block(id, bytes)?)
+    }
+
     fn get(&self, id: &BlockId) -> Result<Option<Vec<u8>>, BackendError> {
         Ok(self
             .bucket
