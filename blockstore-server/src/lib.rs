@@ -42,6 +42,7 @@
 //! check                                                                                       G excl
 //! ```
 
+mod accept;
 mod api;
 mod api_ops;
 mod auth;
@@ -209,7 +210,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let listener = tls::TlsListener::new(listener, config)?;
             conn::serve(listener, app, head, shutdown_signal()).await
         }
-        None => conn::serve(listener, app, head, shutdown_signal()).await,
+        None => {
+            let listener = accept::Acceptor::new(listener);
+            conn::serve(listener, app, head, shutdown_signal()).await
+        }
     }
     tracing::info!("block store stopped");
     Ok(())

@@ -1,7 +1,9 @@
 //! HTTPS for `bonsai serve --tls-cert C --tls-key K`: rustls with the ring provider.
 //!
-//! [`TlsListener`] is an axum `Listener`: a task accepts TCP connections and runs each TLS
-//! handshake in its own task (at most [`MAX_HANDSHAKES`] at once, each cut off after
+//! [`TlsListener`] is an axum `Listener`: a task accepts TCP connections (through
+//! `accept.rs`, which survives running out of descriptors) and runs each TLS handshake in
+//! its own task (at most [`MAX_HANDSHAKES`] at once, at most [`MAX_HANDSHAKES_PER_PEER`]
+//! from one address — a connection over that is closed at once — each cut off after
 //! [`HANDSHAKE_TIMEOUT`]), handing finished streams to axum. A slow or hostile client
 //! therefore never holds up others' handshakes. Certificates are read once at start; to
 //! rotate them, restart the server (SIGTERM finishes in-flight requests).
@@ -10,7 +12,7 @@
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,9 @@ use tokio_rustls::TlsAcceptor;
 
 /// Handshakes running at once; further connections wait in the kernel's backlog.
 pub const MAX_HANDSHAKES: usize = 256;
+/// Handshakes one peer address may have running; more are closed unanswered, so one
+/// address cannot take the slots every other client needs.
+pub const MAX_HANDSHAKES_PER_PEER: usize = 16;
 /// Longest a client may take to complete its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -75,24 +80,23 @@ impl TlsListener {
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        let peers = Arc::new(PeerCounts::default());
+        let mut tcp = crate::accept::Acceptor::new(tcp);
         tokio::spawn(async move {
             loop {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     return;
                 };
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(%e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
+                let (stream, peer) = tcp.next().await;
+                let Some(slot) = peers.take(peer.ip()) else {
+                    tracing::debug!(%peer, "too many handshakes from this address; closed");
+                    continue;
                 };
                 let (acceptor, out) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     let done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     let result = done.await;
-                    drop(permit);
+                    drop((permit, slot));
                     match result {
                         Ok(Ok(tls)) => {
                             let _ = out.send((tls, peer)).await;
@@ -107,6 +111,38 @@ impl TlsListener {
             }
         });
         Ok(TlsListener { rx, addr })
+    }
+}
+
+/// Handshakes in progress per peer address.
+#[derive(Default)]
+struct PeerCounts(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
+
+/// One running handshake of a peer; released on drop.
+struct PeerSlot(Arc<PeerCounts>, IpAddr);
+
+impl PeerCounts {
+    /// A slot for `ip`, unless it has [`MAX_HANDSHAKES_PER_PEER`] running.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= MAX_HANDSHAKES_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot(self.clone(), ip))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut m = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
     }
 }
 

@@ -484,3 +484,122 @@ fn long_names_round_trip_and_bad_names_are_refused() {
         assert_eq!(v["code"], "bad_request");
     }
 }
+
+/// `bonsai-blockstore` with its descriptor limit lowered to `nofile`.
+fn spawn_limited(data: &Path, nofile: u64, extra: &[&str]) -> (Child, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bonsai-blockstore"));
+    cmd.args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .env("BONSAI_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("start server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect(&line)
+        .to_string();
+    (child, url)
+}
+
+/// Idle connections that use up the server's descriptors are logged and shed; once the
+/// head time-out closes them, everyone is served again.
+#[test]
+fn running_out_of_descriptors_is_logged_and_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) = spawn_limited(dir.path(), 64, &["--header-timeout-secs", "2"]);
+    let addr = url.trim_start_matches("http://").to_string();
+    let idle: Vec<TcpStream> = (0..120)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_secs(4));
+    drop(idle);
+    let c = client();
+    let mut ok = false;
+    for _ in 0..20 {
+        if c.get(format!("{url}/v1/health"))
+            .send()
+            .is_ok_and(|r| r.status() == 200)
+        {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(ok, "the server did not recover");
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("out of file descriptors"), "{log}");
+}
+
+/// One address holding many stalled TLS handshakes takes at most its share of the
+/// handshake slots: a client from another address is served at once.
+#[test]
+fn stalled_tls_handshakes_from_one_address_do_not_delay_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ca.cert.pem()).unwrap();
+    std::fs::write(&key, ca.signing_key.serialize_pem()).unwrap();
+    let data = dir.path().join("store");
+    let s = Server::start_with(
+        &data,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let port = s.url.rsplit_once(':').unwrap().1.to_string();
+    // 300 connections from 127.0.0.1 that never say hello
+    let stalled: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(format!("127.0.0.1:{port}")).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let root = reqwest::Certificate::from_pem(ca.cert.pem().as_bytes()).unwrap();
+    let other = Client::builder()
+        .add_root_certificate(root)
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    let r = other
+        .get(format!("https://127.0.0.1:{port}/v1/health"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "another address waited {:?} behind stalled handshakes",
+        t.elapsed()
+    );
+    drop(stalled);
+}
