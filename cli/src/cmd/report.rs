@@ -96,7 +96,7 @@ fn table(out: &mut dyn Write, store: &str, r: &StoreReport) -> std::io::Result<(
         writeln!(
             out,
             "{:<24} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
-            im.name,
+            bonsai_core::name::for_terminal(&im.name),
             human_bytes(im.logical_bytes),
             opt(im.data_bytes),
             opt(im.distinct_bytes),
