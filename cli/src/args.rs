@@ -399,7 +399,9 @@ pub struct PushArgs {
     /// Replace an existing recipe at RECIPE.
     #[arg(long)]
     pub force: bool,
-    /// Name to register the image under in the store [default: the image's file name].
+    /// Name to register the image under in the store [default: the image's file name]:
+    /// `NAMESPACE/…/NAME`, up to 255 bytes, no `@`. Each push adds a new version of the
+    /// name (NAME@1, NAME@2, …); nothing is ever replaced.
     #[arg(long)]
     pub name: Option<String>,
     /// Print the figures as one JSON object on stdout.
@@ -413,8 +415,9 @@ pub struct PushArgs {
     /// which lets a re-push skip compressing and encrypting chunks seen before.
     #[arg(long)]
     pub no_cache: bool,
-    /// Also keep the recipe in the store, sealed with --recipe-key, so that
-    /// `bonsai pull NAME --recipe-key F` works on a machine without the recipe file.
+    /// Also keep the recipe in the store, signed and sealed with --recipe-key and bound to
+    /// the version this push registers, so that `bonsai pull NAME --recipe-key F` works
+    /// on a machine without the recipe file.
     #[arg(long, requires = "recipe_key")]
     pub keep_recipe: bool,
     #[command(flatten)]
@@ -424,8 +427,8 @@ pub struct PushArgs {
 /// `bonsai pull`
 #[derive(Args, Debug)]
 pub struct PullArgs {
-    /// Recipe written by `bonsai push` — or, with --recipe-key, the NAME of an image whose
-    /// sealed recipe the store keeps.
+    /// Recipe written by `bonsai push` — or, with --recipe-key, an image in the store whose
+    /// sealed recipe it keeps: NAME (the newest version) or NAME@VERSION.
     pub recipe: PathBuf,
     #[command(flatten)]
     pub recipe_key: RecipeKeyArgs,

@@ -502,3 +502,24 @@ fn a_lost_or_damaged_index_is_rebuilt_with_the_same_images() {
     assert!(check["blocks_checked"].as_u64().unwrap() > 0);
     pulls_same(&d.s("22.recipe"), &store, &img, &d.path("db.out"), &[]);
 }
+
+/// A name the store would refuse is refused before anything is read or sent: the default
+/// name comes from the file name, which may hold an '@'.
+#[test]
+fn an_illegal_name_is_refused_before_the_push() {
+    let d = Dir::new();
+    let store = d.store("store");
+    let img = d.path("vm@2024.raw");
+    sibling(&img, 30);
+    let out = push(&img, &store, &d.s("vm.recipe"), &[]);
+    fails_as(&out, "give a legal one with --name", 2);
+    let out = push(&img, &store, &d.s("vm.recipe"), &["--name", "a//b"]);
+    fails_as(&out, "--name", 2);
+    assert!(!d.path("vm.recipe").exists());
+    ok(&push(
+        &img,
+        &store,
+        &d.s("vm.recipe"),
+        &["--name", "vm-2024"],
+    ));
+}

@@ -167,7 +167,8 @@ fn report_figures_json_and_html_agree_on_known_sharing() {
     let (ra, rb) = (&im[0], &im[1]);
     assert_eq!(
         (ra["name"].as_str(), rb["name"].as_str()),
-        (Some("A"), Some("B"))
+        (Some("A@1"), Some("B@1")),
+        "each version is a row, named NAME@VERSION"
     );
     assert_eq!(ra["zero_bytes"], 2 * MIB);
     assert_eq!(ra["data_bytes"], 4 * MIB);
@@ -184,10 +185,10 @@ fn report_figures_json_and_html_agree_on_known_sharing() {
 
     // The page: well-formed, and the same figures in its tables and chart.
     let page = parse(&std::fs::read_to_string(&html).unwrap());
-    assert_eq!(cell(&page, "image-table", "B", "unique_bytes"), MIB);
-    assert_eq!(cell(&page, "image-table", "A", "data_bytes"), 4 * MIB);
+    assert_eq!(cell(&page, "image-table", "B@1", "unique_bytes"), MIB);
+    assert_eq!(cell(&page, "image-table", "A@1", "data_bytes"), 4 * MIB);
     assert_eq!(
-        cell(&page, "growth-table", "B", "stored_bytes"),
+        cell(&page, "growth-table", "B@1", "stored_bytes"),
         sent(&pa) + sent(&pb)
     );
     let chart = page.by_id("growth-chart");
@@ -206,7 +207,7 @@ fn report_figures_json_and_html_agree_on_known_sharing() {
         );
     }
     let bars = page.by_id("image-bars");
-    let b_bar = bars.all(&|n| n.attr("data-image") == Some("B") && n.name == "g");
+    let b_bar = bars.all(&|n| n.attr("data-image") == Some("B@1") && n.name == "g");
     assert_eq!(
         b_bar[0].attr("data-unique-stored"),
         Some(sent(&pb).to_string().as_str())
@@ -313,8 +314,8 @@ fn dashboard_in_headless_chromium() {
     );
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
     for needle in [
-        r#"<tr data-image="A">"#,
-        r#"<tr data-image="B">"#,
+        r#"<tr data-image="A@1">"#,
+        r#"<tr data-image="B@1">"#,
         r#"id="growth-chart""#,
         r#"id="sharing-matrix""#,
         &format!(

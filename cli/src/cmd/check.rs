@@ -81,7 +81,8 @@ fn summary(out: &mut dyn Write, store: &str, r: &CheckReport) -> std::io::Result
         writeln!(
             out,
             "  image {} lacks {} block(s): push it (or any image holding them) again",
-            bonsai_core::name::for_terminal(&i.name), i.missing_blocks
+            bonsai_core::name::for_terminal(&i.name),
+            i.missing_blocks
         )?;
     }
     Ok(())

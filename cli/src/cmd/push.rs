@@ -22,6 +22,19 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{file_name}.recipe")));
     preflight::new_file(&recipe, "recipe", args.force)?;
+    let name = args.name.clone().unwrap_or_else(|| file_name.clone());
+    if let Some(problem) = bonsai_core::name::name_problem(&name) {
+        let what = if args.name.is_some() {
+            "--name"
+        } else {
+            "the image's file name"
+        };
+        return Err(crate::exit::Failed::new(
+            crate::exit::Exit::Usage,
+            format!("{what}: {problem}; give a legal one with --name"),
+        )
+        .into());
+    }
     let image = bonsai_core::image::open_disk(&args.image, &args.image_opts.options(args.format))
         .with_context(|| format!("cannot read image {}", args.image.display()))?;
     let logical_size = image.disk.size();
@@ -34,7 +47,7 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
     let opts = PushOptions {
         chunker: args.chunk.params()?,
         convergence: args.secret.convergence()?,
-        name: args.name.clone().unwrap_or(file_name),
+        name,
         source_format: image.format.source_format(),
         cache: crate::args::key_cache(args.no_cache),
         force: args.force,
