@@ -237,6 +237,7 @@ def wan(args, bonsai, corpus, work, lines):
     except Exception as e:  # no namespaces here: say so instead of inventing numbers
         lines.append(f"\nShaped-link runs skipped: could not build namespaces ({e}).\n")
         return
+    server = None
     try:
         data = os.path.join(work, "wan-store")
         shutil.rmtree(data, ignore_errors=True)
@@ -244,7 +245,9 @@ def wan(args, bonsai, corpus, work, lines):
         # the site already holds A and B (and C for the Cip question): filled locally
         for img in ("A", "B"):
             sh(f"{bonsai} push {corpus}/{img}.raw --store {data} -o {work}/wan-{img}.recipe --quiet --no-cache")
-        server = subprocess.Popen(f"ip netns exec bz-site {bonsai} serve --listen 10.77.0.2:7412 --data {data}",
+        # `exec` twice over (the shell, then `ip netns exec`): the Popen is the server itself,
+        # so terminate() below stops it rather than the shell that started it
+        server = subprocess.Popen(f"exec ip netns exec bz-site {bonsai} serve --listen 10.77.0.2:7412 --data {data}",
                                   shell=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         server.stdout.readline()
         rows = []
@@ -272,14 +275,15 @@ def wan(args, bonsai, corpus, work, lines):
             zwall = time.time() - t0
             rows.append([f"{img} to a site with {holds}", f"{wall:.1f}", mb(r["sent_bytes"]), mb(wire),
                          f"{link_time:.1f}", f"{wall / link_time:.2f}", f"{zwall:.1f}", mb(zbytes), f"{wall / zwall:.2f}"])
-        server.terminate()
-        server.wait()
         shape = f"{args.rate} Mbit/s" + (f", {args.delay} ms RTT (netem)" if link.netem else
                                           " (tbf; this kernel has no netem, so no added delay)")
         lines.append(f"\n## 5. Over a shaped link ({shape})\n")
         lines.append(table(["move", "bonsai s", "bonsai sent MiB", "wire MiB (both ways)", "link time for wire bytes s",
                             "bonsai / link time", "zstd -3 -T0 + copy s", "zstd bytes MiB", "bonsai / zstd+copy"], rows))
     finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
         link.down()
 
 
