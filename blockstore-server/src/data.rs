@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub fn open_data(data: &Path, index_dir: Option<&Path>, rebuild: bool) -> anyhow::Result<Store> {
     let arg = data.to_string_lossy();
     if !S3Location::is_s3(&arg) {
+        refuse_non_store(data)?;
         let open = if rebuild {
             Store::open_rebuilding
         } else {
@@ -45,6 +46,33 @@ pub fn open_data(data: &Path, index_dir: Option<&Path>, rebuild: bool) -> anyhow
         rebuild_logged(&store)?;
     }
     Ok(store)
+}
+
+/// A `--data` directory must exist and be a store, or be empty: a typo never becomes a
+/// new store (as the client refuses it; `bonsai init DIR` makes one).
+fn refuse_non_store(data: &Path) -> anyhow::Result<()> {
+    let shown = data.display();
+    match std::fs::metadata(data) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "store directory {shown} does not exist; create it with `bonsai init {shown}` \
+             (a mistyped --data never becomes a new, empty store)"
+        ),
+        Err(e) => anyhow::bail!("store directory {shown}: {e}"),
+        Ok(m) if !m.is_dir() => anyhow::bail!("--data {shown} is not a directory"),
+        Ok(_) => {}
+    }
+    let layout = data.join("index.sqlite").is_file()
+        || (data.join("blocks").is_dir() && data.join("manifests").is_dir());
+    let empty = std::fs::read_dir(data)
+        .with_context(|| format!("reading store directory {shown}"))?
+        .next()
+        .is_none();
+    anyhow::ensure!(
+        layout || empty,
+        "directory {shown} is not a bonsai store (no index.sqlite) and not empty; give the \
+         store's directory, or make a new one with `bonsai init DIR`"
+    );
+    Ok(())
 }
 
 fn rebuild_logged(store: &Store) -> anyhow::Result<()> {

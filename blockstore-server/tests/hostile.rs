@@ -18,6 +18,7 @@ struct Server {
 }
 
 fn spawn(data: &Path, extra: &[&str]) -> Child {
+    std::fs::create_dir_all(data).unwrap(); // as `bonsai init` would
     Command::new(env!("CARGO_BIN_EXE_bonsai-blockstore"))
         .args(["--listen", "127.0.0.1:0", "--data"])
         .arg(data)

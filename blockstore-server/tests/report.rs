@@ -24,6 +24,7 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, token_file: Option<&Path>) -> Server {
+        std::fs::create_dir_all(data).unwrap(); // as `bonsai init` would
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bonsai-blockstore"));
         cmd.args(["--listen", "127.0.0.1:0", "--data"]).arg(data);
         if let Some(t) = token_file {

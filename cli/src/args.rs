@@ -281,10 +281,44 @@ impl StoreArgs {
         if let Some(p) = &self.token_file {
             let t = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read token file {}", p.display()))?;
-            return Ok(Some(t.trim().to_string()));
+            let what = format!("token file {}", p.display());
+            return one_token(&t, &what).map(Some);
         }
-        Ok(std::env::var("BONSAI_TOKEN").ok().filter(|t| !t.is_empty()))
+        match std::env::var("BONSAI_TOKEN") {
+            Ok(t) if !t.is_empty() => one_token(&t, "BONSAI_TOKEN").map(Some),
+            _ => Ok(None),
+        }
     }
+}
+
+/// The token a client's token file (or `BONSAI_TOKEN`) holds: the whole text, blanks at
+/// both ends removed, one word. A server's token file (`ROLE TOKEN` lines) or an empty one
+/// is a usage error naming what is wrong, never a request sent with a mangled header.
+fn one_token(text: &str, what: &str) -> anyhow::Result<String> {
+    let t = text.trim();
+    let usage =
+        |m: String| anyhow::Error::from(crate::exit::Failed::new(crate::exit::Exit::Usage, m));
+    if t.is_empty() {
+        return Err(usage(format!("{what} is empty; it must hold the token")));
+    }
+    let words: Vec<&str> = t.split_whitespace().collect();
+    if words.len() > 1 {
+        let server = matches!(words[0], "read" | "write" | "admin");
+        return Err(usage(format!(
+            "{what} holds {} words on {} line(s); a client's token file holds the token alone{}",
+            words.len(),
+            t.lines().count(),
+            if server {
+                " (this looks like a server's token file of `ROLE TOKEN` lines: give the client just the token)"
+            } else {
+                ""
+            }
+        )));
+    }
+    if t.chars().any(|c| c.is_control()) {
+        return Err(usage(format!("{what} holds a control character")));
+    }
+    Ok(t.to_string())
 }
 
 /// `--keep-recipe` / `--recipe-key`: a recipe sealed to its owner and kept by the store.

@@ -120,6 +120,39 @@ pub fn pull_output(out: &Path, force: bool, in_place: bool) -> anyhow::Result<()
     new_file(out, "output", force)
 }
 
+/// Every `--seed` must be a readable regular file or block device, checked before the
+/// first byte is fetched: a typo otherwise surfaced only after a partial file was made.
+pub fn seeds(seeds: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    for seed in seeds {
+        let meta = match std::fs::metadata(seed) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(crate::exit::Failed::new(
+                    crate::exit::Exit::NotFound,
+                    format!(
+                        "seed {} does not exist (check --seed); nothing fetched",
+                        seed.display()
+                    ),
+                )
+                .into())
+            }
+            Err(e) => return refuse(format!("seed {}: {e}", seed.display())),
+        };
+        let t = meta.file_type();
+        if !(t.is_file() || t.is_block_device()) {
+            return refuse(format!(
+                "seed {} is {}; a seed is an image file or a block device",
+                seed.display(),
+                kind_of(&t)
+            ));
+        }
+        if let Err(e) = std::fs::File::open(seed) {
+            return refuse(format!("seed {} cannot be read: {e}", seed.display()));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ mod formats;
 mod integrity;
 mod mistakes;
 mod ops;
+mod preflight;
 mod push_pull;
 mod report;
 mod s3;

@@ -133,6 +133,9 @@ pub struct Server {
 impl Server {
     /// `bonsai serve` on 127.0.0.1:0; the address is read from its first stdout line.
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        if !data.to_string_lossy().starts_with("s3://") {
+            std::fs::create_dir_all(data).unwrap(); // as `bonsai init` would
+        }
         let mut child = command(&[])
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)

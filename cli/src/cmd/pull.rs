@@ -10,6 +10,7 @@ use bonsai_core::{PullOptions, PullReport, Recipe};
 /// Pulls an image and returns the figures (also used by `demo`).
 pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     preflight::pull_output(&args.output, args.force, args.in_place)?;
+    preflight::seeds(&args.seed)?;
     let store = args.store.open(Access::Existing)?;
     let recipe = match &args.recipe_key.recipe_key {
         None => Recipe::open(&args.recipe)

@@ -1,0 +1,120 @@
+//! Mistakes a new user makes are caught before any work, with a line saying what is wrong:
+//! a mistyped `serve --data`, a server's token file given to the client, a mistyped
+//! `--seed`.
+
+use crate::util::*;
+
+#[test]
+fn serve_never_creates_a_store_from_a_typo() {
+    let d = Dir::new();
+    let typo = d.path("stroe");
+    let out = bonsai(&["serve", "--listen", "127.0.0.1:0", "--data", &d.s("stroe")]);
+    let err = fails_with(&out, "does not exist");
+    assert!(err.contains("bonsai init"), "{err}");
+    assert!(!typo.exists(), "a directory was made");
+    std::fs::create_dir(d.path("docs")).unwrap();
+    std::fs::write(d.path("docs/notes.txt"), "not a store").unwrap();
+    let out = bonsai(&["serve", "--listen", "127.0.0.1:0", "--data", &d.s("docs")]);
+    fails_with(&out, "not a bonsai store");
+    assert!(!d.path("docs/index.sqlite").exists());
+    // an existing store, or an empty directory, is served
+    let store = d.store("store");
+    let server = Server::start(std::path::Path::new(&store), &[]);
+    assert!(bonsai(&["stats", "--store", &server.url]).status.success());
+}
+
+#[test]
+fn a_servers_token_file_given_to_the_client_is_a_usage_error() {
+    let d = Dir::new();
+    std::fs::write(
+        d.path("tokens"),
+        format!("read {}\nwrite {}\n", "r".repeat(20), "w".repeat(20)),
+    )
+    .unwrap();
+    std::fs::write(d.path("empty.tok"), "\n").unwrap();
+    let server = Server::start(&d.path("store"), &["--token-file", &d.s("tokens")]);
+    let out = bonsai(&[
+        "stats",
+        "--store",
+        &server.url,
+        "--token-file",
+        &d.s("tokens"),
+    ]);
+    let err = fails_as(&out, "holds the token alone", 2);
+    assert!(err.contains("server's token file"), "{err}");
+    assert!(!err.contains("attempts"), "no retries: {err}");
+    let out = bonsai(&[
+        "stats",
+        "--store",
+        &server.url,
+        "--token-file",
+        &d.s("empty.tok"),
+    ]);
+    fails_as(&out, "is empty", 2);
+    let out = bonsai_env(
+        &["stats", "--store", &server.url],
+        &[("BONSAI_TOKEN", "read rrrrrrrrrrrrrrrrrrrr")],
+    );
+    fails_as(&out, "BONSAI_TOKEN holds 2 words", 2);
+    std::fs::write(d.path("ok.tok"), format!("{}\n", "r".repeat(20))).unwrap();
+    let out = bonsai(&[
+        "stats",
+        "--store",
+        &server.url,
+        "--token-file",
+        &d.s("ok.tok"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_mistyped_seed_is_refused_before_anything_is_fetched() {
+    let d = Dir::new();
+    let store = d.store("store");
+    let img = d.path("vm.raw");
+    image(&img, 4 << 20, &[(0, &noise(1 << 20, 3))]);
+    let out = bonsai(&[
+        "push",
+        &d.s("vm.raw"),
+        "--store",
+        &store,
+        "-o",
+        &d.s("vm.recipe"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bonsai(&[
+        "pull",
+        &d.s("vm.recipe"),
+        "--store",
+        &store,
+        "-o",
+        &d.s("out.raw"),
+        "--seed",
+        &d.s("od.raw"),
+    ]);
+    fails_as(&out, "seed", 4);
+    let left = listing(d.path("").as_path());
+    assert!(
+        !left.iter().any(|f| f.contains("partial") || f == "out.raw"),
+        "{left:?}"
+    );
+    let out = bonsai(&[
+        "pull",
+        &d.s("vm.recipe"),
+        "--store",
+        &store,
+        "-o",
+        &d.s("out.raw"),
+        "--seed",
+        &d.s("store"),
+    ]);
+    fails_as(&out, "is a directory", 2);
+}
