@@ -8,6 +8,8 @@ mod ops;
 mod push_pull;
 mod report;
 mod s3;
+#[path = "../../core/src/test_tools.rs"]
+mod tools;
 mod util;
 mod verify;
 #[path = "../../blockstore-server/tests/support/weed.rs"]

@@ -275,8 +275,11 @@ fn chromium(profile: &Path, extra: &[&str], url: &str) -> std::process::Output {
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
-        .expect("chromium is needed for the dashboard test (.ci/run installs it with apt)");
-    Command::new(exe)
+        .unwrap_or_else(|| {
+            panic!("chromium not found: install the Debian package chromium (./test.sh does)")
+        });
+    let mut cmd = Command::new(exe);
+    cmd
         .args([
             "--headless",
             "--no-sandbox",
@@ -289,9 +292,8 @@ fn chromium(profile: &Path, extra: &[&str], url: &str) -> std::process::Output {
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
-        .arg(url)
-        .output()
-        .expect("run chromium")
+        .arg(url);
+    crate::tools::output(&mut cmd)
 }
 
 #[test]
