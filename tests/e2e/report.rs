@@ -279,20 +279,19 @@ fn chromium(profile: &Path, extra: &[&str], url: &str) -> std::process::Output {
             panic!("chromium not found: install the Debian package chromium (./test.sh does)")
         });
     let mut cmd = Command::new(exe);
-    cmd
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1200,1800",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1200,1800",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(url);
     crate::tools::output(&mut cmd)
 }
 
