@@ -10,6 +10,7 @@ mod report;
 mod s3;
 #[path = "../../core/src/test_tools.rs"]
 mod tools;
+mod truncated;
 mod util;
 mod verify;
 #[path = "../../blockstore-server/tests/support/weed.rs"]

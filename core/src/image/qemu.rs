@@ -10,14 +10,16 @@
 //! opened and refuses if any is not one it expected.
 //!
 //! The daemon is killed and its directory removed when the disk is dropped, on every
-//! path. Caveat: qemu reads zeros past the end of a truncated file; [`super::header`]
-//! checks the tables of qcow2 and qed before the daemon starts.
+//! path. qemu reads zeros past the end of a truncated file: [`super::header`] checks the
+//! tables of qcow2 and qed before the daemon starts, and [`super::truncated`] every
+//! mapped extent before the first read.
 
 use super::chain::Layer;
 use super::disk::{Disk, DiskExtent};
 use super::nbd::{NbdClient, MAX_READ};
 use super::{ImageError, ImageFormat};
 use serde_json::{json, Value};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
@@ -101,48 +103,29 @@ impl QemuDisk {
             dir.0.join("qmp.sock"),
             dir.0.join("log"),
         );
-        let mut cmd = Command::new(DAEMON);
-        if let Some(s) = secret_file {
-            let s = std::fs::canonicalize(s).map_err(|e| ImageError::io(s, e))?;
-            cmd.arg("--object").arg(
-                json!({"qom-type": "secret", "id": "sec0", "file": s, "format": "raw"}).to_string(),
-            );
-        }
-        let mut root = node(layers, secret_file.is_some());
-        root["node-name"] = json!("disk");
-        cmd.arg("--blockdev").arg(root.to_string());
-        cmd.arg("--nbd-server")
-            .arg(json!({"addr": {"type": "unix", "path": nbd_sock}}).to_string())
-            .arg("--export")
-            .arg(json!({"type": "nbd", "id": "exp", "node-name": "disk", "name": "disk", "writable": false}).to_string())
-            .arg("--chardev")
-            .arg(format!(
-                "socket,id=qmp,path={},server=on,wait=off",
-                qmp_sock.display().to_string().replace(',', ",,") // keyval escaping
-            ))
-            .arg("--monitor")
-            .arg("chardev=qmp");
-        let log_file = std::fs::File::create(&log).map_err(|e| ImageError::io(&log, e))?;
-        let child = cmd
-            .stdin(Stdio::null())
+        let secret = secret_file.map(secret_object).transpose()?;
+        let tree = node(layers, secret.is_some());
+        let mut cmd = daemon_command(&tree, secret.as_ref(), &nbd_sock, &qmp_sock);
+        let log_file = File::create(&log).map_err(|e| ImageError::io(&log, e))?;
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log_file)
+            .stderr(log_file);
+        let child = cmd
             .spawn()
             .map_err(|e| fail(format!("cannot start {DAEMON} ({e}); install qemu-utils (it reads vmdk, vhdx, vhd, vdi, qed, parallels, luks)")))?;
         let mut daemon = Daemon(child);
-        let monitor = wait_ready(&mut daemon, &qmp_sock, &log).map_err(fail)?;
+        let monitor = wait_ready(&mut daemon, &qmp_sock, &log).map_err(|e| {
+            super::truncated::refused(top, &last_message(&log)).unwrap_or_else(|| fail(e))
+        })?;
         let files = opened_files(monitor)
             .map_err(|e| fail(format!("cannot ask {DAEMON} what it opened: {e}")))?;
-        let expected: Vec<PathBuf> = expected
-            .iter()
-            .filter_map(|p| std::fs::canonicalize(p).ok())
-            .collect();
-        if let Some(f) = files.iter().find(|f| !expected.contains(f)) {
+        if let Some(f) = unexpected(&files, expected) {
             return Err(fail(format!(
                 "the reader opened {}, which bonsai did not resolve; refusing",
                 f.display()
             )));
         }
+        super::truncated::check(layers, &tree, secret.as_ref())?;
         let nbd = NbdClient::connect(&nbd_sock, "disk")
             .map_err(|e| fail(format!("cannot read the export: {e}")))?;
         Ok(QemuDisk {
@@ -181,6 +164,45 @@ impl QemuDisk {
     pub fn files(&self) -> &[PathBuf] {
         &self.files
     }
+}
+
+/// The QOM secret object reading the passphrase in `file` (its exact bytes).
+fn secret_object(file: &Path) -> Result<Value, ImageError> {
+    let file = std::fs::canonicalize(file).map_err(|e| ImageError::io(file, e))?;
+    Ok(json!({"qom-type": "secret", "id": "sec0", "file": file, "format": "raw"}))
+}
+
+/// The first of `files` (canonical) that is not one of `expected`.
+fn unexpected<'a>(files: &'a [PathBuf], expected: &[PathBuf]) -> Option<&'a PathBuf> {
+    let expected: Vec<PathBuf> = expected
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    files.iter().find(|f| !expected.contains(f))
+}
+
+/// The daemon's command line: `tree` exported read-only over NBD on `nbd`, its monitor
+/// on `qmp`, `secret` (a QOM secret object) for encrypted layers.
+fn daemon_command(tree: &Value, secret: Option<&Value>, nbd: &Path, qmp: &Path) -> Command {
+    let mut cmd = Command::new(DAEMON);
+    if let Some(s) = secret {
+        cmd.arg("--object").arg(s.to_string());
+    }
+    let mut root = tree.clone();
+    root["node-name"] = json!("disk");
+    cmd.arg("--blockdev").arg(root.to_string());
+    cmd.arg("--nbd-server")
+        .arg(json!({"addr": {"type": "unix", "path": nbd}}).to_string())
+        .arg("--export")
+        .arg(json!({"type": "nbd", "id": "exp", "node-name": "disk", "name": "disk", "writable": false}).to_string())
+        .arg("--chardev")
+        .arg(format!(
+            "socket,id=qmp,path={},server=on,wait=off",
+            qmp.display().to_string().replace(',', ",,") // keyval escaping
+        ))
+        .arg("--monitor")
+        .arg("chardev=qmp");
+    cmd
 }
 
 /// The blockdev tree of `layers`: explicit drivers, `backing: null` at the bottom.
@@ -363,7 +385,7 @@ mod tests {
     }
 
     fn qemu_img(args: &[&str]) {
-        let out = Command::new("qemu-img").args(args).output().unwrap();
+        let out = crate::test_tools::output(Command::new("qemu-img").args(args));
         assert!(
             out.status.success(),
             "{}",
