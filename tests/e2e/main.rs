@@ -6,6 +6,7 @@ mod formats;
 mod mistakes;
 mod ops;
 mod push_pull;
+mod reader;
 mod report;
 mod s3;
 #[path = "../../core/src/test_tools.rs"]

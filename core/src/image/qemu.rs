@@ -20,7 +20,7 @@ use super::nbd::{NbdClient, MAX_READ};
 use super::{ImageError, ImageFormat};
 use serde_json::{json, Value};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -63,8 +63,51 @@ impl Drop for PrivateDir {
     }
 }
 
-/// The daemon process, killed on drop.
+/// The daemon process, killed on drop, and by the kernel when bonsai dies
+/// ([`spawn_tied`]): it must never outlive the push holding the image open.
 struct Daemon(Child);
+
+/// Starts `cmd` with SIGKILL as its parent-death signal. The kernel sends it when the
+/// *thread* that forked exits, so every daemon is forked by one thread that lives as long
+/// as the process; a bonsai killed by any signal takes its daemons with it.
+fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc::{channel, Sender};
+    type Job = (Command, Sender<io::Result<Child>>);
+    static SPAWNER: Mutex<Option<Sender<Job>>> = Mutex::new(None);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl and getppid are async-signal-safe and touch no memory of ours.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::other("bonsai ended while starting the reader"));
+            }
+            Ok(())
+        });
+    }
+    let mut spawner = SPAWNER.lock().unwrap_or_else(|e| e.into_inner());
+    let jobs = spawner.get_or_insert_with(|| {
+        let (tx, rx) = channel::<Job>();
+        std::thread::Builder::new()
+            .name("bonsai-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("a thread to start readers from");
+        tx
+    });
+    let (tx, rx) = channel();
+    jobs.send((cmd, tx))
+        .map_err(|_| io::Error::other("reader spawner gone"))?;
+    drop(spawner);
+    rx.recv()
+        .map_err(|_| io::Error::other("reader spawner gone"))?
+}
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -79,7 +122,7 @@ pub struct QemuDisk {
     nbd: Mutex<NbdClient>,
     size: u64,
     files: Vec<PathBuf>,
-    log: PathBuf,
+    log: File,
     _daemon: Daemon,
     _dir: PrivateDir,
 }
@@ -107,11 +150,11 @@ impl QemuDisk {
         let tree = node(layers, secret.is_some());
         let mut cmd = daemon_command(&tree, secret.as_ref(), &nbd_sock, &qmp_sock);
         let log_file = File::create(&log).map_err(|e| ImageError::io(&log, e))?;
+        let log = File::open(&log).map_err(|e| ImageError::io(&log, e))?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
-        let child = cmd
-            .spawn()
+        let child = spawn_tied(cmd)
             .map_err(|e| fail(format!("cannot start {DAEMON} ({e}); install qemu-utils (it reads vmdk, vhdx, vhd, vdi, qed, parallels, luks)")))?;
         let mut daemon = Daemon(child);
         let monitor = wait_ready(&mut daemon, &qmp_sock, &log).map_err(|e| {
@@ -128,6 +171,9 @@ impl QemuDisk {
         super::truncated::check(layers, &tree, secret.as_ref())?;
         let nbd = NbdClient::connect(&nbd_sock, "disk")
             .map_err(|e| fail(format!("cannot read the export: {e}")))?;
+        // connected: the sockets and the log's name are no longer needed, so nothing is
+        // left in the temporary directory however bonsai ends from here on
+        let _ = std::fs::remove_dir_all(&dir.0);
         Ok(QemuDisk {
             size: nbd.size(),
             nbd: Mutex::new(nbd),
@@ -248,7 +294,7 @@ fn node(layers: &[Layer], secret: bool) -> Value {
 /// Waits until the QMP socket answers (it is created after the export), or the daemon dies.
 /// Returns that connection: the monitor serves one client at a time, so a second connect
 /// right after dropping the first can meet the old one's teardown.
-fn wait_ready(daemon: &mut Daemon, qmp: &Path, log: &Path) -> Result<UnixStream, String> {
+fn wait_ready(daemon: &mut Daemon, qmp: &Path, log: &File) -> Result<UnixStream, String> {
     let start = Instant::now();
     loop {
         if let Ok(Some(status)) = daemon.0.try_wait() {
@@ -273,8 +319,12 @@ fn wait_ready(daemon: &mut Daemon, qmp: &Path, log: &Path) -> Result<UnixStream,
 }
 
 /// The daemon's last log line, without its program name and the option it quotes.
-fn last_message(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+fn last_message(log: &File) -> String {
+    let mut text = String::new();
+    let _ = log.try_clone().and_then(|mut f| {
+        f.seek(io::SeekFrom::Start(0))
+            .and_then(|_| f.read_to_string(&mut text))
+    });
     let line = text
         .lines()
         .rev()
@@ -416,7 +466,7 @@ mod tests {
         let opened = open_disk(&vmdk, &OpenOptions::default()).unwrap();
         let disk = opened.disk;
         assert_eq!(disk.size(), 8 << 20);
-        assert_eq!(helper_dirs(), before + 1);
+        assert_eq!(helper_dirs(), before, "directory kept once connected");
         // the map: a hole first, never read
         let first = disk.extent_at(0).unwrap();
         assert!(first.zero && first.len >= 1 << 20, "{first:?}");
