@@ -127,7 +127,7 @@ fn check_bat(
     let entries = bytes(path, file, len, off, n, "bat")?;
     for (i, e) in entries.chunks_exact(8).enumerate() {
         let e = u64_at(e, 0);
-        let bitmap = (i as u64 + 1) % (chunk_ratio + 1) == 0;
+        let bitmap = (i as u64 + 1).is_multiple_of(chunk_ratio + 1);
         let present = match e & 7 {
             6 => true,
             7 => !bitmap,
