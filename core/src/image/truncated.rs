@@ -58,6 +58,11 @@ pub fn refused(path: &Path, said: &str) -> Option<ImageError> {
 fn past_end(layers: &[Layer], map: &[Value]) -> Result<(), ImageError> {
     let mut lens: Vec<Option<(PathBuf, u64)>> = vec![None; layers.len()];
     for e in map {
+        // only allocated data: an unallocated subcluster of an allocated extended-L2
+        // cluster has an offset too, past the end of a file qemu never extended over it
+        if e["data"] != true {
+            continue;
+        }
         let (Some(offset), Some(length)) = (e["offset"].as_u64(), e["length"].as_u64()) else {
             continue;
         };
@@ -115,6 +120,17 @@ mod tests {
         let out = crate::test_tools::output(Command::new("qemu-io").args(["-c", write]).arg(&p));
         assert!(out.status.success(), "{out:?}");
         p
+    }
+
+    #[test]
+    fn unallocated_subclusters_past_the_end_are_not_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let create = ["create", "-q", "-f", "qcow2", "-o", "extended_l2=on"];
+        // 4 KiB of a 64 KiB cluster: the file ends inside the cluster, and qemu-img map
+        // gives the unallocated rest an offset past that end
+        let p = made(dir.path(), "l2.qcow2", &create, "write -P 0x5a 1M 4k");
+        let opened = open_disk(&p, &OpenOptions::default()).unwrap();
+        assert_eq!(opened.engine, crate::image::Engine::Qemu);
     }
 
     #[test]
