@@ -168,12 +168,12 @@ impl QemuDisk {
                 f.display()
             )));
         }
-        super::truncated::check(layers, &tree, secret.as_ref())?;
         let nbd = NbdClient::connect(&nbd_sock, "disk")
             .map_err(|e| fail(format!("cannot read the export: {e}")))?;
         // connected: the sockets and the log's name are no longer needed, so nothing is
         // left in the temporary directory however bonsai ends from here on
         let _ = std::fs::remove_dir_all(&dir.0);
+        super::truncated::check(layers, &tree, secret.as_ref())?;
         Ok(QemuDisk {
             size: nbd.size(),
             nbd: Mutex::new(nbd),
