@@ -84,3 +84,68 @@ fn a_killed_or_terminated_push_takes_its_reader_with_it() {
         );
     }
 }
+
+#[test]
+fn a_push_ended_while_its_reader_starts_leaves_no_directory() {
+    use std::os::unix::process::ExitStatusExt;
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let d = Dir::new();
+        let pass = d.path("pass");
+        std::fs::write(&pass, "right").unwrap();
+        // a LUKS key that takes the reader ~2 s to derive: a wide start-up window
+        let luks = d.s("slow.luks");
+        let secret = format!("secret,id=s0,file={}", pass.display());
+        let out = tools::output(Command::new("qemu-img").args([
+            "create",
+            "-q",
+            "--object",
+            &secret,
+            "-f",
+            "luks",
+            "-o",
+            "key-secret=s0,iter-time=2000",
+            &luks,
+            "16M",
+        ]));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tmp = d.path("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let dead = HangUp::start();
+        let mut push = command(&[("TMPDIR", tmp.to_str().unwrap())])
+            .args(["--quiet", "push", &luks, "--store", &dead.url()])
+            .arg("--image-secret-file")
+            .arg(&pass)
+            .arg("-o")
+            .arg(d.path("x.recipe"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = push.id();
+        assert!(
+            within(30, || !listing(&tmp).is_empty()),
+            "the reader's directory never appeared"
+        );
+        // SAFETY: kill(2) on the child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+        let status = push.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(signal),
+            "not ended by the signal: {status}"
+        );
+        assert!(
+            within(5, || listing(&tmp).is_empty()),
+            "signal {signal}: left in TMPDIR: {:?}",
+            listing(&tmp)
+        );
+        assert!(
+            within(5, || processes_naming(&luks, pid).is_empty()),
+            "signal {signal}: a reader still holds {luks}"
+        );
+    }
+}

@@ -21,6 +21,7 @@ pub mod format;
 pub mod header;
 pub mod inspect;
 pub mod nbd;
+pub mod on_signal;
 pub mod open;
 pub mod qcow2;
 pub mod qemu;

@@ -33,8 +33,11 @@ pub const DAEMON: &str = "qemu-storage-daemon";
 /// How long the daemon may take to open the image.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A private 0700 directory removed on drop.
-struct PrivateDir(PathBuf);
+/// A private 0700 directory removed on drop, or by SIGINT/SIGTERM ([`super::on_signal`]).
+struct PrivateDir {
+    path: PathBuf,
+    _signal: super::on_signal::Registered,
+}
 
 impl PrivateDir {
     fn new() -> io::Result<PrivateDir> {
@@ -46,7 +49,10 @@ impl PrivateDir {
                 .unwrap_or(0);
             let p = base.join(format!("bonsai-qsd-{}-{nanos:x}-{i}", std::process::id()));
             match std::fs::DirBuilder::new().mode(0o700).create(&p) {
-                Ok(()) => return Ok(PrivateDir(p)),
+                Ok(()) => {
+                    let _signal = super::on_signal::register(&p);
+                    return Ok(PrivateDir { path: p, _signal });
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
@@ -59,7 +65,7 @@ impl PrivateDir {
 
 impl Drop for PrivateDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
@@ -141,11 +147,7 @@ impl QemuDisk {
             message,
         };
         let dir = PrivateDir::new().map_err(|e| ImageError::io(top, e))?;
-        let (nbd_sock, qmp_sock, log) = (
-            dir.0.join("nbd.sock"),
-            dir.0.join("qmp.sock"),
-            dir.0.join("log"),
-        );
+        let [nbd_sock, qmp_sock, log] = super::on_signal::FILES.map(|f| dir.path.join(f));
         let secret = secret_file.map(secret_object).transpose()?;
         let tree = node(layers, secret.is_some());
         let mut cmd = daemon_command(&tree, secret.as_ref(), &nbd_sock, &qmp_sock);
@@ -172,7 +174,7 @@ impl QemuDisk {
             .map_err(|e| fail(format!("cannot read the export: {e}")))?;
         // connected: the sockets and the log's name are no longer needed, so nothing is
         // left in the temporary directory however bonsai ends from here on
-        let _ = std::fs::remove_dir_all(&dir.0);
+        let _ = std::fs::remove_dir_all(&dir.path);
         super::truncated::check(layers, &tree, secret.as_ref())?;
         Ok(QemuDisk {
             size: nbd.size(),
@@ -203,7 +205,7 @@ impl QemuDisk {
 
     /// The daemon's process id and private directory (for diagnostics and tests).
     pub fn helper(&self) -> (u32, &Path) {
-        (self._daemon.0.id(), &self._dir.0)
+        (self._daemon.0.id(), &self._dir.path)
     }
 
     /// Files the daemon opened, as it reports them (canonical paths).
