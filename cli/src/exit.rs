@@ -6,6 +6,7 @@
 //! so a context added by the binary never hides the cause's class.
 
 use bonsai_core::codec::{CodecError, SecretFileError, SecretFileFault};
+use bonsai_core::image::ImageError;
 use bonsai_core::recipe::RecipeError;
 use bonsai_core::store::StoreError;
 use std::io;
@@ -98,6 +99,9 @@ fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if let Some(e) = e.downcast_ref::<RecipeError>() {
         return recipe_error(e);
     }
+    if let Some(e) = e.downcast_ref::<ImageError>() {
+        return image_error(e);
+    }
     if e.is::<CodecError>() {
         return Some(Exit::Verify);
     }
@@ -166,6 +170,16 @@ fn recipe_error(e: &RecipeError) -> Option<Exit> {
     }
 }
 
+/// An image refused for what it is (damaged, truncated, unsupported, naming files it may
+/// not open, encrypted without a key) is refused input; I/O and reader failures are
+/// classified by their cause.
+fn image_error(e: &ImageError) -> Option<Exit> {
+    match e {
+        ImageError::Io { .. } | ImageError::Reader { .. } => None,
+        _ => Some(Exit::Usage),
+    }
+}
+
 fn io_error(e: &io::Error) -> Exit {
     match e.kind() {
         io::ErrorKind::NotFound => Exit::NotFound,
@@ -208,6 +222,13 @@ mod tests {
         };
         assert_eq!(class(core), Exit::LocalIo);
         assert_eq!(class(std::fmt::Error), Exit::Other);
+        let cut = ImageError::Truncated {
+            path: "/d.vmdk".into(),
+            detail: "data at file offset 9 lies past its end (8 bytes)".into(),
+        };
+        assert_eq!(class(cut), Exit::Usage);
+        let unreadable = ImageError::io(std::path::Path::new("/d"), io::ErrorKind::NotFound.into());
+        assert_eq!(class(unreadable), Exit::NotFound);
         let secret = |kind| SecretFileError {
             path: "/s".into(),
             kind,

@@ -42,6 +42,8 @@ pub mod seal;
 pub mod seed;
 pub mod stats;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod test_tools;
 
 pub use chunk::{ChunkerKind, ChunkerParams};
 pub use codec::{Convergence, Encoder};

@@ -2,6 +2,7 @@
 //! file) reads as the same logical disk as raw; pulls write raw or qcow2; damaged images
 //! give clear errors; sparse raw files stay sparse.
 
+use crate::tools;
 use crate::util::*;
 use std::path::Path;
 use std::process::Command;
@@ -9,10 +10,7 @@ use std::process::Command;
 const MIB: usize = 1024 * 1024;
 
 fn qemu_img(args: &[&str]) {
-    let out = Command::new("qemu-img")
-        .args(args)
-        .output()
-        .expect("qemu-img is installed");
+    let out = tools::output(Command::new("qemu-img").args(args));
     assert!(
         out.status.success(),
         "qemu-img {args:?}: {}",
@@ -21,12 +19,7 @@ fn qemu_img(args: &[&str]) {
 }
 
 fn qemu_compare(a: &Path, b: &Path) {
-    let out = Command::new("qemu-img")
-        .arg("compare")
-        .arg(a)
-        .arg(b)
-        .output()
-        .unwrap();
+    let out = tools::output(Command::new("qemu-img").arg("compare").arg(a).arg(b));
     assert!(
         out.status.success(),
         "qemu-img compare: {}",
@@ -171,16 +164,17 @@ fn qcow2_with_a_backing_file_reads_through() {
     // change 1 MiB in the overlay
     let patch = d.path("patch.bin");
     std::fs::write(&patch, noise(MIB, 63)).unwrap();
-    let out = Command::new("qemu-io")
-        .args([
-            "-f",
-            "qcow2",
-            "-c",
-            &format!("write -P 0x5a {} {}", 4 * MIB, MIB),
-        ])
-        .arg(d.path("top.qcow2"))
-        .output();
-    let changed = matches!(out, Ok(ref o) if o.status.success());
+    let out = tools::output(
+        Command::new("qemu-io")
+            .args(["-f", "qcow2", "-c"])
+            .arg(format!("write -P 0x5a {} {}", 4 * MIB, MIB))
+            .arg(d.path("top.qcow2")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // guessed: the backing file is named, not opened
     let out = bonsai(&["push", &d.s("top.qcow2"), "--store", &d.store("store")]);
     fails_with(&out, "--format qcow2 or --follow-references");
@@ -213,9 +207,10 @@ fn qcow2_with_a_backing_file_reads_through() {
         "--json",
     ]);
     qemu_compare(&d.path("top.qcow2"), &d.path("top.raw"));
-    if !changed {
-        assert!(same_file(&raw, &d.path("top.raw")));
-    }
+    assert!(
+        !same_file(&raw, &d.path("top.raw")),
+        "the overlay's change is lost"
+    );
 
     // the backing file gone: a clear error naming it
     std::fs::rename(d.path("base.qcow2"), d.path("gone.qcow2")).unwrap();
@@ -384,11 +379,11 @@ fn in_place_pull_over_an_older_copy_and_onto_a_block_device() {
     assert!(r["fetched_blocks"].as_u64().unwrap() < p["unique_chunks"].as_u64().unwrap());
 
     // a block device, if this machine lets us make one
-    let loopdev = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(d.path("old.raw"))
-        .output();
-    let Ok(loopdev) = loopdev else { return };
+    let loopdev = tools::output(
+        Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(d.path("old.raw")),
+    );
     if !loopdev.status.success() {
         eprintln!("no loop devices here; the in-place file path above covers the same code");
         return;
@@ -443,13 +438,13 @@ fn ext4_disk(d: &Dir) -> std::path::PathBuf {
         }
     }
     let raw = d.path("disk.raw");
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-E", "root_owner=0:0", "-d"])
-        .arg(&src)
-        .arg(&raw)
-        .arg("16M")
-        .output()
-        .expect("mkfs.ext4 (e2fsprogs) is installed");
+    let out = tools::output(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-E", "root_owner=0:0", "-d"])
+            .arg(&src)
+            .arg(&raw)
+            .arg("16M"),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -573,10 +568,11 @@ fn every_format_and_variant_reads_as_its_guest_disk() {
         std::fs::remove_file(reference).unwrap();
     }
     // written after the snapshot: the active layer, not the snapshot, is the disk
-    let out = Command::new("qemu-io")
-        .args(["-c", "write -P 0x55 1M 256k", &d.s("snap.qcow2")])
-        .output()
-        .expect("qemu-io (qemu-utils) is installed");
+    let out = tools::output(Command::new("qemu-io").args([
+        "-c",
+        "write -P 0x55 1M 256k",
+        &d.s("snap.qcow2"),
+    ]));
     assert!(out.status.success());
     let r = push(&d, "snap.qcow2", &[]);
     assert!(r["new_chunks"].as_u64().unwrap() > 0);
@@ -757,16 +753,13 @@ fn damaged_images_fail_loudly() {
     }
     assert!(damaged > 0, "no compressed cluster found");
     std::fs::write(d.path("bad-deflate.qcow2"), &b).unwrap();
-    let qemu = Command::new("qemu-img")
-        .args([
-            "convert",
-            "-O",
-            "raw",
-            &d.s("bad-deflate.qcow2"),
-            &d.s("scratch.raw"),
-        ])
-        .output()
-        .unwrap();
+    let qemu = tools::output(Command::new("qemu-img").args([
+        "convert",
+        "-O",
+        "raw",
+        &d.s("bad-deflate.qcow2"),
+        &d.s("scratch.raw"),
+    ]));
     assert!(
         !qemu.status.success(),
         "the damage is not one qemu-img reports"
@@ -919,16 +912,13 @@ fn an_exabyte_thin_qcow2_maps_and_pushes_in_the_time_of_its_data() {
         &d.s("eib.qcow2"),
         "1E",
     ]);
-    let out = Command::new("qemu-io")
-        .args([
-            "-c",
-            "write -P 0x61 1M 1M",
-            "-c",
-            "write -P 0x62 512P 3M",
-            &d.s("eib.qcow2"),
-        ])
-        .output()
-        .expect("qemu-io (qemu-utils) is installed");
+    let out = tools::output(Command::new("qemu-io").args([
+        "-c",
+        "write -P 0x61 1M 1M",
+        "-c",
+        "write -P 0x62 512P 3M",
+        &d.s("eib.qcow2"),
+    ]));
     assert!(
         out.status.success(),
         "{}",

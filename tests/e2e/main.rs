@@ -8,8 +8,12 @@ mod mistakes;
 mod ops;
 mod preflight;
 mod push_pull;
+mod reader;
 mod report;
 mod s3;
+#[path = "../../core/src/test_tools.rs"]
+mod tools;
+mod truncated;
 mod util;
 mod verify;
 #[path = "../../blockstore-server/tests/support/weed.rs"]

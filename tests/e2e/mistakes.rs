@@ -423,11 +423,11 @@ fn colours_only_on_a_terminal_and_never_with_no_color() {
         d.s("x.recipe")
     );
     for no_color in ["", "1"] {
-        let out = command_of("script", &[("NO_COLOR", no_color)])
-            .env_remove("BONSAI_LOG")
-            .args(["-qec", &line, "/dev/null"])
-            .output()
-            .expect("util-linux `script` (.ci/run installs bsdutils)");
+        let out = crate::tools::output(
+            command_of("script", &[("NO_COLOR", no_color)])
+                .env_remove("BONSAI_LOG")
+                .args(["-qec", &line, "/dev/null"]),
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("retrying"), "{text}");
         let coloured = text.contains("\u{1b}[");

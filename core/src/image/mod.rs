@@ -9,7 +9,8 @@
 //!   image names; no loops);
 //! - [`open`] picks the engine: raw files and block devices directly ([`RawDisk`], holes
 //!   via `SEEK_DATA`), qcow2 through imago ([`qcow2`]), everything else through qemu's
-//!   block layer over NBD ([`qemu`], [`nbd`]);
+//!   block layer over NBD ([`qemu`], [`nbd`]), after [`truncated`] checked that no data
+//!   it maps lies past the end of its file;
 //! - [`inspect`] describes an image; [`convert`] writes pulled images in other formats.
 
 pub mod chain;
@@ -20,9 +21,12 @@ pub mod format;
 pub mod header;
 pub mod inspect;
 pub mod nbd;
+pub mod on_signal;
 pub mod open;
 pub mod qcow2;
 pub mod qemu;
+pub mod truncated;
+pub mod vhdx;
 
 pub use chain::OpenOptions;
 pub use convert::{convert_raw, OutputFormat};

@@ -159,12 +159,12 @@ mod tests {
     fn an_exabyte_thin_qcow2_maps_in_a_bounded_number_of_runs() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("eib.qcow2");
-        let out = std::process::Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-o", "cluster_size=2M"])
-            .arg(&p)
-            .arg("1E")
-            .output()
-            .unwrap();
+        let out = crate::test_tools::output(
+            std::process::Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2", "-o", "cluster_size=2M"])
+                .arg(&p)
+                .arg("1E"),
+        );
         assert!(out.status.success());
         let opened = open_disk(&p, &OpenOptions::default()).unwrap();
         assert_eq!(opened.engine, Engine::Imago);

@@ -10,15 +10,17 @@
 //! opened and refuses if any is not one it expected.
 //!
 //! The daemon is killed and its directory removed when the disk is dropped, on every
-//! path. Caveat: qemu reads zeros past the end of a truncated file; [`super::header`]
-//! checks the tables of qcow2 and qed before the daemon starts.
+//! path. qemu reads zeros past the end of a truncated file: [`super::header`] checks the
+//! tables of qcow2 and qed before the daemon starts, and [`super::truncated`] every
+//! mapped extent before the first read.
 
 use super::chain::Layer;
 use super::disk::{Disk, DiskExtent};
 use super::nbd::{NbdClient, MAX_READ};
 use super::{ImageError, ImageFormat};
 use serde_json::{json, Value};
-use std::io::{self, BufRead, BufReader, Write};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -31,8 +33,11 @@ pub const DAEMON: &str = "qemu-storage-daemon";
 /// How long the daemon may take to open the image.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A private 0700 directory removed on drop.
-struct PrivateDir(PathBuf);
+/// A private 0700 directory removed on drop, or by SIGINT/SIGTERM ([`super::on_signal`]).
+struct PrivateDir {
+    path: PathBuf,
+    _signal: super::on_signal::Registered,
+}
 
 impl PrivateDir {
     fn new() -> io::Result<PrivateDir> {
@@ -44,7 +49,10 @@ impl PrivateDir {
                 .unwrap_or(0);
             let p = base.join(format!("bonsai-qsd-{}-{nanos:x}-{i}", std::process::id()));
             match std::fs::DirBuilder::new().mode(0o700).create(&p) {
-                Ok(()) => return Ok(PrivateDir(p)),
+                Ok(()) => {
+                    let _signal = super::on_signal::register(&p);
+                    return Ok(PrivateDir { path: p, _signal });
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
@@ -57,12 +65,55 @@ impl PrivateDir {
 
 impl Drop for PrivateDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
-/// The daemon process, killed on drop.
+/// The daemon process, killed on drop, and by the kernel when bonsai dies
+/// ([`spawn_tied`]): it must never outlive the push holding the image open.
 struct Daemon(Child);
+
+/// Starts `cmd` with SIGKILL as its parent-death signal. The kernel sends it when the
+/// *thread* that forked exits, so every daemon is forked by one thread that lives as long
+/// as the process; a bonsai killed by any signal takes its daemons with it.
+fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc::{channel, Sender};
+    type Job = (Command, Sender<io::Result<Child>>);
+    static SPAWNER: Mutex<Option<Sender<Job>>> = Mutex::new(None);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl and getppid are async-signal-safe and touch no memory of ours.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::other("bonsai ended while starting the reader"));
+            }
+            Ok(())
+        });
+    }
+    let mut spawner = SPAWNER.lock().unwrap_or_else(|e| e.into_inner());
+    let jobs = spawner.get_or_insert_with(|| {
+        let (tx, rx) = channel::<Job>();
+        std::thread::Builder::new()
+            .name("bonsai-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("a thread to start readers from");
+        tx
+    });
+    let (tx, rx) = channel();
+    jobs.send((cmd, tx))
+        .map_err(|_| io::Error::other("reader spawner gone"))?;
+    drop(spawner);
+    rx.recv()
+        .map_err(|_| io::Error::other("reader spawner gone"))?
+}
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -77,7 +128,7 @@ pub struct QemuDisk {
     nbd: Mutex<NbdClient>,
     size: u64,
     files: Vec<PathBuf>,
-    log: PathBuf,
+    log: File,
     _daemon: Daemon,
     _dir: PrivateDir,
 }
@@ -96,48 +147,24 @@ impl QemuDisk {
             message,
         };
         let dir = PrivateDir::new().map_err(|e| ImageError::io(top, e))?;
-        let (nbd_sock, qmp_sock, log) = (
-            dir.0.join("nbd.sock"),
-            dir.0.join("qmp.sock"),
-            dir.0.join("log"),
-        );
-        let mut cmd = Command::new(DAEMON);
-        if let Some(s) = secret_file {
-            let s = std::fs::canonicalize(s).map_err(|e| ImageError::io(s, e))?;
-            cmd.arg("--object").arg(
-                json!({"qom-type": "secret", "id": "sec0", "file": s, "format": "raw"}).to_string(),
-            );
-        }
-        let mut root = node(layers, secret_file.is_some());
-        root["node-name"] = json!("disk");
-        cmd.arg("--blockdev").arg(root.to_string());
-        cmd.arg("--nbd-server")
-            .arg(json!({"addr": {"type": "unix", "path": nbd_sock}}).to_string())
-            .arg("--export")
-            .arg(json!({"type": "nbd", "id": "exp", "node-name": "disk", "name": "disk", "writable": false}).to_string())
-            .arg("--chardev")
-            .arg(format!(
-                "socket,id=qmp,path={},server=on,wait=off",
-                qmp_sock.display().to_string().replace(',', ",,") // keyval escaping
-            ))
-            .arg("--monitor")
-            .arg("chardev=qmp");
-        let log_file = std::fs::File::create(&log).map_err(|e| ImageError::io(&log, e))?;
-        let child = cmd
-            .stdin(Stdio::null())
+        let [nbd_sock, qmp_sock, log] = super::on_signal::FILES.map(|f| dir.path.join(f));
+        let secret = secret_file.map(secret_object).transpose()?;
+        let tree = node(layers, secret.is_some());
+        let mut cmd = daemon_command(&tree, secret.as_ref(), &nbd_sock, &qmp_sock);
+        let log_file = File::create(&log).map_err(|e| ImageError::io(&log, e))?;
+        let log = File::open(&log).map_err(|e| ImageError::io(&log, e))?;
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
+            .stderr(log_file);
+        let child = spawn_tied(cmd)
             .map_err(|e| fail(format!("cannot start {DAEMON} ({e}); install qemu-utils (it reads vmdk, vhdx, vhd, vdi, qed, parallels, luks)")))?;
         let mut daemon = Daemon(child);
-        let monitor = wait_ready(&mut daemon, &qmp_sock, &log).map_err(fail)?;
+        let monitor = wait_ready(&mut daemon, &qmp_sock, &log).map_err(|e| {
+            super::truncated::refused(top, &last_message(&log)).unwrap_or_else(|| fail(e))
+        })?;
         let files = opened_files(monitor)
             .map_err(|e| fail(format!("cannot ask {DAEMON} what it opened: {e}")))?;
-        let expected: Vec<PathBuf> = expected
-            .iter()
-            .filter_map(|p| std::fs::canonicalize(p).ok())
-            .collect();
-        if let Some(f) = files.iter().find(|f| !expected.contains(f)) {
+        if let Some(f) = unexpected(&files, expected) {
             return Err(fail(format!(
                 "the reader opened {}, which bonsai did not resolve; refusing",
                 f.display()
@@ -145,6 +172,10 @@ impl QemuDisk {
         }
         let nbd = NbdClient::connect(&nbd_sock, "disk")
             .map_err(|e| fail(format!("cannot read the export: {e}")))?;
+        // connected: the sockets and the log's name are no longer needed, so nothing is
+        // left in the temporary directory however bonsai ends from here on
+        let _ = std::fs::remove_dir_all(&dir.path);
+        super::truncated::check(layers, &tree, secret.as_ref())?;
         Ok(QemuDisk {
             size: nbd.size(),
             nbd: Mutex::new(nbd),
@@ -174,13 +205,52 @@ impl QemuDisk {
 
     /// The daemon's process id and private directory (for diagnostics and tests).
     pub fn helper(&self) -> (u32, &Path) {
-        (self._daemon.0.id(), &self._dir.0)
+        (self._daemon.0.id(), &self._dir.path)
     }
 
     /// Files the daemon opened, as it reports them (canonical paths).
     pub fn files(&self) -> &[PathBuf] {
         &self.files
     }
+}
+
+/// The QOM secret object reading the passphrase in `file` (its exact bytes).
+fn secret_object(file: &Path) -> Result<Value, ImageError> {
+    let file = std::fs::canonicalize(file).map_err(|e| ImageError::io(file, e))?;
+    Ok(json!({"qom-type": "secret", "id": "sec0", "file": file, "format": "raw"}))
+}
+
+/// The first of `files` (canonical) that is not one of `expected`.
+fn unexpected<'a>(files: &'a [PathBuf], expected: &[PathBuf]) -> Option<&'a PathBuf> {
+    let expected: Vec<PathBuf> = expected
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    files.iter().find(|f| !expected.contains(f))
+}
+
+/// The daemon's command line: `tree` exported read-only over NBD on `nbd`, its monitor
+/// on `qmp`, `secret` (a QOM secret object) for encrypted layers.
+fn daemon_command(tree: &Value, secret: Option<&Value>, nbd: &Path, qmp: &Path) -> Command {
+    let mut cmd = Command::new(DAEMON);
+    if let Some(s) = secret {
+        cmd.arg("--object").arg(s.to_string());
+    }
+    let mut root = tree.clone();
+    root["node-name"] = json!("disk");
+    cmd.arg("--blockdev").arg(root.to_string());
+    cmd.arg("--nbd-server")
+        .arg(json!({"addr": {"type": "unix", "path": nbd}}).to_string())
+        .arg("--export")
+        .arg(json!({"type": "nbd", "id": "exp", "node-name": "disk", "name": "disk", "writable": false}).to_string())
+        .arg("--chardev")
+        .arg(format!(
+            "socket,id=qmp,path={},server=on,wait=off",
+            qmp.display().to_string().replace(',', ",,") // keyval escaping
+        ))
+        .arg("--monitor")
+        .arg("chardev=qmp");
+    cmd
 }
 
 /// The blockdev tree of `layers`: explicit drivers, `backing: null` at the bottom.
@@ -226,7 +296,7 @@ fn node(layers: &[Layer], secret: bool) -> Value {
 /// Waits until the QMP socket answers (it is created after the export), or the daemon dies.
 /// Returns that connection: the monitor serves one client at a time, so a second connect
 /// right after dropping the first can meet the old one's teardown.
-fn wait_ready(daemon: &mut Daemon, qmp: &Path, log: &Path) -> Result<UnixStream, String> {
+fn wait_ready(daemon: &mut Daemon, qmp: &Path, log: &File) -> Result<UnixStream, String> {
     let start = Instant::now();
     loop {
         if let Ok(Some(status)) = daemon.0.try_wait() {
@@ -251,8 +321,12 @@ fn wait_ready(daemon: &mut Daemon, qmp: &Path, log: &Path) -> Result<UnixStream,
 }
 
 /// The daemon's last log line, without its program name and the option it quotes.
-fn last_message(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+fn last_message(log: &File) -> String {
+    let mut text = String::new();
+    let _ = log.try_clone().and_then(|mut f| {
+        f.seek(io::SeekFrom::Start(0))
+            .and_then(|_| f.read_to_string(&mut text))
+    });
     let line = text
         .lines()
         .rev()
@@ -363,7 +437,7 @@ mod tests {
     }
 
     fn qemu_img(args: &[&str]) {
-        let out = Command::new("qemu-img").args(args).output().unwrap();
+        let out = crate::test_tools::output(Command::new("qemu-img").args(args));
         assert!(
             out.status.success(),
             "{}",
@@ -394,7 +468,7 @@ mod tests {
         let opened = open_disk(&vmdk, &OpenOptions::default()).unwrap();
         let disk = opened.disk;
         assert_eq!(disk.size(), 8 << 20);
-        assert_eq!(helper_dirs(), before + 1);
+        assert_eq!(helper_dirs(), before, "directory kept once connected");
         // the map: a hole first, never read
         let first = disk.extent_at(0).unwrap();
         assert!(first.zero && first.len >= 1 << 20, "{first:?}");
