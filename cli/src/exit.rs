@@ -145,6 +145,7 @@ fn store_error(e: &StoreError) -> Exit {
         // this store does not offer the operation: the command must change
         K::Unsupported => Exit::Usage,
         K::LocalIo => Exit::LocalIo,
+        K::Misaddressed => Exit::Usage,
         // the store answered with a refusal of its own (limits, full disk, busy)
         K::Refused => Exit::Other,
     }

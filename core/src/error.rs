@@ -231,7 +231,7 @@ fn store_kind(e: &StoreError) -> ErrorKind {
         StoreErrorKind::Auth => ErrorKind::Auth,
         StoreErrorKind::NotFound => ErrorKind::NotFound,
         StoreErrorKind::Rejected => ErrorKind::Verification,
-        StoreErrorKind::Unsupported => ErrorKind::Usage,
+        StoreErrorKind::Unsupported | StoreErrorKind::Misaddressed => ErrorKind::Usage,
         StoreErrorKind::LocalIo => ErrorKind::Io,
     }
 }

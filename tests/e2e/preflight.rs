@@ -118,3 +118,35 @@ fn a_mistyped_seed_is_refused_before_anything_is_fetched() {
     ]);
     fails_as(&out, "is a directory", 2);
 }
+
+/// Scheme and TLS mistakes are named with their fix at once (exit 2), never retried into
+/// "unreachable … after 5 attempts".
+#[test]
+fn scheme_and_certificate_mistakes_say_what_to_do() {
+    let d = Dir::new();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(d.path("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(d.path("key.pem"), key.serialize_pem()).unwrap();
+    let tls = Server::start(
+        &d.path("tls-store"),
+        &["--tls-cert", &d.s("cert.pem"), "--tls-key", &d.s("key.pem")],
+    );
+    let plain = Server::start(&d.path("plain-store"), &[]);
+    let no_retries = |err: &str| assert!(!err.contains("attempts"), "retried: {err}");
+    let as_http = tls.url.replacen("https://", "http://", 1);
+    let out = bonsai(&["stats", "--store", &as_http]);
+    no_retries(&fails_as(&out, "use https://", 2));
+    let out = bonsai(&["stats", "--store", &tls.url]);
+    no_retries(&fails_as(&out, "--ca-file", 2));
+    let as_https = plain.url.replacen("http://", "https://", 1);
+    let out = bonsai(&["stats", "--store", &as_https]);
+    no_retries(&fails_as(&out, "does not speak TLS", 2));
+    let out = bonsai(&["stats", "--store", &tls.url, "--ca-file", &d.s("cert.pem")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -7,7 +7,7 @@
 //! so writers do not fight over the file's lock; decoding runs on all cores.
 
 use super::verify::Written;
-use crate::codec::{decode, Convergence};
+use crate::codec::{decode_entry, Convergence};
 use crate::error::{Error, IoContext};
 use crate::id::BlockId;
 use crate::progress::Progress;
@@ -79,7 +79,9 @@ impl Fetch<'_> {
             .zip(objects.par_iter())
             .map(|(&i, object)| {
                 let b = &blocks[i as usize];
-                let plain = decode(self.conv, &b.id, &b.key, object)?;
+                // the entry's length is checked against the object's header before anything
+                // is decrypted or decompressed (docs/FORMAT.md, refusal order)
+                let plain = decode_entry(self.conv, b, object)?;
                 if plain.len() != b.len as usize {
                     return Err(Error::BlockLength {
                         id: b.id,

@@ -72,6 +72,15 @@ pub enum StoreError {
         /// The operation asked for.
         operation: &'static str,
     },
+    /// The address names the store wrongly (`http://` to a TLS port, `https://` to a plain
+    /// one, a certificate the client does not trust): a usage error, never retried.
+    #[error("store {store}: {reason}")]
+    Misaddressed {
+        /// The store address.
+        store: String,
+        /// The mistake and its fix.
+        reason: String,
+    },
     /// Local storage failed (embedded store).
     #[error("store {store}: {source}")]
     Io {
@@ -102,6 +111,8 @@ pub enum StoreErrorKind {
     Unsupported,
     /// Local disk failure in an embedded store.
     LocalIo,
+    /// The address or its TLS settings are wrong (the user's to fix).
+    Misaddressed,
 }
 
 impl StoreError {
@@ -116,6 +127,7 @@ impl StoreError {
             StoreError::Refused { .. } | StoreError::Other { .. } => StoreErrorKind::Refused,
             StoreError::Unsupported { .. } => StoreErrorKind::Unsupported,
             StoreError::Io { .. } => StoreErrorKind::LocalIo,
+            StoreError::Misaddressed { .. } => StoreErrorKind::Misaddressed,
         }
     }
 }

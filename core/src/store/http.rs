@@ -136,7 +136,15 @@ impl HttpStore {
                     Transient::Reply(status, read_error_text(resp))
                 }
                 Ok(resp) => return self.check(resp),
-                Err(e) => Transient::Network(self.describe(&e)),
+                Err(e) => match misaddressed(&self.base, &e) {
+                    Some(reason) => {
+                        return Err(StoreError::Misaddressed {
+                            store: self.base.clone(),
+                            reason,
+                        })
+                    }
+                    None => Transient::Network(self.describe(&e)),
+                },
             };
             if attempt >= self.retries {
                 let attempts = attempt + 1;
@@ -367,6 +375,51 @@ fn read_exact_or(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Ok(ended())),
         Err(e) => Err(Err(e)),
     }
+}
+
+/// A scheme or TLS mistake recognised in a connection error, with its fix: retrying
+/// cannot help, and the library's words do not say what to do.
+fn misaddressed(base: &str, e: &reqwest::Error) -> Option<String> {
+    let text = describe_reqwest(e);
+    let low = text.to_lowercase();
+    let tls = base.starts_with("https://");
+    let plain_answer = [
+        "invalidcontenttype",
+        "corrupt message",
+        "wrong version number",
+    ];
+    if tls && plain_answer.iter().any(|p| low.contains(p)) {
+        let fixed = base.replacen("https://", "http://", 1);
+        return Some(format!(
+            "the store does not speak TLS at this address; use {fixed} (or serve it with --tls-cert and --tls-key)"
+        ));
+    }
+    if tls && (low.contains("invalid peer certificate") || low.contains("unknownissuer")) {
+        return Some(format!(
+            "the store's TLS certificate is not trusted ({}); pass the CA that signed it with --ca-file CA.pem",
+            first_clause_with(&text, "certificate")
+        ));
+    }
+    let tls_answer = [
+        "invalid http version",
+        "received http/0.9",
+        "invalid http response",
+    ];
+    if !tls && tls_answer.iter().any(|p| low.contains(p)) {
+        let fixed = base.replacen("http://", "https://", 1);
+        return Some(format!(
+            "the store answers with TLS at this address; use {fixed}"
+        ));
+    }
+    None
+}
+
+/// The clause of `text` (split at ": ") that mentions `word`, or the last one.
+fn first_clause_with<'a>(text: &'a str, word: &str) -> &'a str {
+    text.split(": ")
+        .find(|c| c.to_lowercase().contains(word))
+        .or_else(|| text.rsplit(": ").next())
+        .unwrap_or(text)
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> String {
