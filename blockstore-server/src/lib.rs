@@ -96,7 +96,8 @@ pub struct ServeArgs {
     /// `host:port`, or `:port` for every interface.
     #[arg(long, default_value = "127.0.0.1:7412", value_parser = parse_listen)]
     pub listen: SocketAddr,
-    /// Store directory (blocks/, tmp/, index.sqlite; created if missing), or
+    /// Store directory (blocks/, tmp/, index.sqlite) made by `bonsai init DIR`, or an
+    /// empty directory (a missing or foreign one is refused), or
     /// `s3://BUCKET/PREFIX` for S3-compatible object storage (endpoint, region and keys
     /// from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or
     /// ~/.aws/credentials).

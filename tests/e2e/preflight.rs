@@ -150,3 +150,64 @@ fn scheme_and_certificate_mistakes_say_what_to_do() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `pull --force` over an older copy of the image reuses what that copy holds (verified by
+/// key) instead of fetching every block again.
+#[test]
+fn pull_force_over_an_older_copy_reuses_it() {
+    let d = Dir::new();
+    let store = d.store("store");
+    let base = noise(2 << 20, 41);
+    image(&d.path("v1.raw"), 8 << 20, &[(0, &base)]);
+    image(
+        &d.path("v2.raw"),
+        8 << 20,
+        &[(0, &base), (4 << 20, &noise(256 << 10, 42))],
+    );
+    for v in ["v1", "v2"] {
+        let out = bonsai(&[
+            "push",
+            &d.s(&format!("{v}.raw")),
+            "--store",
+            &store,
+            "-o",
+            &d.s(&format!("{v}.recipe")),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pull = |recipe: &str, force: bool| {
+        let out_path = d.s("out.raw");
+        let recipe = d.s(recipe);
+        let mut args = vec![
+            "pull",
+            recipe.as_str(),
+            "--store",
+            store.as_str(),
+            "-o",
+            out_path.as_str(),
+            "--json",
+            "--no-cache",
+        ];
+        if force {
+            args.push("--force");
+        }
+        bonsai_json(&args)
+    };
+    let first = pull("v1.recipe", false);
+    assert!(first["fetched_blocks"].as_u64().unwrap() > 10);
+    let again = pull("v2.recipe", true);
+    assert_eq!(again["verified"], true);
+    assert!(
+        again["seeded_bytes"].as_u64().unwrap() >= 2 << 20,
+        "{again}"
+    );
+    assert!(
+        again["fetched_bytes"].as_u64().unwrap() < 600 << 10,
+        "fetched more than the new data: {again}"
+    );
+    assert!(same_file(&d.path("v2.raw"), &d.path("out.raw")));
+}

@@ -203,7 +203,10 @@ impl Weed {
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
             ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/proc/bonsai-no-credentials".into(),
+            ),
         ]
     }
 

@@ -32,6 +32,11 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         None => bonsai_core::image::OutputFormat::from_name(&args.output)
             .unwrap_or(bonsai_core::image::OutputFormat::Raw),
     };
+    if replaced_copy_is_a_seed(args, format) {
+        // the older copy being replaced holds most blocks: read them (verified by key)
+        // instead of fetching them again
+        opts.seeds.push(args.output.clone());
+    }
     anyhow::ensure!(
         format == bonsai_core::image::OutputFormat::Raw || !args.in_place,
         "--in-place writes raw images only; drop --output-format {} or --in-place",
@@ -46,6 +51,16 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));
     bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
         .with_context(|| format!("pull to {} failed", args.output.display()))
+}
+
+/// Whether OUT is an existing raw image that `--force` replaces (not written in place):
+/// then it is a seed like any other.
+fn replaced_copy_is_a_seed(args: &PullArgs, format: bonsai_core::image::OutputFormat) -> bool {
+    args.force
+        && !args.in_place
+        && format == bonsai_core::image::OutputFormat::Raw
+        && std::fs::metadata(&args.output).is_ok_and(|m| m.is_file())
+        && !args.seed.contains(&args.output)
 }
 
 /// With --recipe-key, RECIPE names an image (`NAME`, the latest version, or `NAME@V`):

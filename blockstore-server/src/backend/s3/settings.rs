@@ -197,7 +197,7 @@ mod tests {
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:8333"),
             ("AWS_ACCESS_KEY_ID", "ak"),
             ("AWS_SECRET_ACCESS_KEY", "sk"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/proc/bonsai-no-credentials"),
         ])
         .unwrap();
         assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
@@ -247,10 +247,12 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.to_string().contains("no [nope] profile"), "{e}");
-        assert!(resolve(&[("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")])
-            .unwrap()
-            .keys
-            .is_none());
+        assert!(
+            resolve(&[("AWS_SHARED_CREDENTIALS_FILE", "/proc/bonsai-no-credentials")])
+                .unwrap()
+                .keys
+                .is_none()
+        );
     }
 
     #[test]
