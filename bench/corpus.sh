@@ -13,6 +13,7 @@ command -v /usr/bin/time >/dev/null || apt-get install -y -qq time
 cargo build -q --release -p bonsai-cli
 bonsai=$PWD/target/release/bonsai
 rm -rf "$work"; mkdir -p "$work"
+$bonsai init "$work/store" > /dev/null
 $bonsai serve --listen 127.0.0.1:0 --data "$work/store" > "$work/serve.out" 2> "$work/serve.log" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT

@@ -61,6 +61,7 @@ serve s3://bonsai-bench/c --index-dir "$work/index-a"
 s3a=$url; pid_a=$last_pid; log_a=$last_log
 serve s3://bonsai-bench/c --index-dir "$work/index-b"
 s3b=$url; pid_b=$last_pid; log_b=$last_log
+$bonsai init "$work/dir-store" > /dev/null
 serve "$work/dir-store"
 dir=$url
 

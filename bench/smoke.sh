@@ -11,6 +11,7 @@ cargo build -q --release -p bonsai-cli
 bonsai=target/release/bonsai
 truncate -s 64M "$tmp/img.raw"
 dd if="$tmp/sample.bin" of="$tmp/img.raw" bs=1M seek=4 conv=notrunc status=none
+$bonsai init "$tmp/store" > /dev/null
 $bonsai serve --listen 127.0.0.1:0 --data "$tmp/store" > "$tmp/serve.out" 2>/dev/null &
 server=$!
 for _ in $(seq 100); do grep -q listening "$tmp/serve.out" && break; sleep 0.1; done

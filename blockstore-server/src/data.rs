@@ -6,7 +6,6 @@
 
 use crate::backend::s3::{S3Backend, S3Error, S3Location, S3Settings};
 use crate::ingest::Store;
-use crate::rebuild::rebuild_index;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,15 +75,7 @@ fn refuse_non_store(data: &Path) -> anyhow::Result<()> {
 }
 
 fn rebuild_logged(store: &Store) -> anyhow::Result<()> {
-    let r = rebuild_index(store).context("rebuilding the index")?;
-    tracing::info!(
-        blocks = r.blocks,
-        images = r.images,
-        skipped_images = r.skipped_images,
-        seconds = r.seconds,
-        "index rebuilt from the backend"
-    );
-    Ok(())
+    crate::recover::rebuilt(store).context("rebuilding the index")
 }
 
 /// One index directory per store (bucket, prefix and endpoint) under the cache directory.

@@ -46,7 +46,8 @@ pub(crate) fn open_index(
     Ok(store)
 }
 
-fn rebuilt(store: &Store) -> Result<(), StorageError> {
+/// Rebuilds `store`'s index from its backend, with one log line of what was found.
+pub(crate) fn rebuilt(store: &Store) -> Result<(), StorageError> {
     let r = rebuild_index(store)?;
     tracing::info!(
         blocks = r.blocks,
