@@ -28,8 +28,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = open(&want, data, key());
     // a plaintext nobody signed never opens
     assert!(open_plaintext(&want, data, key()).is_err());
-    // and a signed one opens to exactly what was sealed, for exactly that version
-    if data.len() < 256 {
+    // and a signed one opens to exactly what was sealed, for exactly that version (for one
+    // input in 16: sealing costs a key exchange and a signature, and the parsers above are
+    // what the fuzzer should spend its time on)
+    if data.len() < 256 && data.first().is_some_and(|b| b & 0x0f == 0) {
         let sealed = seal(&want, data, key()).unwrap();
         assert_eq!(open(&want, &sealed, key()).unwrap(), data);
         let other = Binding { version: 3, ..want };
