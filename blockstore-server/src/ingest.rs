@@ -214,7 +214,9 @@ impl Store {
         let found = self.verified_in_backend(&candidates)?;
         if !found.is_empty() {
             self.index.insert(&found)?;
-            gone.retain(|id| !found.iter().any(|f| f.0 == *id));
+            for (id, _) in &found {
+                gone.remove(id);
+            }
         }
         let present: Vec<BlockId> = ids.iter().filter(|i| !gone.contains(i)).copied().collect();
         self.index.confirm(&present)?;
