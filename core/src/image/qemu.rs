@@ -48,10 +48,16 @@ impl PrivateDir {
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0);
             let p = base.join(format!("bonsai-qsd-{}-{nanos:x}-{i}", std::process::id()));
+            // registered before it exists: a signal between creating and registering
+            // would otherwise leave it behind (the handler ignores a missing directory;
+            // the name holds our pid, so it is never another process's)
+            let signal = super::on_signal::register(&p);
             match std::fs::DirBuilder::new().mode(0o700).create(&p) {
                 Ok(()) => {
-                    let _signal = super::on_signal::register(&p);
-                    return Ok(PrivateDir { path: p, _signal });
+                    return Ok(PrivateDir {
+                        path: p,
+                        _signal: signal,
+                    })
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
