@@ -6,13 +6,9 @@
 use crate::util::*;
 use std::path::Path;
 
-const MIB: usize = 1024 * 1024;
-
-/// An image sharing a 2 MiB base with its siblings, plus 1 MiB of its own.
+/// Siblings as in `ops` (a 2 MiB shared base, 1 MiB of their own), other seeds.
 fn sibling(path: &Path, seed: u64) {
-    let base = noise(2 * MIB, 7);
-    let own = noise(MIB, 2000 + seed);
-    image(path, 8 * MIB as u64, &[(0, &base), (4 * MIB as u64, &own)]);
+    crate::ops::sibling(path, 1000 + seed);
 }
 
 fn push(img: &Path, store: &str, recipe: &str, extra: &[&str]) -> std::process::Output {
@@ -29,24 +25,6 @@ fn ok(out: &std::process::Output) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-fn pulls_same(what: &str, store: &str, original: &Path, out: &Path, extra: &[&str]) {
-    let out_s = out.display().to_string();
-    let mut args = vec![
-        "pull",
-        what,
-        "--store",
-        store,
-        "-o",
-        &out_s,
-        "--no-cache",
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    let v = bonsai_json(&args);
-    assert_eq!(v["verified"], true);
-    assert!(same_file(original, out), "{what}: pulled image differs");
 }
 
 fn versions(store: &str, token: &str) -> Vec<(String, u64, String)> {
@@ -147,14 +125,14 @@ fn same_name_pushes_are_versions_and_gc_keeps_every_one() {
         g["blocks_freed"], 0,
         "every block belongs to a version: {g}"
     );
-    pulls_same(
+    crate::ops::pull_same(
         &d.s("a.recipe"),
         &url,
         &a,
         &d.path("a.out"),
         &["--token-file", &owner],
     );
-    pulls_same(
+    crate::ops::pull_same(
         &d.s("b.recipe"),
         &url,
         &b,
@@ -225,7 +203,7 @@ fn scoped_tokens_stay_in_their_namespaces() {
         versions(&url, &reader).is_empty(),
         "team-b sees nothing of team-a"
     );
-    pulls_same(
+    crate::ops::pull_same(
         &d.s("1.recipe"),
         &url,
         &img,
@@ -326,7 +304,7 @@ fn forged_sealed_recipes_are_refused_and_only_registrants_keep_one() {
     };
     fails_as(&pull("vm"), "signature does not verify", 5);
     assert!(!d.path("vm.out").exists());
-    pulls_same(
+    crate::ops::pull_same(
         "vm@1",
         &url,
         &mine,
@@ -384,7 +362,7 @@ fn replayed_and_stale_sealed_recipes_are_refused() {
     }
     std::fs::write(&files[0], &x).unwrap();
     std::fs::write(&files[1], &y).unwrap();
-    pulls_same(
+    crate::ops::pull_same(
         "vm",
         &store,
         &img,
@@ -444,7 +422,7 @@ fn check_racing_gc_and_pushes_never_quarantines_a_healthy_block() {
         let recipe = d.s(&format!("{round}.recipe"));
         let out = push(&img, &url, &recipe, &["--name", "vm"]);
         if out.status.success() {
-            pulls_same(&recipe, &url, &img, &d.path(&format!("{round}.out")), &[]);
+            crate::ops::pull_same(&recipe, &url, &img, &d.path(&format!("{round}.out")), &[]);
             pulled += 1;
         }
         if round % 2 == 1 {
@@ -500,7 +478,7 @@ fn a_lost_or_damaged_index_is_rebuilt_with_the_same_images() {
     assert_eq!(listing(), before, "after the index was damaged");
     let check = bonsai_json(&["check", "--store", &store, "--read-data", "--json"]);
     assert!(check["blocks_checked"].as_u64().unwrap() > 0);
-    pulls_same(&d.s("22.recipe"), &store, &img, &d.path("db.out"), &[]);
+    crate::ops::pull_same(&d.s("22.recipe"), &store, &img, &d.path("db.out"), &[]);
 }
 
 /// A name the store would refuse is refused before anything is read or sent: the default

@@ -7,7 +7,7 @@ use std::path::Path;
 const MIB: usize = 1024 * 1024;
 
 /// An image sharing a 2 MiB base with its siblings, plus 1 MiB of its own.
-fn sibling(path: &Path, seed: u64) {
+pub(crate) fn sibling(path: &Path, seed: u64) {
     let base = noise(2 * MIB, 7);
     let own = noise(MIB, 1000 + seed);
     image(path, 8 * MIB as u64, &[(0, &base), (4 * MIB as u64, &own)]);
@@ -31,7 +31,9 @@ fn push(img: &Path, store: &str, recipe: &str, name: &str, extra: &[&str]) -> st
     bonsai(&args)
 }
 
-fn pull_same(recipe: &str, store: &str, original: &Path, out: &Path, extra: &[&str]) {
+/// Pulls `recipe` (or a name, with `--recipe-key` in `extra`) and asserts it is verified and
+/// byte-identical to `original`.
+pub(crate) fn pull_same(recipe: &str, store: &str, original: &Path, out: &Path, extra: &[&str]) {
     let out_s = out.display().to_string();
     let mut args = vec![
         "pull",
