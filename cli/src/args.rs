@@ -150,9 +150,6 @@ pub struct InitArgs {
 pub struct InspectArgs {
     /// Image file or block device.
     pub image: PathBuf,
-    /// Image format (detected from the content if not given).
-    #[arg(long, value_parser = parse_format)]
-    pub format: Option<ImageFormat>,
     #[command(flatten)]
     pub image_opts: ImageArgs,
     /// Print JSON.
@@ -164,9 +161,14 @@ fn parse_format(s: &str) -> Result<ImageFormat, String> {
     bonsai_core::image::parse_format(s)
 }
 
-/// How an image is opened (push, inspect).
+/// How an image is opened: the same options for push, analyze and inspect, which open
+/// images the same way.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ImageArgs {
+    /// Image format (detected from the content if not given): raw, qcow2, vmdk, vhdx,
+    /// vpc, vdi, qed, parallels, luks.
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<ImageFormat>,
     /// Open the files the image names (backing file, external data file, vmdk extents)
     /// even though its format was detected from content; naming the format with
     /// --format does the same.
@@ -179,10 +181,10 @@ pub struct ImageArgs {
 }
 
 impl ImageArgs {
-    /// The core's options for opening an image of `format`.
-    pub fn options(&self, format: Option<ImageFormat>) -> bonsai_core::image::OpenOptions {
+    /// The core's options for opening an image.
+    pub fn options(&self) -> bonsai_core::image::OpenOptions {
         bonsai_core::image::OpenOptions {
-            format,
+            format: self.format,
             follow_references: self.follow_references,
             secret_file: self.image_secret_file.clone(),
         }
@@ -420,9 +422,6 @@ fn private_files(db: &std::path::Path) {
 pub struct PushArgs {
     /// Disk image (raw, qcow2, vmdk, vhdx, vhd, vdi, qed, parallels, luks) or block device.
     pub image: PathBuf,
-    /// Image format (detected from the content if not given).
-    #[arg(long, value_parser = parse_format)]
-    pub format: Option<ImageFormat>,
     #[command(flatten)]
     pub image_opts: ImageArgs,
     #[command(flatten)]
@@ -533,9 +532,12 @@ pub struct ReportArgs {
 /// `bonsai analyze`
 #[derive(Args, Debug)]
 pub struct AnalyzeArgs {
-    /// Images, in the order they would be pushed.
+    /// Images, in the order they would be pushed (opened as push opens them; the options
+    /// below apply to each).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    #[command(flatten)]
+    pub image_opts: ImageArgs,
     /// Print JSON (one object with a row per image).
     #[arg(long)]
     pub json: bool,

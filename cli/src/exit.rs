@@ -5,10 +5,6 @@
 //! classified by the first typed error found walking the error chain from the outside in,
 //! so a context added by the binary never hides the cause's class.
 
-use bonsai_core::codec::{CodecError, SecretFileError, SecretFileFault};
-use bonsai_core::image::ImageError;
-use bonsai_core::recipe::RecipeError;
-use bonsai_core::store::StoreError;
 use std::io;
 
 /// What the process exits with.
@@ -80,6 +76,8 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// The binary's own refusals first; everything else is classified by core
+/// ([`bonsai_core::ErrorKind::of`]), the one classification of core's errors.
 fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if e.is::<Refusal>() || e.is::<crate::store::StoreSpecError>() {
         return Some(Exit::Usage);
@@ -87,104 +85,22 @@ fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if let Some(f) = e.downcast_ref::<Failed>() {
         return Some(f.exit);
     }
-    if let Some(e) = e.downcast_ref::<bonsai_core::seal::SealError>() {
-        return Some(seal_error(e));
-    }
-    if let Some(e) = e.downcast_ref::<bonsai_core::Error>() {
-        return core_error(e);
-    }
-    if let Some(e) = e.downcast_ref::<StoreError>() {
-        return Some(store_error(e));
-    }
-    if let Some(e) = e.downcast_ref::<RecipeError>() {
-        return recipe_error(e);
-    }
-    if let Some(e) = e.downcast_ref::<ImageError>() {
-        return image_error(e);
-    }
-    if e.is::<CodecError>() {
-        return Some(Exit::Verify);
-    }
-    if let Some(e) = e.downcast_ref::<SecretFileError>() {
-        return Some(match &e.kind {
-            SecretFileFault::Io(io) => io_error(io),
-            _ => Exit::Usage,
-        });
-    }
-    e.downcast_ref::<io::Error>().map(io_error)
+    bonsai_core::ErrorKind::of(e).map(Exit::of)
 }
 
-/// `None` means "look at the cause". Core errors carry their class ([`bonsai_core::Error::kind`]);
-/// the variants that wrap another module's error are mapped through it.
-fn core_error(e: &bonsai_core::Error) -> Option<Exit> {
-    use bonsai_core::{Error as E, ErrorKind as K};
-    match e {
-        E::Io { source, .. } => Some(io_error(source)),
-        E::Recipe { source, .. } => recipe_error(source),
-        E::Store(s) => Some(store_error(s)),
-        E::Noted { error, .. } => core_error(error),
-        _ => Some(match e.kind() {
+impl Exit {
+    /// The exit code of a class of failure (README, "Exit status").
+    pub fn of(kind: bonsai_core::ErrorKind) -> Exit {
+        use bonsai_core::ErrorKind as K;
+        match kind {
             K::Usage => Exit::Usage,
             K::Auth => Exit::Auth,
             K::NotFound => Exit::NotFound,
             K::Verification => Exit::Verify,
             K::Network => Exit::Network,
             K::Io => Exit::LocalIo,
-        }),
-    }
-}
-
-/// The store's own classification ([`StoreError::kind`]), never its message.
-fn store_error(e: &StoreError) -> Exit {
-    use bonsai_core::store::StoreErrorKind as K;
-    match e.kind() {
-        K::Network | K::Protocol => Exit::Network,
-        K::Auth => Exit::Auth,
-        K::NotFound => Exit::NotFound,
-        K::Rejected => Exit::Verify,
-        // this store does not offer the operation: the command must change
-        K::Unsupported => Exit::Usage,
-        K::LocalIo => Exit::LocalIo,
-        K::Misaddressed => Exit::Usage,
-        // the store answered with a refusal of its own (limits, full disk, busy)
-        K::Refused => Exit::Other,
-    }
-}
-
-/// Key files are arguments (usage); a recipe that does not open with the key given
-/// is a verification failure, as a wrong key is indistinguishable from damage.
-fn seal_error(e: &bonsai_core::seal::SealError) -> Exit {
-    use bonsai_core::seal::SealError as S;
-    match e {
-        S::KeyFile { source, .. } => io_error(source),
-        S::BadKey { .. } => Exit::Usage,
-        S::Encrypt(_) => Exit::Other,
-        S::Decrypt { .. } | S::Invalid { .. } => Exit::Verify,
-    }
-}
-
-fn recipe_error(e: &RecipeError) -> Option<Exit> {
-    match e {
-        RecipeError::BadMagic | RecipeError::UnsupportedVersion(_) => Some(Exit::Usage),
-        RecipeError::Io(io) => Some(io_error(io)),
-        _ => Some(Exit::Verify),
-    }
-}
-
-/// An image refused for what it is (damaged, truncated, unsupported, naming files it may
-/// not open, encrypted without a key) is refused input; I/O and reader failures are
-/// classified by their cause.
-fn image_error(e: &ImageError) -> Option<Exit> {
-    match e {
-        ImageError::Io { .. } | ImageError::Reader { .. } => None,
-        _ => Some(Exit::Usage),
-    }
-}
-
-fn io_error(e: &io::Error) -> Exit {
-    match e.kind() {
-        io::ErrorKind::NotFound => Exit::NotFound,
-        _ => Exit::LocalIo,
+            K::Other => Exit::Other,
+        }
     }
 }
 
@@ -192,6 +108,10 @@ fn io_error(e: &io::Error) -> Exit {
 mod tests {
     use super::*;
     use anyhow::Context;
+    use bonsai_core::codec::{SecretFileError, SecretFileFault};
+    use bonsai_core::image::ImageError;
+    use bonsai_core::recipe::RecipeError;
+    use bonsai_core::store::StoreError;
 
     fn class(e: impl std::error::Error + Send + Sync + 'static) -> Exit {
         classify(&Err::<(), _>(e).context("outer context").unwrap_err())
@@ -237,6 +157,28 @@ mod tests {
         assert_eq!(class(secret(SecretFileFault::Empty)), Exit::Usage);
         let gone = io::Error::from(io::ErrorKind::NotFound);
         assert_eq!(class(secret(SecretFileFault::Io(gone))), Exit::NotFound);
+    }
+
+    #[test]
+    fn an_image_refusal_carried_by_an_io_error_keeps_its_class() {
+        let cut = ImageError::truncated(std::path::Path::new("/d.qcow2"), "data past end");
+        let carried = io::Error::from(cut);
+        assert_eq!(class(carried), Exit::Usage);
+        let core = bonsai_core::Error::Io {
+            path: "/d.qcow2".into(),
+            source: io::Error::from(ImageError::damaged(std::path::Path::new("/d"), "x")),
+        };
+        assert_eq!(class(core), Exit::Usage);
+        let refused = StoreError::Refused {
+            store: "http://s".into(),
+            code: bonsai_core::store::ErrorCode::Unknown,
+            reason: "full".into(),
+        };
+        assert_eq!(
+            class(refused),
+            Exit::Other,
+            "README: 1 is the store's own refusal"
+        );
     }
 
     #[test]

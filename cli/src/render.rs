@@ -7,8 +7,8 @@
 
 use bonsai_core::analyze::ImageAnalysis;
 use bonsai_core::stats::fmt_ratio;
+use bonsai_core::stats::{human_bytes, Basis};
 use bonsai_core::{PullReport, PushReport, StoreStats};
-use indicatif::HumanBytes;
 use std::io::{self, Write};
 
 /// Standard output, locked and buffered; flush it (or let [`json`] do it) before returning.
@@ -47,7 +47,7 @@ fn rate(bytes: u64, secs: f64) -> String {
     if secs <= 0.0 {
         return "-".into();
     }
-    format!("{}/s", HumanBytes((bytes as f64 / secs) as u64))
+    format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
 }
 
 /// The summary after a push.
@@ -70,9 +70,9 @@ pub fn push(out: &mut dyn Write, r: &PushReport, store: &str) -> io::Result<()> 
     writeln!(
         out,
         "  image     {} logical, {} zeros (holes), {} data",
-        HumanBytes(r.logical_bytes),
-        HumanBytes(r.zero_bytes),
-        HumanBytes(r.data_bytes)
+        human_bytes(r.logical_bytes),
+        human_bytes(r.zero_bytes),
+        human_bytes(r.data_bytes)
     )?;
     writeln!(
         out,
@@ -89,10 +89,14 @@ pub fn push(out: &mut dyn Write, r: &PushReport, store: &str) -> io::Result<()> 
         out,
         "  sent      {} new blocks, {} ({} before compression)",
         r.new_chunks,
-        HumanBytes(r.sent_bytes),
-        HumanBytes(r.new_plain_bytes),
+        human_bytes(r.sent_bytes),
+        human_bytes(r.new_plain_bytes),
     )?;
-    writeln!(out, "  savings   {}", r.savings)?;
+    writeln!(
+        out,
+        "  savings   against the store: {}",
+        r.savings.describe(Basis::Push)
+    )?;
     writeln!(
         out,
         "  time      {:.2}s, {} of image",
@@ -113,17 +117,17 @@ pub fn pull(out: &mut dyn Write, r: &PullReport, store: &str) -> io::Result<()> 
     writeln!(
         out,
         "  image     {} logical, {} holes, {} distinct blocks",
-        HumanBytes(r.logical_bytes),
-        HumanBytes(r.zero_bytes),
+        human_bytes(r.logical_bytes),
+        human_bytes(r.zero_bytes),
         r.unique_chunks
     )?;
     writeln!(
         out,
         "  sources   {} blocks fetched ({}), {} from seeds, {} reused from an earlier attempt",
         r.fetched_blocks,
-        HumanBytes(r.fetched_bytes),
-        HumanBytes(r.seeded_bytes),
-        HumanBytes(r.resumed_bytes)
+        human_bytes(r.fetched_bytes),
+        human_bytes(r.seeded_bytes),
+        human_bytes(r.resumed_bytes)
     )?;
     writeln!(
         out,
@@ -138,9 +142,9 @@ pub fn pull(out: &mut dyn Write, r: &PullReport, store: &str) -> io::Result<()> 
 pub fn stats(out: &mut dyn Write, store: &str, s: &StoreStats) -> io::Result<()> {
     writeln!(out, "store {store}")?;
     writeln!(out, "  blocks        {}", s.blocks)?;
-    writeln!(out, "  stored        {}", HumanBytes(s.stored_bytes))?;
+    writeln!(out, "  stored        {}", human_bytes(s.stored_bytes))?;
     writeln!(out, "  images        {}", s.images)?;
-    writeln!(out, "  logical       {}", HumanBytes(s.logical_bytes))?;
+    writeln!(out, "  logical       {}", human_bytes(s.logical_bytes))?;
     writeln!(
         out,
         "  overall       {} (logical / stored; `bonsai report` splits it)",
@@ -152,7 +156,7 @@ pub fn stats(out: &mut dyn Write, store: &str, s: &StoreStats) -> io::Result<()>
 /// The three savings and their product (docs/RATIOS.md); `-` for an infinite or
 /// undefined factor.
 pub fn savings_line(s: &bonsai_core::stats::Savings) -> String {
-    s.to_string()
+    s.describe(Basis::Stored)
 }
 
 /// The analyze table.
@@ -169,11 +173,11 @@ pub fn analyze(out: &mut dyn Write, rows: &[ImageAnalysis]) -> io::Result<()> {
             out,
             "{:<28} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8.1}x",
             r.image,
-            HumanBytes(r.logical_bytes).to_string(),
-            HumanBytes(r.data_bytes).to_string(),
-            HumanBytes(r.distinct_bytes).to_string(),
-            HumanBytes(r.new_bytes).to_string(),
-            HumanBytes(cum).to_string(),
+            human_bytes(r.logical_bytes),
+            human_bytes(r.data_bytes),
+            human_bytes(r.distinct_bytes),
+            human_bytes(r.new_bytes),
+            human_bytes(cum),
             r.cumulative_ratio
         )?;
     }

@@ -1,12 +1,16 @@
 //! Dedup figures without a store: chunk images in order and count what each one would add.
 //! Keys are enough to tell chunks apart (a key determines its block), so nothing is
-//! compressed or encrypted: this runs at hashing speed.
+//! compressed or encrypted: this runs at hashing speed. Images are read as push reads
+//! them (a [`Disk`] opened by [`crate::image::open_disk`], cut by the same batcher), so
+//! holes in the image's map are neither read nor hashed and the cost follows the data.
 
-use crate::batch::Batcher;
+use crate::batch::DiskBatcher;
 use crate::chunk::ChunkerParams;
 use crate::codec::Convergence;
+use crate::image::{Disk, DiskReader};
+use crate::progress::Progress;
 use crate::stats::DedupCounter;
-use std::io::{self, Read};
+use std::io;
 
 /// One image's row in `bonsai analyze`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -54,9 +58,20 @@ impl Analyzer {
         }
     }
 
-    /// Chunks the next image and returns its row.
-    pub fn add(&mut self, name: &str, image: impl Read) -> io::Result<ImageAnalysis> {
-        let mut row = analyze_image(name, image, self.params, &self.conv, &mut self.seen)?;
+    /// Chunks the next image and returns its row; `progress` advances by the logical
+    /// bytes covered (holes included).
+    pub fn add(
+        &mut self,
+        name: &str,
+        disk: &dyn Disk,
+        progress: &dyn Progress,
+    ) -> io::Result<ImageAnalysis> {
+        let scan = Scan {
+            params: self.params,
+            conv: &self.conv,
+            progress,
+        };
+        let mut row = scan.image(name, disk, &mut self.seen)?;
         self.logical += row.logical_bytes;
         self.data += row.data_bytes;
         row.savings =
@@ -70,40 +85,61 @@ impl Analyzer {
     }
 }
 
-fn analyze_image(
-    name: &str,
-    image: impl Read,
+/// How one image is scanned.
+struct Scan<'a> {
     params: ChunkerParams,
-    conv: &Convergence,
-    seen: &mut DedupCounter,
-) -> io::Result<ImageAnalysis> {
-    let mut row = ImageAnalysis {
-        image: name.to_string(),
-        ..Default::default()
-    };
-    let mut own = DedupCounter::new();
-    let mut batches = Batcher::new(image, params);
-    while let Some(batch) = batches.next_batch()? {
-        let keys = batch.keys(conv);
-        let data = batch.pieces.iter().filter(|p| !p.zero);
-        for (key, p) in keys.into_iter().zip(data) {
-            own.add(key, p.len);
-            if seen.add(key, p.len) {
-                row.new_bytes += p.len;
+    conv: &'a Convergence,
+    progress: &'a dyn Progress,
+}
+
+impl Scan<'_> {
+    /// The row of `disk`, counting against (and adding to) `seen`.
+    fn image(
+        &self,
+        name: &str,
+        disk: &dyn Disk,
+        seen: &mut DedupCounter,
+    ) -> io::Result<ImageAnalysis> {
+        let mut row = ImageAnalysis {
+            image: name.to_string(),
+            ..Default::default()
+        };
+        let mut own = DedupCounter::new();
+        let mut batches = DiskBatcher::new(DiskReader::new(disk), self.params);
+        while let Some(batch) = batches.next_batch()? {
+            let keys = batch.keys(self.conv);
+            let data = batch.pieces.iter().filter(|p| !p.zero);
+            for (key, p) in keys.into_iter().zip(data) {
+                own.add(key, p.len);
+                if seen.add(key, p.len) {
+                    row.new_bytes += p.len;
+                }
+                row.data_bytes += p.len;
+                row.chunks += 1;
             }
-            row.data_bytes += p.len;
-            row.chunks += 1;
+            row.logical_bytes += batch.logical_bytes();
+            self.progress.advance(batch.logical_bytes());
         }
-        row.logical_bytes += batch.logical_bytes();
+        if row.logical_bytes != disk.size() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "image ended at byte {} but its size is {} (did it shrink?)",
+                    row.logical_bytes,
+                    disk.size()
+                ),
+            ));
+        }
+        row.zero_bytes = row.logical_bytes - row.data_bytes;
+        row.distinct_bytes = own.distinct_bytes;
+        Ok(row)
     }
-    row.zero_bytes = row.logical_bytes - row.data_bytes;
-    row.distinct_bytes = own.distinct_bytes;
-    Ok(row)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::push::BytesDisk;
 
     #[test]
     fn second_image_adds_only_its_difference() {
@@ -122,8 +158,9 @@ mod tests {
         b.extend((0..300_000usize).map(|i| (i * 31 % 251) as u8));
         let p = ChunkerParams::fastcdc(16 * 1024);
         let mut an = Analyzer::new(p, Convergence::public());
-        let ra = an.add("a", &a[..]).unwrap();
-        let rb = an.add("b", &b[..]).unwrap();
+        let none = crate::progress::NoProgress;
+        let ra = an.add("a", &BytesDisk(&a), &none).unwrap();
+        let rb = an.add("b", &BytesDisk(&b), &none).unwrap();
         assert_eq!(ra.logical_bytes, 3_000_000);
         assert!(ra.zero_bytes >= 900_000);
         assert_eq!(ra.new_bytes, ra.distinct_bytes);

@@ -33,6 +33,103 @@ pub enum ErrorKind {
     Network,
     /// A local file or device could not be read or written.
     Io,
+    /// The store refused for reasons of its own (a limit, a full disk, busy), or a failure
+    /// of no class above (a bug).
+    Other,
+}
+
+impl ErrorKind {
+    /// The class of the first error in `err`'s chain that has one, from the outside in,
+    /// so a context added on the way out never hides the cause's class. The one
+    /// classification: the binary maps each kind to its exit code and nothing else.
+    pub fn of_chain(err: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+        let mut at = Some(err);
+        while let Some(e) = at {
+            if let Some(kind) = ErrorKind::of(e) {
+                return Some(kind);
+            }
+            at = e.source();
+        }
+        None
+    }
+
+    /// The class of `e` itself when it is one of core's error types (or an I/O error
+    /// carrying one); `None` for anything else.
+    pub fn of(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+        use crate::codec::{SecretFileError, SecretFileFault};
+        use crate::image::ImageError;
+        use crate::seal::SealError;
+        if let Some(e) = e.downcast_ref::<Error>() {
+            return Some(e.kind());
+        }
+        if let Some(e) = e.downcast_ref::<StoreError>() {
+            return Some(store_kind(e));
+        }
+        if let Some(e) = e.downcast_ref::<RecipeError>() {
+            return Some(recipe_kind(e));
+        }
+        if let Some(e) = e.downcast_ref::<ImageError>() {
+            return Some(image_kind(e));
+        }
+        if let Some(e) = e.downcast_ref::<SealError>() {
+            return Some(seal_kind(e));
+        }
+        if let Some(e) = e.downcast_ref::<SecretFileError>() {
+            return Some(match &e.kind {
+                SecretFileFault::Io(io) => io_kind(io),
+                _ => ErrorKind::Usage,
+            });
+        }
+        if e.is::<CodecError>() {
+            return Some(ErrorKind::Verification);
+        }
+        e.downcast_ref::<std::io::Error>().map(io_kind)
+    }
+}
+
+/// An I/O error is classified by the error it carries when it carries one of ours (an
+/// image refusal travels through `Read` as an I/O error), else by its kind.
+pub fn io_kind(e: &std::io::Error) -> ErrorKind {
+    if let Some(kind) = e.get_ref().and_then(|inner| ErrorKind::of(inner)) {
+        return kind;
+    }
+    match e.kind() {
+        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        _ => ErrorKind::Io,
+    }
+}
+
+/// A recipe that is not a recipe (or of a version we do not read) is refused input; a
+/// damaged one failed its checks.
+fn recipe_kind(e: &RecipeError) -> ErrorKind {
+    match e {
+        RecipeError::BadMagic | RecipeError::UnsupportedVersion(_) => ErrorKind::Usage,
+        RecipeError::Io(io) => io_kind(io),
+        _ => ErrorKind::Verification,
+    }
+}
+
+/// An image refused for what it is (damaged, truncated, unsupported, naming files it may
+/// not open, encrypted without a key, or a reader that is missing or refuses it) is
+/// refused input: nothing was read into a store. Only I/O failures are classified by
+/// their cause.
+fn image_kind(e: &crate::image::ImageError) -> ErrorKind {
+    match e {
+        crate::image::ImageError::Io { source, .. } => io_kind(source),
+        _ => ErrorKind::Usage,
+    }
+}
+
+/// Key files are arguments; a sealed recipe that does not open with the key given fails
+/// verification, as a wrong key cannot be told from damage.
+fn seal_kind(e: &crate::seal::SealError) -> ErrorKind {
+    use crate::seal::SealError as S;
+    match e {
+        S::KeyFile { source, .. } => io_kind(source),
+        S::BadKey { .. } => ErrorKind::Usage,
+        S::Encrypt(_) => ErrorKind::Other,
+        S::Decrypt { .. } | S::Invalid { .. } => ErrorKind::Verification,
+    }
 }
 
 /// Why a push or pull failed.
@@ -47,6 +144,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The image was refused for what it is, or could not be read (its message names
+    /// the file).
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     /// The recipe is unusable.
     #[error("{}: {source}", path.display())]
     Recipe {
@@ -181,11 +282,9 @@ impl Error {
     /// The class of this failure, for exit codes (see [`ErrorKind`]).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Io { .. } => ErrorKind::Io,
-            Error::Recipe { source, .. } => match source {
-                RecipeError::Io(_) => ErrorKind::Io,
-                _ => ErrorKind::Usage,
-            },
+            Error::Io { source, .. } => io_kind(source),
+            Error::Image(e) => image_kind(e),
+            Error::Recipe { source, .. } => recipe_kind(source),
             Error::Codec(_)
             | Error::BlockLength { .. }
             | Error::ExtentMismatch { .. }
@@ -225,9 +324,8 @@ impl Error {
 /// Classifies a store failure by the store's own classification (never by its message).
 fn store_kind(e: &StoreError) -> ErrorKind {
     match e.kind() {
-        StoreErrorKind::Network | StoreErrorKind::Protocol | StoreErrorKind::Refused => {
-            ErrorKind::Network
-        }
+        StoreErrorKind::Network | StoreErrorKind::Protocol => ErrorKind::Network,
+        StoreErrorKind::Refused => ErrorKind::Other,
         StoreErrorKind::Auth => ErrorKind::Auth,
         StoreErrorKind::NotFound => ErrorKind::NotFound,
         StoreErrorKind::Rejected => ErrorKind::Verification,
@@ -242,10 +340,34 @@ pub(crate) trait IoContext<T> {
 }
 
 impl<T> IoContext<T> for std::io::Result<T> {
+    /// An I/O error carrying an image refusal (a reader's way of reporting one) becomes
+    /// [`Error::Image`], whose message already names the file.
     fn at(self, path: &Path) -> Result<T, Error> {
-        self.map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
+        self.map_err(|source| {
+            let carries_image = source
+                .get_ref()
+                .is_some_and(|e| e.is::<crate::image::ImageError>());
+            if !carries_image {
+                return Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                };
+            }
+            let kind = source.kind();
+            match source
+                .into_inner()
+                .map(|e| e.downcast::<crate::image::ImageError>())
+            {
+                Some(Ok(image)) => Error::Image(*image),
+                Some(Err(other)) => Error::Io {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::new(kind, other),
+                },
+                None => Error::Io {
+                    path: path.to_path_buf(),
+                    source: kind.into(),
+                },
+            }
         })
     }
 }

@@ -115,6 +115,41 @@ impl Savings {
     }
 }
 
+/// What a [`Savings`] divides by, so each screen names its quantities in
+/// docs/RATIOS.md's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// One push, against the store: deduplication counts only what the store lacked.
+    Push,
+    /// Images as stored: distinct plaintext and the stored objects (report, dashboard).
+    Stored,
+}
+
+impl Basis {
+    /// The quotient behind each factor: deduplication, compression, overall.
+    fn quotients(self) -> [&'static str; 3] {
+        match self {
+            Basis::Push => ["data / new", "new / sent", "logical / sent"],
+            Basis::Stored => ["data / distinct", "distinct / stored", "logical / stored"],
+        }
+    }
+}
+
+impl Savings {
+    /// `zero elimination 2.00x (logical / data) × deduplication 1.50x (data / new) × …`:
+    /// every factor with the quotient it is, as `basis` defines them.
+    pub fn describe(&self, basis: Basis) -> String {
+        let [dedup, comp, overall] = basis.quotients();
+        format!(
+            "zero elimination {} (logical / data) × deduplication {} ({dedup}) × compression {} ({comp}) = overall {} ({overall})",
+            fmt_ratio(self.zero_elimination),
+            fmt_ratio(self.deduplication),
+            fmt_ratio(self.compression),
+            fmt_ratio(self.overall)
+        )
+    }
+}
+
 impl std::fmt::Display for Savings {
     /// `zero elimination 2.00x × deduplication 1.50x × compression 1.50x = overall 4.50x`
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,6 +167,23 @@ impl std::fmt::Display for Savings {
 /// `a / b`, or `None` when `b` is zero (nothing to divide by: infinite or undefined).
 pub fn ratio(a: u64, b: u64) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// Bytes for people, binary units, one decimal: `1.5 GiB`. Every screen (text, report,
+/// dashboard) prints sizes with this one function, so equal quantities print equal.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// A ratio for people: `4.5x`, or `-` when undefined.

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `bonsai` binary against a real block store (`bonsai serve`)
 //! on loopback, or an embedded store directory. One test binary; helpers in `util`.
 
+mod analyze;
 mod failures;
 mod formats;
 mod integrity;

@@ -230,6 +230,79 @@ fn report_figures_json_and_html_agree_on_known_sharing() {
     assert!(remote.is_empty(), "no network at view time: {remote:?}");
 }
 
+/// The value in column `header` of the text table row starting with `row` (columns are
+/// right-aligned under their headers).
+fn text_cell(table: &str, header: &str, row: &str) -> String {
+    let head = table
+        .lines()
+        .find(|l| l.contains(header) && l.starts_with(|c: char| c.is_alphabetic()))
+        .unwrap_or_else(|| panic!("no header {header:?} in {table}"));
+    let end = head.find(header).unwrap() + header.len();
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(row))
+        .unwrap_or_else(|| panic!("no row {row:?} in {table}"));
+    let cut = &line[..end.min(line.len())];
+    cut.rsplit("  ").next().unwrap().trim().to_string()
+}
+
+#[test]
+fn every_screen_names_its_quantity_and_equal_ones_print_equal() {
+    let d = Dir::new();
+    let (a, b) = images(&d);
+    let store = d.s("store");
+    assert!(bonsai(&["init", &store]).status.success());
+    push(&d, &a, "A", &store);
+    push(&d, &b, "B", &store);
+    let text = |args: &[&str]| {
+        let out = bonsai(args);
+        assert!(out.status.success(), "{:?}", out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // `images` and `report` print the stored bytes only an image holds alike
+    let images = text(&["images", "--store", &store]);
+    let report = text(&["report", "--store", &store]);
+    let shown = text_cell(&images, "stored only here", "B ");
+    assert_eq!(shown, text_cell(&report, "stored only here", "B@1"));
+    let json = bonsai_json(&["report", "--store", &store, "--json"]);
+    let unique = json["images"][1]["unique_stored_bytes"].as_u64().unwrap();
+    assert_eq!(shown, bonsai_core::stats::human_bytes(unique));
+    assert_eq!(
+        text_cell(&report, "only here", "B@1"),
+        "1.0 MiB",
+        "plaintext, as RATIOS.md"
+    );
+    let totals = report
+        .lines()
+        .find(|l| l.contains("zero elimination"))
+        .unwrap();
+    assert!(
+        totals.contains("(data / distinct)") && totals.contains("(logical / stored)"),
+        "{totals}"
+    );
+    // a re-push says its deduplication counts against the store, and names each quotient
+    let again = text(&[
+        "push",
+        &b,
+        "--store",
+        &store,
+        "-o",
+        &d.s("again.recipe"),
+        "--fixed",
+        "--no-cache",
+    ]);
+    let line = again.lines().find(|l| l.contains("savings")).unwrap();
+    for words in [
+        "against the store",
+        "(logical / data)",
+        "(data / new)",
+        "(new / sent)",
+        "(logical / sent)",
+    ] {
+        assert!(line.contains(words), "{words:?} in {line}");
+    }
+}
+
 #[test]
 fn analyze_html_draws_local_growth() {
     let d = Dir::new();

@@ -8,21 +8,6 @@ use anyhow::Context;
 use bonsai_core::analyze::Analyzer;
 use bonsai_core::report::html::{page, PageOptions};
 use bonsai_core::{Convergence, Progress};
-use std::io::Read;
-
-/// Counts what passes through into a progress bar.
-struct Counted<'a, R> {
-    inner: R,
-    bar: &'a Bar,
-}
-
-impl<R: Read> Read for Counted<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bar.advance(n as u64);
-        Ok(n)
-    }
-}
 
 /// Runs the command.
 pub fn run(args: AnalyzeArgs, quiet: bool) -> anyhow::Result<()> {
@@ -30,17 +15,13 @@ pub fn run(args: AnalyzeArgs, quiet: bool) -> anyhow::Result<()> {
     let mut analyzer = Analyzer::new(params, Convergence::public());
     let mut rows = Vec::new();
     for path in &args.images {
-        let image = bonsai_core::image::open_image(path, None)
+        let image = bonsai_core::image::open_disk(path, &args.image_opts.options())
             .with_context(|| format!("cannot read image {}", path.display()))?;
         let bar = Bar::new(quiet, None);
-        bar.start("scan", Some(image.logical_size));
-        let reader = Counted {
-            inner: image.reader,
-            bar: &bar,
-        };
+        bar.start("scan", Some(image.disk.size()));
         let row = analyzer
-            .add(&path.display().to_string(), reader)
-            .with_context(|| format!("reading {}", path.display()))?;
+            .add(&path.display().to_string(), image.disk.as_ref(), &bar)
+            .with_context(|| format!("analysis of {} failed", path.display()))?;
         bar.finish();
         rows.push(row);
     }

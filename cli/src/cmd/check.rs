@@ -6,9 +6,9 @@ use crate::args::StoreArgs;
 use crate::exit::{Exit, Failed};
 use crate::render;
 use crate::store::Access;
+use bonsai_core::stats::human_bytes;
 use bonsai_core::store::CheckReport;
 use clap::Args;
-use indicatif::HumanBytes;
 use std::io::Write;
 
 /// `bonsai check`
@@ -59,13 +59,13 @@ fn summary(out: &mut dyn Write, store: &str, r: &CheckReport) -> std::io::Result
     let rate = if r.wall_seconds > 0.0 && r.read_data {
         format!(
             ", {}/s",
-            HumanBytes((r.read_bytes as f64 / r.wall_seconds) as u64)
+            human_bytes((r.read_bytes as f64 / r.wall_seconds) as u64)
         )
     } else {
         String::new()
     };
     let read = if r.read_data {
-        format!(", {} read and hashed", HumanBytes(r.read_bytes))
+        format!(", {} read and hashed", human_bytes(r.read_bytes))
     } else {
         String::new()
     };

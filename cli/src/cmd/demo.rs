@@ -7,8 +7,8 @@
 use crate::args::{Cli, Command, DemoArgs};
 use crate::store::{Access, StoreSpec};
 use anyhow::Context;
+use bonsai_core::stats::human_bytes;
 use clap::Parser;
-use indicatif::HumanBytes;
 use std::io::Write;
 use std::path::Path;
 
@@ -126,10 +126,10 @@ fn push_both(out: &mut dyn Write, dir: &Path, store: &str, quiet: bool) -> anyho
             out,
             "  {:<8} {:>10} {:>10} {:>10} {:>10} {:>7.1}x",
             name,
-            HumanBytes(r.logical_bytes).to_string(),
-            HumanBytes(r.data_bytes).to_string(),
+            human_bytes(r.logical_bytes),
+            human_bytes(r.data_bytes),
             format!("{}/{}", r.known_chunks, r.unique_chunks),
-            HumanBytes(r.sent_bytes).to_string(),
+            human_bytes(r.sent_bytes),
             r.dedup_ratio.unwrap_or(f64::INFINITY)
         )?;
     }
@@ -165,14 +165,14 @@ fn pull_back(out: &mut dyn Write, dir: &Path, store: &str, quiet: bool) -> anyho
         out,
         "\npulled vm2 back: {} blocks fetched ({}), every extent verified, byte-identical: {}",
         p.fetched_blocks,
-        HumanBytes(p.fetched_bytes),
+        human_bytes(p.fetched_bytes),
         same
     )?;
     writeln!(
         out,
         "the pulled file is sparse: {} allocated for {} logical",
-        HumanBytes(allocated),
-        HumanBytes(p.logical_bytes)
+        human_bytes(allocated),
+        human_bytes(p.logical_bytes)
     )?;
     Ok(())
 }
@@ -210,8 +210,8 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
         out,
         "store: {} blocks, {} stored for {} of images ({:.1}x overall)",
         s.blocks,
-        HumanBytes(s.stored_bytes),
-        HumanBytes(s.logical_bytes),
+        human_bytes(s.stored_bytes),
+        human_bytes(s.logical_bytes),
         s.dedup_ratio
     )?;
     Ok(())

@@ -5,9 +5,9 @@
 use crate::args::StoreArgs;
 use crate::render;
 use crate::store::Access;
+use bonsai_core::stats::human_bytes;
 use bonsai_core::store::{GcOptions, GcReport, DEFAULT_GRACE};
 use clap::Args;
-use indicatif::HumanBytes;
 use std::io::Write;
 
 /// `bonsai gc`
@@ -74,7 +74,7 @@ fn summary(out: &mut dyn Write, store: &str, r: &GcReport) -> std::io::Result<()
         out,
         "gc of {store}: {verb} {} blocks ({}) in {:.1}s",
         r.blocks_freed,
-        HumanBytes(r.bytes_freed),
+        human_bytes(r.bytes_freed),
         r.wall_seconds
     )?;
     writeln!(

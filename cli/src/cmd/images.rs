@@ -3,9 +3,9 @@
 use crate::args::StoreArgs;
 use crate::render;
 use crate::store::Access;
+use bonsai_core::stats::human_bytes;
 use bonsai_core::store::ImageInfo;
 use clap::Args;
-use indicatif::HumanBytes;
 use std::io::Write;
 
 /// `bonsai images`
@@ -44,18 +44,18 @@ fn table(out: &mut dyn Write, store: &str, images: &[ImageInfo]) -> std::io::Res
     )?;
     writeln!(
         out,
-        "{:<32} {:>4} {:>11} {:>9} {:>11}  {:<20} {:<16} sealed",
-        "name", "ver", "logical", "blocks", "only it", "registered (UTC)", "by"
+        "{:<32} {:>4} {:>11} {:>9} {:>16}  {:<20} {:<16} sealed",
+        "name", "ver", "logical", "blocks", "stored only here", "registered (UTC)", "by"
     )?;
     for i in images {
         writeln!(
             out,
-            "{:<32} {:>4} {:>11} {:>9} {:>11}  {:<20} {:<16} {}",
+            "{:<32} {:>4} {:>11} {:>9} {:>16}  {:<20} {:<16} {}",
             bonsai_core::name::for_terminal(&i.name),
             i.version,
-            HumanBytes(i.logical_bytes).to_string(),
+            human_bytes(i.logical_bytes),
             i.blocks,
-            HumanBytes(i.unique_bytes).to_string(),
+            human_bytes(i.unique_bytes),
             utc(i.registered),
             bonsai_core::name::for_terminal(&i.by),
             if i.sealed_recipe { "yes" } else { "-" }

@@ -3,12 +3,12 @@
 use crate::args::InspectArgs;
 use anyhow::Context;
 use bonsai_core::image::ImageInfo;
-use indicatif::HumanBytes;
+use bonsai_core::stats::human_bytes;
 use std::io::Write;
 
 /// Runs the command.
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let info = bonsai_core::image::inspect_with(&args.image, &args.image_opts.options(args.format))
+    let info = bonsai_core::image::inspect_with(&args.image, &args.image_opts.options())
         .with_context(|| format!("cannot inspect {}", args.image.display()))?;
     if args.json {
         return crate::render::json(&info);
@@ -24,14 +24,14 @@ fn show(out: &mut dyn Write, info: &ImageInfo) -> std::io::Result<()> {
         ""
     };
     let size = |v: Option<u64>| match v {
-        Some(n) => format!("{} ({n} bytes)", HumanBytes(n)),
+        Some(n) => format!("{} ({n} bytes)", human_bytes(n)),
         None => "unknown until opened (--image-secret-file)".into(),
     };
     writeln!(out, "image         {}", info.path)?;
     writeln!(out, "format        {}{guessed}", info.format)?;
     writeln!(out, "virtual size  {}", size(info.virtual_size))?;
     writeln!(out, "data          {}", size(info.allocated_bytes))?;
-    writeln!(out, "file size     {}", HumanBytes(info.file_bytes))?;
+    writeln!(out, "file size     {}", human_bytes(info.file_bytes))?;
     writeln!(
         out,
         "encryption    {}",

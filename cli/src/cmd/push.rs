@@ -35,7 +35,7 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
         )
         .into());
     }
-    let image = bonsai_core::image::open_disk(&args.image, &args.image_opts.options(args.format))
+    let image = bonsai_core::image::open_disk(&args.image, &args.image_opts.options())
         .with_context(|| format!("cannot read image {}", args.image.display()))?;
     let logical_size = image.disk.size();
     preflight::image_not_empty_device(&args.image, logical_size)?;

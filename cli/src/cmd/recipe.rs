@@ -5,8 +5,8 @@ use crate::exit::{Exit, Failed};
 use crate::render;
 use crate::store::Access;
 use anyhow::Context;
+use bonsai_core::stats::human_bytes;
 use bonsai_core::Recipe;
-use indicatif::HumanBytes;
 use std::io::Write;
 use std::path::Path;
 
@@ -44,8 +44,8 @@ fn show(out: &mut dyn Write, path: &Path, r: &Recipe) -> std::io::Result<()> {
     writeln!(out, "recipe {}", path.display())?;
     writeln!(out, "  format       version {}", r.version)?;
     writeln!(out, "  image hash   {} ({what})", r.image_hash)?;
-    writeln!(out, "  logical      {}", HumanBytes(r.logical_size))?;
-    writeln!(out, "  holes        {}", HumanBytes(r.hole_bytes()))?;
+    writeln!(out, "  logical      {}", human_bytes(r.logical_size))?;
+    writeln!(out, "  holes        {}", human_bytes(r.hole_bytes()))?;
     writeln!(out, "  extents      {}", r.extents.len())?;
     writeln!(out, "  blocks       {} distinct", r.blocks.len())?;
     writeln!(

@@ -89,13 +89,22 @@ fn table(out: &mut dyn Write, store: &str, r: &StoreReport) -> std::io::Result<(
     }
     writeln!(
         out,
-        "{:<24} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
-        "image", "logical", "data", "distinct", "shared", "only here", "stored", "added", "overall"
+        "{:<24} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>16} {:>10} {:>8}",
+        "image",
+        "logical",
+        "data",
+        "distinct",
+        "shared",
+        "only here",
+        "stored",
+        "stored only here",
+        "added",
+        "overall"
     )?;
     for im in &r.images {
         writeln!(
             out,
-            "{:<24} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "{:<24} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>16} {:>10} {:>8}",
             bonsai_core::name::for_terminal(&im.name),
             human_bytes(im.logical_bytes),
             opt(im.data_bytes),
@@ -103,6 +112,7 @@ fn table(out: &mut dyn Write, store: &str, r: &StoreReport) -> std::io::Result<(
             opt(im.shared_bytes),
             opt(im.unique_bytes),
             human_bytes(im.stored_bytes),
+            human_bytes(im.unique_stored_bytes),
             human_bytes(im.new_stored_bytes),
             fmt_ratio(im.savings.overall)
         )?;

@@ -112,15 +112,13 @@ impl Disk for Qcow2Disk {
             if offset + len > file_len {
                 let name = storage
                     .get_filename()
-                    .map(|p| p.display().to_string())
+                    .map(|p| p.to_path_buf())
                     .unwrap_or_else(|| "image".into());
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "{name} is truncated: guest offset {pos} maps to byte {} of a {file_len}-byte file",
-                        offset + len
-                    ),
-                ));
+                let detail = format!(
+                    "guest offset {pos} maps to byte {} of a {file_len}-byte file",
+                    offset + len
+                );
+                return Err(super::ImageError::truncated(&name, detail).into());
             }
         }
         let zero = matches!(mapping, Mapping::Zero { .. } | Mapping::Eof { .. });

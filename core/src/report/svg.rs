@@ -43,21 +43,7 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Bytes for people, binary units: `1.5 GiB`.
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::stats::human_bytes;
 
 /// A round axis maximum and step for values up to `max` (1, 2 or 5 times a power of two
 /// of a binary unit, about five steps).
