@@ -22,6 +22,10 @@ fn main() {
     };
     logging::init(cli.verbose, matches!(cli.command, Command::Serve(_)));
     let quiet = cli.quiet;
+    if !matches!(cli.command, Command::Serve(_)) {
+        // one line on Ctrl-C saying what is left (the server shuts down on its own terms)
+        bonsai_core::image::on_signal::install();
+    }
     let result = match cli.command {
         Command::Push(a) => cmd::push::run(a, quiet),
         Command::Pull(a) => cmd::pull::run(a, quiet),

@@ -5,6 +5,7 @@ mod analyze;
 mod failures;
 mod formats;
 mod integrity;
+mod interrupt;
 mod mistakes;
 mod ops;
 mod preflight;

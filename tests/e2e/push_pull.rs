@@ -243,7 +243,7 @@ fn embedded_store_round_trip_stats_and_recipe_show() {
     ]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(
-        text.contains("overall") && text.contains("8.00 MiB"),
+        text.contains("overall") && text.contains("8.0 MiB logical"),
         "{text}"
     );
 }

@@ -55,6 +55,10 @@ pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
         ..Default::default()
     };
     let bar = Bar::new(quiet || args.json, Some(logical_size));
+    let _interrupt = bonsai_core::image::on_signal::note(&format!(
+        "no version of {} was registered and no recipe written; the blocks already uploaded stay in the store, so the same push again sends only the rest",
+        bonsai_core::name::for_terminal(&opts.name)
+    ));
     let mut attempt = 1;
     let mut report = loop {
         match bonsai_core::push(image.disk.as_ref(), store.as_ref(), &recipe, &opts, &bar) {

@@ -1,10 +1,12 @@
-//! Removing the qemu reader's private directories when SIGINT or SIGTERM ends bonsai
-//! while a reader is starting (once bonsai is connected the directory is already gone,
-//! and the daemon dies with bonsai through its parent-death signal).
+//! What SIGINT (Ctrl-C) or SIGTERM does before it ends bonsai: remove the qemu reader's
+//! private directories if a reader is starting (once bonsai is connected the directory is
+//! already gone, and the daemon dies with bonsai through its parent-death signal), and
+//! say in one line on stderr what the interrupted work left behind ([`note`]: a partial
+//! file a re-run resumes, blocks a re-push skips).
 //!
-//! The handler makes only async-signal-safe calls (`unlink`, `rmdir`, `raise`) on paths
-//! stored before any signal, then lets the signal's default action end the process, so
-//! exit statuses are unchanged (130 after Ctrl-C). It is installed only where the
+//! The handler makes only async-signal-safe calls (`unlink`, `rmdir`, `write`, `raise`) on
+//! bytes stored before any signal, then lets the signal's default action end the process,
+//! so exit statuses are unchanged (130 after Ctrl-C). It is installed only where the
 //! disposition is still the default, so a program with its own handlers keeps them.
 
 use std::ffi::{CStr, CString};
@@ -19,6 +21,36 @@ pub const FILES: [&str; 3] = ["nbd.sock", "qmp.sock", "log"];
 /// Directories registered at once, at most (readers open at the same time).
 const SLOTS: usize = 32;
 static DIRS: [AtomicPtr<libc::c_char>; SLOTS] = [const { AtomicPtr::new(ptr::null_mut()) }; SLOTS];
+/// The line written on a signal: what the work under way leaves behind.
+static NOTE: AtomicPtr<libc::c_char> = AtomicPtr::new(ptr::null_mut());
+/// The line written when no work has said what it leaves.
+const PLAIN: &CStr = c"bonsai: interrupted\n";
+
+/// A line said on SIGINT or SIGTERM while this lives (the newest one wins).
+pub struct Note(*mut libc::c_char);
+
+// SAFETY: the pointer is only compared and swapped atomically, never dereferenced here.
+unsafe impl Send for Note {}
+
+/// Says `text` (one clause: what is left and what a re-run does) if a signal ends the
+/// process while the returned guard lives: `bonsai: interrupted; TEXT`.
+pub fn note(text: &str) -> Note {
+    install();
+    let line = format!("bonsai: interrupted; {}\n", text.replace(['\n', '\0'], " "));
+    let Ok(line) = CString::new(line) else {
+        return Note(ptr::null_mut());
+    };
+    let line = line.into_raw();
+    NOTE.store(line, Ordering::SeqCst);
+    Note(line)
+}
+
+impl Drop for Note {
+    fn drop(&mut self) {
+        // Not freed, as for directories: a handler may be writing it.
+        let _ = NOTE.compare_exchange(self.0, ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
 
 /// A directory removed if SIGINT or SIGTERM arrives while this lives.
 pub struct Registered(Option<usize>);
@@ -54,7 +86,9 @@ impl Drop for Registered {
     }
 }
 
-fn install() {
+/// Installs the handler (once; only where SIGINT and SIGTERM still do their default), so
+/// even work that registers nothing ends with one line.
+pub fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         for sig in [libc::SIGINT, libc::SIGTERM] {
@@ -79,11 +113,26 @@ fn install() {
 
 extern "C" fn handler(sig: libc::c_int) {
     remove_registered();
+    say_note();
     // SAFETY: SA_RESETHAND restored the default action; raising it again ends the process
     // as the signal would have (it is delivered when this handler returns).
     unsafe {
         libc::raise(sig);
     }
+}
+
+/// Writes the current note (or the plain line) to stderr, allocating nothing.
+fn say_note() {
+    let note = NOTE.load(Ordering::SeqCst);
+    // SAFETY: notes are NUL-terminated and never freed; PLAIN is static.
+    let line = if note.is_null() {
+        PLAIN
+    } else {
+        unsafe { CStr::from_ptr(note) }
+    };
+    let bytes = line.to_bytes();
+    // SAFETY: write(2) of a valid buffer; a short or failed write is not retried.
+    unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
 }
 
 /// Removes every registered directory and its [`FILES`], allocating nothing.

@@ -40,6 +40,8 @@ pub struct Target {
     file: File,
     /// Created by this pull: holes hold no data, no block is there yet.
     fresh: bool,
+    /// What a Ctrl-C while this is written leaves, said on stderr.
+    _interrupt: crate::image::on_signal::Note,
 }
 
 /// Where the partial output of a pull of `recipe` to `out` lives.
@@ -94,7 +96,15 @@ impl Target {
     }
 
     fn new(kind: TargetKind, path: &Path, out: &Path, file: File, fresh: bool) -> Target {
+        let p = path.display();
+        let left = match kind {
+            TargetKind::Partial => format!(
+                "the blocks written so far are kept in {p}; run the same pull again to resume"
+            ),
+            _ => format!("{p} was written in place and is incomplete; run the same pull again"),
+        };
         Target {
+            _interrupt: crate::image::on_signal::note(&left),
             kind,
             path: path.to_path_buf(),
             out: out.to_path_buf(),
