@@ -6,6 +6,7 @@
 
 use crate::backend::s3::{S3Backend, S3Error, S3Location, S3Settings};
 use crate::ingest::Store;
+use crate::StartRefused;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,28 +50,32 @@ pub fn open_data(data: &Path, index_dir: Option<&Path>, rebuild: bool) -> anyhow
 
 /// A `--data` directory must exist and be a store, or be empty: a typo never becomes a
 /// new store (as the client refuses it; `bonsai init DIR` makes one).
-fn refuse_non_store(data: &Path) -> anyhow::Result<()> {
+fn refuse_non_store(data: &Path) -> Result<(), StartRefused> {
     let shown = data.display();
+    let refuse = |why: String| Err(StartRefused(why));
     match std::fs::metadata(data) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
-            "store directory {shown} does not exist; create it with `bonsai init {shown}` \
-             (a mistyped --data never becomes a new, empty store)"
-        ),
-        Err(e) => anyhow::bail!("store directory {shown}: {e}"),
-        Ok(m) if !m.is_dir() => anyhow::bail!("--data {shown} is not a directory"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return refuse(format!(
+                "store directory {shown} does not exist; create it with `bonsai init {shown}` \
+                 (a mistyped --data never becomes a new, empty store)"
+            ))
+        }
+        Err(e) => return refuse(format!("store directory {shown}: {e}")),
+        Ok(m) if !m.is_dir() => return refuse(format!("--data {shown} is not a directory")),
         Ok(_) => {}
     }
     let layout = data.join("index.sqlite").is_file()
         || (data.join("blocks").is_dir() && data.join("manifests").is_dir());
-    let empty = std::fs::read_dir(data)
-        .with_context(|| format!("reading store directory {shown}"))?
-        .next()
-        .is_none();
-    anyhow::ensure!(
-        layout || empty,
-        "directory {shown} is not a bonsai store (no index.sqlite) and not empty; give the \
-         store's directory, or make a new one with `bonsai init DIR`"
-    );
+    let empty = match std::fs::read_dir(data) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => return refuse(format!("reading store directory {shown}: {e}")),
+    };
+    if !(layout || empty) {
+        return refuse(format!(
+            "directory {shown} is not a bonsai store (no index.sqlite) and not empty; give \
+             the store's directory, or make a new one with `bonsai init DIR`"
+        ));
+    }
     Ok(())
 }
 

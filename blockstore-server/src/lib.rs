@@ -62,10 +62,12 @@ mod local;
 mod middleware;
 mod rebuild;
 mod recover;
+mod refusal;
 mod report;
 mod routes;
 mod state;
 pub mod tls;
+pub use refusal::{error_kind, kind_of, StartRefused};
 mod trust;
 mod versions;
 
@@ -82,7 +84,6 @@ pub use rebuild::{rebuild_index, RebuildReport};
 pub use routes::{app, route, table, Route};
 pub use state::{AppState, Limits};
 
-use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -165,7 +166,7 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 /// Prints `listening on http://ADDR` on stdout once the socket is bound.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let tokens = match &args.token_file {
-        Some(p) => Some(Arc::new(auth::Tokens::load(p).map_err(anyhow::Error::msg)?)),
+        Some(p) => Some(Arc::new(auth::Tokens::load(p).map_err(StartRefused)?)),
         None => None,
     };
     if tokens.is_none() {
@@ -194,7 +195,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .map_err(|e| {
+            StartRefused(format!(
+                "cannot listen on {}: {e}; pick another --listen address or port",
+                args.listen
+            ))
+        })?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     {

@@ -22,6 +22,6 @@ fn main() {
         .init();
     if let Err(e) = bonsai_blockstore::serve_blocking(cli.serve) {
         eprintln!("bonsai-blockstore: {e:#}");
-        std::process::exit(1);
+        std::process::exit(bonsai_blockstore::error_kind(&e).exit_code());
     }
 }

@@ -77,7 +77,8 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// The binary's own refusals first; everything else is classified by core
-/// ([`bonsai_core::ErrorKind::of`]), the one classification of core's errors.
+/// ([`bonsai_core::ErrorKind::of`], the one classification of core's errors), through the
+/// server's start-up classes for `serve`.
 fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if e.is::<Refusal>() || e.is::<crate::store::StoreSpecError>() {
         return Some(Exit::Usage);
@@ -85,7 +86,7 @@ fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if let Some(f) = e.downcast_ref::<Failed>() {
         return Some(f.exit);
     }
-    bonsai_core::ErrorKind::of(e).map(Exit::of)
+    bonsai_blockstore::kind_of(e).map(Exit::of)
 }
 
 impl Exit {
@@ -179,6 +180,23 @@ mod tests {
             Exit::Other,
             "README: 1 is the store's own refusal"
         );
+    }
+
+    #[test]
+    fn the_codes_are_cores_table() {
+        use bonsai_core::ErrorKind as K;
+        let kinds = [
+            K::Usage,
+            K::Auth,
+            K::NotFound,
+            K::Verification,
+            K::Network,
+            K::Io,
+            K::Other,
+        ];
+        for k in kinds {
+            assert_eq!(Exit::of(k) as i32, k.exit_code(), "{k:?}");
+        }
     }
 
     #[test]

@@ -39,6 +39,20 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The process exit code of this class (README, "Exit status"): the one table, used by
+    /// `bonsai` and `bonsai-blockstore` alike.
+    pub const fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::Other => 1,
+            ErrorKind::Usage => 2,
+            ErrorKind::Auth => 3,
+            ErrorKind::NotFound => 4,
+            ErrorKind::Verification => 5,
+            ErrorKind::Network => 6,
+            ErrorKind::Io => 7,
+        }
+    }
+
     /// The class of the first error in `err`'s chain that has one, from the outside in,
     /// so a context added on the way out never hides the cause's class. The one
     /// classification: the binary maps each kind to its exit code and nothing else.

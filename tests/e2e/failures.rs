@@ -21,8 +21,7 @@ fn pushed(d: &Dir, store: &str) {
 /// The pull fails with one line holding `needle` and exit code `code`, and leaves no OUT.
 fn pull_fails_with(d: &Dir, recipe: &str, store: &str, needle: &str, code: i32) {
     let out = bonsai(&["pull", recipe, "--store", store, "-o", &d.s("out.raw")]);
-    fails_with(&out, needle);
-    assert_eq!(out.status.code(), Some(code), "exit code for {needle:?}");
+    fails_as(&out, needle, code);
     assert!(!d.path("out.raw").exists(), "a failed pull left OUT");
 }
 
@@ -134,12 +133,10 @@ fn tokens_are_enforced() {
         ])
     };
     let out = push("bad");
-    fails_with(&out, "invalid token");
-    assert_eq!(out.status.code(), Some(EXIT_AUTH));
+    fails_as(&out, "invalid token", EXIT_AUTH);
     assert!(!d.path("vm.recipe").exists(), "failed push left a recipe");
     let out = push("r");
-    fails_with(&out, "may only read");
-    assert_eq!(out.status.code(), Some(EXIT_AUTH));
+    fails_as(&out, "may only read", EXIT_AUTH);
     let out = bonsai(&[
         "push",
         &d.s("vm.raw"),
@@ -148,8 +145,7 @@ fn tokens_are_enforced() {
         "-o",
         &d.s("vm.recipe"),
     ]);
-    fails_with(&out, "missing bearer token");
-    assert_eq!(out.status.code(), Some(EXIT_AUTH));
+    fails_as(&out, "missing bearer token", EXIT_AUTH);
     assert!(push("w").status.success());
     // reads: the read token works, via the environment too
     let out = bonsai_env(
@@ -178,7 +174,7 @@ fn tokens_are_enforced() {
         "--token-file",
         &d.s("bad"),
     ]);
-    fails_with(&out, "invalid token");
+    fails_as(&out, "invalid token", EXIT_AUTH);
     assert!(!d.path("out2.raw").exists());
 }
 
@@ -197,8 +193,7 @@ fn server_that_is_down() {
         "-o",
         &d.s("x.recipe"),
     ]);
-    fails_with(&out, "unreachable");
-    assert_eq!(out.status.code(), Some(EXIT_NETWORK));
+    fails_as(&out, "unreachable", EXIT_NETWORK);
     assert!(!d.path("x.recipe").exists());
 }
 

@@ -45,8 +45,7 @@ fn store_typos_are_refused_and_create_nothing() {
             vec!["stats", "--store", store],
         ] {
             let out = bonsai_in(&work, &args);
-            fails_with(&out, needle);
-            assert_eq!(code(&out), Some(EXIT_USAGE), "{args:?}");
+            fails_as(&out, needle, EXIT_USAGE);
         }
     }
     assert_eq!(listing(&work), Vec::<String>::new(), "a typo created files");
@@ -54,11 +53,11 @@ fn store_typos_are_refused_and_create_nothing() {
     std::fs::write(work.join("notes.txt"), "x").unwrap();
     let work_s = work.display().to_string();
     let out = bonsai(&["push", &img, "--store", &work_s, "-o", &d.s("r.recipe")]);
-    fails_with(&out, "is not a bonsai store");
+    fails_as(&out, "is not a bonsai store", EXIT_USAGE);
     let empty = d.path("empty");
     std::fs::create_dir(&empty).unwrap();
     let out = bonsai(&["stats", "--store", &d.s("empty")]);
-    fails_with(&out, "bonsai init");
+    fails_as(&out, "bonsai init", EXIT_USAGE);
     assert_eq!(listing(&empty), Vec::<String>::new());
     // a token file means a server: refused for a directory store rather than ignored
     std::fs::write(d.path("token"), "t").unwrap();
@@ -69,8 +68,11 @@ fn store_typos_are_refused_and_create_nothing() {
         "--token-file",
         &d.s("token"),
     ]);
-    fails_with(&out, "--token-file applies to http(s) stores only");
-    assert_eq!(code(&out), Some(EXIT_USAGE));
+    fails_as(
+        &out,
+        "--token-file applies to http(s) stores only",
+        EXIT_USAGE,
+    );
 }
 
 #[test]
@@ -128,8 +130,7 @@ fn existing_recipe_and_output_are_not_clobbered_without_force() {
         bonsai(&a)
     };
     let out = push(false);
-    fails_with(&out, "exists; pass --force");
-    assert_eq!(code(&out), Some(EXIT_USAGE));
+    fails_as(&out, "exists; pass --force", EXIT_USAGE);
     assert_eq!(std::fs::read(d.path("vm.recipe")).unwrap(), b"precious");
     assert!(push(true).status.success());
 
@@ -143,8 +144,7 @@ fn existing_recipe_and_output_are_not_clobbered_without_force() {
         bonsai(&a)
     };
     let out = pull(&[]);
-    fails_with(&out, "exists; pass --force");
-    assert_eq!(code(&out), Some(EXIT_USAGE));
+    fails_as(&out, "exists; pass --force", EXIT_USAGE);
     assert_eq!(std::fs::read(d.path("out.raw")).unwrap(), b"precious");
     assert!(pull(&["--force"]).status.success());
     assert!(same_file(&d.path("vm.raw"), &d.path("out.raw")));
@@ -175,8 +175,7 @@ fn directory_as_out_is_refused_before_the_store_is_asked() {
             args.push("--force");
         }
         let out = bonsai(&args);
-        fails_with(&out, "is a directory");
-        assert_eq!(code(&out), Some(EXIT_USAGE));
+        fails_as(&out, "is a directory", EXIT_USAGE);
     }
     let out = bonsai(&[
         "pull",
@@ -186,7 +185,7 @@ fn directory_as_out_is_refused_before_the_store_is_asked() {
         "-o",
         &d.s("no/such/out"),
     ]);
-    fails_with(&out, "does not exist");
+    fails_as(&out, "does not exist", EXIT_USAGE);
 }
 
 #[test]
@@ -201,8 +200,7 @@ fn character_devices_and_pipes_are_not_images() {
         "-o",
         &d.s("z.recipe"),
     ]);
-    fails_with(&out, "/dev/zero is a character device");
-    assert_eq!(code(&out), Some(EXIT_USAGE));
+    fails_as(&out, "/dev/zero is a character device", EXIT_USAGE);
     let fifo = d.path("fifo");
     let c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
     // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
@@ -215,7 +213,7 @@ fn character_devices_and_pipes_are_not_images() {
         "-o",
         &d.s("f.recipe"),
     ]);
-    fails_with(&out, "is a named pipe");
+    fails_as(&out, "is a named pipe", EXIT_USAGE);
     assert!(!d.path("z.recipe").exists() && !d.path("f.recipe").exists());
     assert_eq!(
         bonsai_json(&["stats", "--store", &store, "--json"])["images"],
@@ -278,8 +276,7 @@ fn each_failure_class_has_its_exit_code() {
     let img = small_image(&d);
     // usage: clap's own errors use the documented code, on one line
     let out = bonsai(&["push", &img, "--no-such-flag"]);
-    fails_with(&out, "--no-such-flag");
-    assert_eq!(code(&out), Some(EXIT_USAGE));
+    fails_as(&out, "--no-such-flag", EXIT_USAGE);
     // auth
     std::fs::write(d.path("tokens"), "write good-token-of-length-20\n").unwrap();
     let s = Server::start(&d.path("data"), &["--token-file", &d.s("tokens")]);
@@ -302,7 +299,7 @@ fn each_failure_class_has_its_exit_code() {
     );
     // not found: the recipe file, and a block the store lacks
     let out = bonsai(&["recipe", "show", &d.s("absent.recipe")]);
-    let err = fails_with(&out, "no such file");
+    let err = fails_as(&out, "no such file", EXIT_NOT_FOUND);
     assert_eq!(
         err.matches("os error 2").count(),
         1,
@@ -326,8 +323,7 @@ fn each_failure_class_has_its_exit_code() {
         "-o",
         &d.s("o.raw"),
     ]);
-    fails_with(&out, "not in the store");
-    assert_eq!(code(&out), Some(EXIT_NOT_FOUND));
+    fails_as(&out, "not in the store", EXIT_NOT_FOUND);
     // verification: a recipe whose bytes changed
     let mut bytes = std::fs::read(d.path("vm.recipe")).unwrap();
     bytes[60] ^= 4;
@@ -340,12 +336,10 @@ fn each_failure_class_has_its_exit_code() {
         "-o",
         &d.s("o.raw"),
     ]);
-    fails_with(&out, "corrupt");
-    assert_eq!(code(&out), Some(EXIT_VERIFY));
+    fails_as(&out, "corrupt", EXIT_VERIFY);
     // local I/O: reading a "recipe" that is a directory (fails even for root)
     let out = bonsai(&["recipe", "show", &d.s("a")]);
-    fails_with(&out, "is a directory");
-    assert_eq!(code(&out), Some(EXIT_LOCAL_IO));
+    fails_as(&out, "is a directory", EXIT_LOCAL_IO);
     // network: see failures::server_that_is_down
 }
 

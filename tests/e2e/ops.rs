@@ -428,7 +428,7 @@ fn tls_round_trip_with_a_private_ca_and_untrusted_certificate_refused() {
     );
     // Without the CA the certificate is not trusted; nothing is sent in the clear either.
     let out = bonsai(&["stats", "--store", &url]);
-    fails_with(&out, "certificate");
+    fails_as(&out, "certificate", EXIT_USAGE);
     let plain = url.replacen("https://", "http://", 1);
     assert!(!bonsai(&["stats", "--store", &plain]).status.success());
 }

@@ -9,18 +9,34 @@ fn serve_never_creates_a_store_from_a_typo() {
     let d = Dir::new();
     let typo = d.path("stroe");
     let out = bonsai(&["serve", "--listen", "127.0.0.1:0", "--data", &d.s("stroe")]);
-    let err = fails_with(&out, "does not exist");
+    let err = fails_as(&out, "does not exist", EXIT_USAGE);
     assert!(err.contains("bonsai init"), "{err}");
     assert!(!typo.exists(), "a directory was made");
     std::fs::create_dir(d.path("docs")).unwrap();
     std::fs::write(d.path("docs/notes.txt"), "not a store").unwrap();
     let out = bonsai(&["serve", "--listen", "127.0.0.1:0", "--data", &d.s("docs")]);
-    fails_with(&out, "not a bonsai store");
+    fails_as(&out, "not a bonsai store", EXIT_USAGE);
     assert!(!d.path("docs/index.sqlite").exists());
     // an existing store, or an empty directory, is served
     let store = d.store("store");
     let server = Server::start(std::path::Path::new(&store), &[]);
     assert!(bonsai(&["stats", "--store", &server.url]).status.success());
+    drop(server);
+    // an address already taken, and a token file that is not there
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = bonsai(&["serve", "--listen", &addr, "--data", &store]);
+    fails_as(&out, "cannot listen on", EXIT_USAGE);
+    let out = bonsai(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        &store,
+        "--token-file",
+        &d.s("no-tokens"),
+    ]);
+    fails_as(&out, "no-tokens", EXIT_USAGE);
 }
 
 #[test]

@@ -286,7 +286,7 @@ fn private_secret_scopes_dedup_and_is_required_to_pull() {
         "-o",
         &d.s("out"),
     ]);
-    fails_with(&out, "different convergence secret");
+    fails_as(&out, "different convergence secret", EXIT_USAGE);
     assert!(!d.path("out").exists());
     let ok = bonsai_json(&[
         "pull",
@@ -342,7 +342,7 @@ fn interrupted_pull_resumes_from_what_it_wrote() {
         "-o",
         &d.s("out.raw"),
     ]);
-    fails_with(&out, "does not match its id");
+    fails_as(&out, "does not match its id", EXIT_VERIFY);
     assert!(!d.path("out.raw").exists(), "failed pull left OUT");
 
     std::fs::write(&block, &good).unwrap();

@@ -211,15 +211,15 @@ fn wrong_credentials_and_unreachable_endpoint_fail_at_start() {
         &d,
         &[("AWS_SECRET_ACCESS_KEY", "wrong".into())],
     );
-    fails_with(&out, "access denied");
+    fails_as(&out, "access denied", EXIT_AUTH);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let out = serve_fails(&weed, &data, &d, &[("AWS_ENDPOINT_URL", dead.clone())]);
-    let err = fails_with(&out, "cannot reach");
+    let err = fails_as(&out, "cannot reach", EXIT_NETWORK);
     assert!(err.contains(&dead), "{err}");
     let out = serve_fails(&weed, "s3://No_Such/p", &d, &[]);
-    fails_with(&out, "bucket name");
+    fails_as(&out, "bucket name", EXIT_USAGE);
 }
 
 /// The object store dies halfway through a push: the push fails without a recipe; once the

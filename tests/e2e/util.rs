@@ -79,7 +79,8 @@ pub fn bonsai_json(args: &[&str]) -> serde_json::Value {
 }
 
 /// Asserts failure with exactly one line on stderr containing `needle`; returns it.
-pub fn fails_with(out: &Output, needle: &str) -> String {
+#[track_caller]
+fn fails_with(out: &Output, needle: &str) -> String {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
         !out.status.success(),
@@ -116,7 +117,9 @@ pub fn http(method: &str, url: &str, token: Option<&str>, body: &[u8]) -> (u16, 
     (status, reply[at..].to_vec())
 }
 
-/// [`fails_with`], and the exit code is `code` (README's table).
+/// Asserts failure with one line holding `needle` (see `fails_with`) and the exit code
+/// `code`, from README's table.
+#[track_caller]
 pub fn fails_as(out: &Output, needle: &str, code: i32) -> String {
     let err = fails_with(out, needle);
     assert_eq!(out.status.code(), Some(code), "exit code for {needle:?}");

@@ -61,7 +61,7 @@ fn crafted_short_block_recipe_does_not_verify() {
     let f = std::fs::File::create(d.path("crafted.recipe")).unwrap();
     crafted.write_to(f).unwrap();
     let out = pull(&d, &d.s("crafted.recipe"), &d.s("out.raw"));
-    fails_with(&out, "recipe says");
+    fails_as(&out, "recipe says", EXIT_VERIFY);
     assert!(
         String::from_utf8_lossy(&out.stdout).trim().is_empty(),
         "no report printed"
@@ -102,12 +102,12 @@ fn out_directory_and_existing_out_are_refused_before_download() {
     std::fs::create_dir(d.path("dir")).unwrap();
     let before = listing(d.0.path());
     let out = pull(&d, &d.s("vm.recipe"), &d.s("dir"));
-    fails_with(&out, "is a directory");
+    fails_as(&out, "is a directory", EXIT_USAGE);
     assert_eq!(listing(d.0.path()), before, "nothing created");
     assert!(!bonsai_core::pull::partial_path(&d.path("dir"), &recipe).exists());
     std::fs::write(d.path("taken.raw"), b"mine").unwrap();
     let out = pull(&d, &d.s("vm.recipe"), &d.s("taken.raw"));
-    fails_with(&out, "exists");
+    fails_as(&out, "exists", EXIT_USAGE);
     assert_eq!(std::fs::read(d.path("taken.raw")).unwrap(), b"mine");
     let _ = data;
 }
@@ -121,7 +121,7 @@ fn symlink_planted_at_partial_name_is_not_followed() {
     let partial = bonsai_core::pull::partial_path(&d.path("out.raw"), &recipe);
     std::os::unix::fs::symlink(d.path("victim"), &partial).unwrap();
     let out = pull(&d, &d.s("vm.recipe"), &d.s("out.raw"));
-    fails_with(&out, "symbolic link");
+    fails_as(&out, "symbolic link", EXIT_LOCAL_IO);
     assert_eq!(std::fs::read(d.path("victim")).unwrap(), b"precious");
     assert!(!d.path("out.raw").exists());
 }
@@ -147,7 +147,7 @@ fn existing_recipe_is_kept_and_recipes_are_private() {
         "-o",
         &d.s("other.recipe"),
     ]);
-    fails_with(&out, "exists");
+    fails_as(&out, "exists", EXIT_USAGE);
     assert_eq!(std::fs::read(d.path("other.recipe")).unwrap(), b"precious");
     assert_eq!(std::fs::read(d.path("vm.recipe")).unwrap(), before);
     assert!(listing(d.0.path()).iter().all(|n| !n.ends_with(".tmp")));

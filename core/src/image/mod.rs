@@ -10,9 +10,12 @@
 //! - [`open`] picks the engine: raw files and block devices directly ([`RawDisk`], holes
 //!   via `SEEK_DATA`), qcow2 through imago ([`qcow2`]), everything else through qemu's
 //!   block layer over NBD ([`qemu`], [`nbd`]), after [`truncated`] checked that no data
-//!   it maps lies past the end of its file;
+//!   it maps lies past the end of its file; for vhdx, sparse vmdk and parallels, whose
+//!   qemu drivers map badly, [`allocation`] reads and checks the format's own tables
+//!   ([`vhdx`], [`vmdk`], [`parallels`]) instead;
 //! - [`inspect`] describes an image; [`convert`] writes pulled images in other formats.
 
+pub mod allocation;
 pub mod chain;
 pub mod convert;
 pub mod disk;
@@ -23,10 +26,12 @@ pub mod inspect;
 pub mod nbd;
 pub mod on_signal;
 pub mod open;
+pub mod parallels;
 pub mod qcow2;
 pub mod qemu;
 pub mod truncated;
 pub mod vhdx;
+pub mod vmdk;
 
 pub use chain::OpenOptions;
 pub use convert::{convert_raw, OutputFormat};

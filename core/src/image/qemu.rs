@@ -1,6 +1,7 @@
 //! Images read through qemu's block layer: `qemu-storage-daemon` exports the chain
 //! read-only over NBD on a unix socket in a private directory; [`QemuDisk`] maps it with
-//! NBD block status (holes are never read) and reads data with NBD reads.
+//! NBD block status, or the format's own tables where bonsai reads them
+//! ([`super::allocation`]), so holes are never read; data is read with NBD reads.
 //!
 //! Why qemu: it is the reference reader of every format hypervisors write (vmdk, vhdx,
 //! vhd, vdi, qed, parallels, LUKS, every qcow2 feature), the one every migration tool
@@ -131,8 +132,11 @@ impl Drop for Daemon {
 /// A guest disk served by qemu-storage-daemon. Field order matters: the connection
 /// closes, then the daemon dies, then its directory goes.
 pub struct QemuDisk {
+    path: PathBuf,
     nbd: Mutex<NbdClient>,
     size: u64,
+    /// The format's own map where bonsai reads it ([`super::allocation`]).
+    map: Option<super::allocation::AllocationMap>,
     files: Vec<PathBuf>,
     log: File,
     _daemon: Daemon,
@@ -181,9 +185,14 @@ impl QemuDisk {
         // connected: the sockets and the log's name are no longer needed, so nothing is
         // left in the temporary directory however bonsai ends from here on
         let _ = std::fs::remove_dir_all(&dir.path);
-        super::truncated::check(layers, &tree, secret.as_ref())?;
+        let map = super::allocation::read(layers)?;
+        if map.is_none() {
+            super::truncated::check(layers, &tree, secret.as_ref())?;
+        }
         Ok(QemuDisk {
+            path: top.clone(),
             size: nbd.size(),
+            map,
             nbd: Mutex::new(nbd),
             files,
             log,
@@ -193,20 +202,20 @@ impl QemuDisk {
     }
 
     /// An NBD failure with what the daemon logged about it (it drops the connection after
-    /// an I/O error, so the socket alone only says "closed").
+    /// an I/O error, so the socket alone only says "closed"). A failure the reader reports
+    /// (EIO, or a logged complaint) is the image's: a cluster that does not decompress,
+    /// a table entry qemu rejects. It is refused as damage, not a local I/O fault.
     fn explain(&self, what: String, e: io::Error) -> io::Error {
         let said = last_message(&self.log);
-        let kind = if said.is_empty() {
-            e.kind()
-        } else {
-            io::ErrorKind::InvalidData
-        };
+        if said.is_empty() && e.kind() != io::ErrorKind::InvalidData {
+            return io::Error::new(e.kind(), format!("{what}: {e}"));
+        }
         let why = if said.is_empty() {
             e.to_string()
         } else {
             format!("the reader says: {said}")
         };
-        io::Error::new(kind, format!("{what}: {why}"))
+        ImageError::damaged(&self.path, format!("{what}: {why}")).into()
     }
 
     /// The daemon's process id and private directory (for diagnostics and tests).
@@ -393,6 +402,9 @@ impl Disk for QemuDisk {
     }
 
     fn extent_at(&self, pos: u64) -> io::Result<DiskExtent> {
+        if let Some(run) = self.map.as_ref().and_then(|m| m.extent_at(pos, self.size)) {
+            return Ok(run);
+        }
         let mut nbd = self
             .nbd
             .lock()

@@ -50,6 +50,52 @@ fn past_end(path: &Path, what: String, len: u64) -> ImageError {
 
 /// Checks `file` (`len` bytes, a vhdx) as the module says.
 pub fn check(path: &Path, file: &File, len: u64) -> Result<(), ImageError> {
+    match tables(path, file, len)? {
+        Some(t) => check_bat(path, file, len, &t).map(drop),
+        None => Ok(()),
+    }
+}
+
+/// Where the guest disk of `file` (`len` bytes, a vhdx) may hold data, from its BAT:
+/// every payload block not in a state qemu reads as zeros (not present, undefined, zero,
+/// unmapped). `None` for a vhdx qemu refuses anyway (a parent, no BAT).
+pub fn allocation(
+    path: &Path,
+    file: &File,
+    len: u64,
+) -> Result<Option<super::allocation::AllocationMap>, ImageError> {
+    let Some(t) = tables(path, file, len)? else {
+        return Ok(None);
+    };
+    if t.has_parent {
+        return Ok(None);
+    }
+    let Some(entries) = check_bat(path, file, len, &t)? else {
+        return Ok(None);
+    };
+    let ratio = chunk_ratio(&t);
+    let state = |k: u64| u64_at(&entries, 8 * (k + k / ratio) as usize) & 7;
+    let count = entries.len() as u64 / 8;
+    let blocks = count - count / (ratio + 1);
+    let map = super::allocation::AllocationMap::from_blocks(t.block, blocks, |k| {
+        !matches!(state(k), 0 | 1 | 2 | 3 | 5)
+    });
+    Ok(Some(map))
+}
+
+/// What the checks and the map need from a vhdx's headers.
+struct Tables {
+    /// The BAT region: offset and length.
+    bat: (u64, u64),
+    /// Payload block size and logical sector size.
+    block: u64,
+    sector: u64,
+    has_parent: bool,
+}
+
+/// The current header's log inside the file, the region table's regions inside it, and
+/// the BAT and metadata they name; `None` when either region is missing (qemu refuses).
+fn tables(path: &Path, file: &File, len: u64) -> Result<Option<Tables>, ImageError> {
     // the current header is the valid one with the higher sequence number; both must be
     // inside the file anyway
     let h1 = bytes(path, file, len, 64 << 10, 80, "vhdx header 1")?;
@@ -80,21 +126,31 @@ pub fn check(path: &Path, file: &File, len: u64) -> Result<(), ImageError> {
         }
     }
     let (Some(bat), Some(meta)) = (bat, meta) else {
-        return Ok(()); // qemu refuses a vhdx without them
+        return Ok(None);
     };
-    let (block, sector) = block_and_sector(path, file, len, meta)?;
-    check_bat(path, file, len, bat, block, sector)
+    let (block, sector, has_parent) = parameters(path, file, len, meta)?;
+    Ok(Some(Tables {
+        bat,
+        block,
+        sector,
+        has_parent,
+    }))
 }
 
-/// The block size and logical sector size from the metadata region at `meta`.
-fn block_and_sector(
+fn chunk_ratio(t: &Tables) -> u64 {
+    ((1u64 << 23) * t.sector / t.block).max(1)
+}
+
+/// The block size, the logical sector size and whether the disk has a parent, from the
+/// metadata region at `meta`.
+fn parameters(
     path: &Path,
     file: &File,
     len: u64,
     (off, n): (u64, u64),
-) -> Result<(u64, u64), ImageError> {
+) -> Result<(u64, u64, bool), ImageError> {
     let m = bytes(path, file, len, off, n.min(64 << 10), "metadata table")?;
-    let (mut block, mut sector) = (0, 512);
+    let (mut block, mut sector, mut has_parent) = (0, 512, false);
     for i in 0..(u16::from_le_bytes([m[10], m[11]]) as u64)
         .min(2047)
         .min(m.len() as u64 / 32 - 1) as usize
@@ -102,28 +158,29 @@ fn block_and_sector(
         let e = &m[32 + 32 * i..64 + 32 * i];
         let item = off + u32_at(e, 16);
         if e[..16] == FILE_PARAMETERS {
-            block = u32_at(&bytes(path, file, len, item, 4, "file parameters")?, 0);
+            let p = bytes(path, file, len, item, 8, "file parameters")?;
+            block = u32_at(&p, 0);
+            has_parent = u32_at(&p, 4) & 2 != 0;
         } else if e[..16] == LOGICAL_SECTOR {
             sector = u32_at(&bytes(path, file, len, item, 4, "logical sector size")?, 0);
         }
     }
-    Ok((block, sector))
+    Ok((block, sector, has_parent))
 }
 
 /// Every present payload block (`block` bytes) and sector bitmap block (1 MiB) inside
-/// the file.
+/// the file; the BAT's bytes, or `None` for a block size qemu refuses.
 fn check_bat(
     path: &Path,
     file: &File,
     len: u64,
-    (off, n): (u64, u64),
-    block: u64,
-    sector: u64,
-) -> Result<(), ImageError> {
+    t: &Tables,
+) -> Result<Option<Vec<u8>>, ImageError> {
+    let ((off, n), block) = (t.bat, t.block);
     if !(MIB..=256 * MIB).contains(&block) || n > MAX_BAT_BYTES {
-        return Ok(()); // not a block size qemu accepts: qemu refuses the image
+        return Ok(None); // not a block size qemu accepts: qemu refuses the image
     }
-    let chunk_ratio = ((1u64 << 23) * sector / block).max(1);
+    let chunk_ratio = chunk_ratio(t);
     let entries = bytes(path, file, len, off, n, "bat")?;
     for (i, e) in entries.chunks_exact(8).enumerate() {
         let e = u64_at(e, 0);
@@ -145,5 +202,5 @@ fn check_bat(
             return Err(past_end(path, at, len));
         }
     }
-    Ok(())
+    Ok(Some(entries))
 }

@@ -1,0 +1,204 @@
+//! A sparse vmdk's grain directory and grain tables (monolithicSparse, streamOptimized):
+//! where its guest disk may hold data, and that every grain lies inside the file.
+//!
+//! Only what qemu's vmdk driver reads is read: the header (or, for a stream-optimized
+//! file, the footer's copy of it), the grain directory at `gdOffset` and the tables it
+//! names. A grain table entry 0 — or 1 where the header enables zeroed grains — reads as
+//! zeros; anything else is data. Anything unusual declines the map (`None`), and qemu's
+//! own block status maps the disk. (VMware's "Virtual Disk Format 1.1", section
+//! "Hosted Sparse Extents".)
+
+use super::allocation::AllocationMap;
+use super::header::bytes;
+use super::ImageError;
+use std::fs::File;
+use std::path::Path;
+
+/// Header flags: zeroed-grain entries, compressed grains, markers.
+const ZERO_GRAIN: u32 = 1 << 2;
+const COMPRESSED: u32 = 1 << 16;
+const MARKERS: u32 = 1 << 17;
+/// `gdOffset` of a stream-optimized file: the grain directory is found from the footer.
+const GD_AT_END: u64 = u64::MAX;
+/// The largest grain directory read (qemu's limit on its L1 table is 512 MiB).
+const MAX_GD_BYTES: u64 = 64 << 20;
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4"))
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8"))
+}
+
+/// The fields of a sparse extent header the map needs.
+struct Sparse {
+    flags: u32,
+    /// Guest sectors.
+    capacity: u64,
+    /// Sectors per grain, and grain table entries per table.
+    grain: u64,
+    gtes: u64,
+    /// Sector of the grain directory.
+    gd: u64,
+}
+
+/// The header of `file`, from the footer when the grain directory is at the end; `None`
+/// for a header qemu would not read the same way.
+fn header(path: &Path, file: &File, len: u64) -> Result<Option<Sparse>, ImageError> {
+    let mut h = bytes(path, file, len, 0, 512, "vmdk header")?;
+    if &h[..4] != b"KDMV" {
+        return Ok(None); // a descriptor file: its extents are separate files
+    }
+    if le64(&h, 56) == GD_AT_END {
+        if !len.is_multiple_of(512) || len < 1536 + 512 {
+            return Ok(None);
+        }
+        let f = bytes(path, file, len, len - 1536, 1536, "vmdk footer")?;
+        // footer marker (type 3), the header copy, the end-of-stream marker (type 0)
+        let marker_ok = le32(&f, 8) == 0 && le32(&f, 12) == 3;
+        let eos_ok = le64(&f, 1024) == 0 && le32(&f, 1032) == 0 && le32(&f, 1036) == 0;
+        if !marker_ok || !eos_ok || &f[512..516] != b"KDMV" {
+            return Ok(None);
+        }
+        h = f[512..1024].to_vec();
+    }
+    let s = Sparse {
+        flags: le32(&h, 8),
+        capacity: le64(&h, 12),
+        grain: le64(&h, 20),
+        gtes: le32(&h, 44) as u64,
+        gd: le64(&h, 56),
+    };
+    let version = le32(&h, 4);
+    let usual = (1..=3).contains(&version)
+        && s.capacity > 0
+        && s.grain.is_power_of_two()
+        && s.grain <= 1 << 16
+        && (1..=512).contains(&s.gtes)
+        && s.capacity < 1 << 54
+        && s.gd < 1 << 54;
+    Ok(usual.then_some(s))
+}
+
+/// Where the guest disk of `file` (`len` bytes, a vmdk) may hold data. Refuses as
+/// truncated a grain directory, grain table or grain that lies past the end of the file.
+pub fn allocation(path: &Path, file: &File, len: u64) -> Result<Option<AllocationMap>, ImageError> {
+    let Some(s) = header(path, file, len)? else {
+        return Ok(None);
+    };
+    let grain_bytes = s.grain * 512;
+    let per_table = s.gtes * s.grain; // sectors
+    let tables = s.capacity.div_ceil(per_table);
+    if tables.saturating_mul(4) > MAX_GD_BYTES {
+        return Ok(None);
+    }
+    let gd = bytes(path, file, len, s.gd * 512, tables * 4, "grain directory")?;
+    let mut entries = Grains::new(path, file, len, &s);
+    let mut map = AllocationMap::new();
+    let disk = s.capacity * 512;
+    'tables: for t in 0..tables {
+        let table = le32(&gd, 4 * t as usize) as u64;
+        let first = t * s.gtes;
+        if table == 0 {
+            let end = ((first + s.gtes) * grain_bytes).min(disk);
+            if !map.add(first * grain_bytes, end, false) {
+                break;
+            }
+            continue;
+        }
+        for g in first..(first + s.gtes).min(s.capacity.div_ceil(s.grain)) {
+            let data = entries.entry(table, g)?;
+            let end = ((g + 1) * grain_bytes).min(disk);
+            if !map.add(g * grain_bytes, end, data) {
+                break 'tables;
+            }
+        }
+    }
+    entries.check_last_compressed()?;
+    Ok(Some(map))
+}
+
+/// Grain table entries, one table cached, each data grain checked against the file.
+struct Grains<'a> {
+    path: &'a Path,
+    file: &'a File,
+    len: u64,
+    s: &'a Sparse,
+    /// The table in `cache` (its sector), and its entries.
+    cached: u64,
+    cache: Vec<u8>,
+    /// The compressed grain stored last in the file (its sector), to check its end.
+    last: u64,
+}
+
+impl<'a> Grains<'a> {
+    fn new(path: &'a Path, file: &'a File, len: u64, s: &'a Sparse) -> Grains<'a> {
+        Grains {
+            path,
+            file,
+            len,
+            s,
+            cached: 0,
+            cache: Vec::new(),
+            last: 0,
+        }
+    }
+
+    /// Whether guest grain `g`, in the table at sector `table`, may hold data.
+    fn entry(&mut self, table: u64, g: u64) -> Result<bool, ImageError> {
+        if self.cached != table {
+            let what = format!("grain table at sector {table}");
+            self.cache = bytes(
+                self.path,
+                self.file,
+                self.len,
+                table * 512,
+                self.s.gtes * 4,
+                &what,
+            )?;
+            self.cached = table;
+        }
+        let sector = le32(&self.cache, 4 * (g % self.s.gtes) as usize) as u64;
+        if sector == 0 || (sector == 1 && self.s.flags & ZERO_GRAIN != 0) {
+            return Ok(false);
+        }
+        // what qemu reads of the grain: all of it, or the marker of a compressed one
+        let compressed = self.s.flags & COMPRESSED != 0 && self.s.flags & MARKERS != 0;
+        let need = if compressed {
+            self.last = self.last.max(sector);
+            12
+        } else {
+            let guest_end = (self.s.capacity * 512).min((g + 1) * self.s.grain * 512);
+            guest_end - g * self.s.grain * 512
+        };
+        let what = format!("grain {g} at sector {sector}");
+        self.inside(sector * 512, need, &what)?;
+        Ok(true)
+    }
+
+    /// The last compressed grain ends inside the file (its marker gives its size).
+    fn check_last_compressed(&self) -> Result<(), ImageError> {
+        if self.last == 0 {
+            return Ok(());
+        }
+        let at = self.last * 512;
+        let marker = bytes(self.path, self.file, self.len, at, 12, "grain marker")?;
+        let size = le32(&marker, 8) as u64;
+        let what = format!("compressed grain at sector {}", self.last);
+        self.inside(at, 12 + size, &what)
+    }
+
+    fn inside(&self, at: u64, n: u64, what: &str) -> Result<(), ImageError> {
+        if at.checked_add(n).is_none_or(|end| end > self.len) {
+            return Err(ImageError::truncated(
+                self.path,
+                format!(
+                    "{what} ({n} bytes) lies past the end of the {}-byte file",
+                    self.len
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
