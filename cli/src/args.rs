@@ -202,7 +202,7 @@ pub enum OutputFormat {
     Vmdk,
     /// vhdx (dynamic), converted likewise.
     Vhdx,
-    /// vhd (dynamic, exact size), converted likewise.
+    /// vhd (dynamic, exact size: no CHS rounding), converted likewise.
     Vpc,
 }
 

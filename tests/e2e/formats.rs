@@ -1047,3 +1047,43 @@ fn a_fixed_vhd_is_the_disk_its_creator_meant() {
         );
     }
 }
+
+#[test]
+fn a_disk_of_odd_size_is_padded_to_whole_sectors_and_the_pull_says_so() {
+    let d = Dir::new();
+    let size = 1_000_001usize;
+    let data = noise(size, 11);
+    std::fs::write(d.path("odd.raw"), &data).unwrap();
+    push(&d, "odd.raw", &[]);
+    for out in ["odd.qcow2", "odd.vmdk", "odd.vhdx", "odd.vhd", "odd.img"] {
+        let out_path = d.s(out);
+        let args = [
+            "pull",
+            &d.s("odd.raw.recipe"),
+            "--store",
+            &d.store("store"),
+            "-o",
+            &out_path,
+        ];
+        let pulled = bonsai(&args);
+        assert!(pulled.status.success(), "{out}: {pulled:?}");
+        let said = String::from_utf8_lossy(&pulled.stderr);
+        let expect = if out.ends_with(".img") { 0 } else { 447 };
+        assert_eq!(
+            said.contains("447 zero bytes after it"),
+            expect == 447,
+            "{out}: {said}"
+        );
+        // raw is the exact image (qemu would read it padded too)
+        let reference = match expect {
+            0 => d.path(out),
+            _ => qemu_raw(&d, out, &[]),
+        };
+        let mut want = data.clone();
+        want.resize(size + expect, 0);
+        assert!(
+            std::fs::read(&reference).unwrap() == want,
+            "{out} holds another disk"
+        );
+    }
+}

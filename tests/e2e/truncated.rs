@@ -75,12 +75,17 @@ fn push_or_refuse(d: &Dir, image: &str, reference: &std::path::Path) -> Result<(
 fn cut_each(format: &str, options: &[&str]) {
     let d = Dir::new();
     let (name, reference) = made(&d, format, options);
-    push_or_refuse(&d, &name, &reference).expect("the whole image is refused");
-    let whole = std::fs::read(d.path(&name)).unwrap();
+    cut_and_push(&d, &name, &reference);
+}
+
+fn cut_and_push(d: &Dir, name: &str, reference: &std::path::Path) {
+    let (d, format) = (d, name.rsplit('.').next().unwrap());
+    push_or_refuse(d, name, reference).expect("the whole image is refused");
+    let whole = std::fs::read(d.path(name)).unwrap();
     for pct in [50, 90, 99] {
         let cut = format!("cut{pct}.{format}");
         std::fs::write(d.path(&cut), &whole[..whole.len() * pct / 100]).unwrap();
-        let pushed = push_or_refuse(&d, &cut, &reference);
+        let pushed = push_or_refuse(d, &cut, reference);
         assert!(
             pct > 50 || pushed.is_err(),
             "{cut} (half the file) was pushed"
@@ -91,6 +96,25 @@ fn cut_each(format: &str, options: &[&str]) {
 #[test]
 fn a_truncated_monolithic_sparse_vmdk_is_refused() {
     cut_each("vmdk", &["-o", "subformat=monolithicSparse"]);
+}
+
+#[test]
+fn a_truncated_stream_optimized_vmdk_is_refused() {
+    // qemu writes stream-optimized files only by conversion
+    let d = Dir::new();
+    let (raw, reference) = made(&d, "raw", &[]);
+    run(Command::new("qemu-img").args([
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "vmdk",
+        "-o",
+        "subformat=streamOptimized",
+        &d.s(&raw),
+        &d.s("d.vmdk"),
+    ]));
+    cut_and_push(&d, "d.vmdk", &reference);
 }
 
 #[test]

@@ -49,8 +49,19 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         ));
     }
     let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));
-    bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
-        .with_context(|| format!("pull to {} failed", args.output.display()))
+    let report = bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
+        .with_context(|| format!("pull to {} failed", args.output.display()))?;
+    let size = recipe.logical_size;
+    let padded = bonsai_core::image::convert::padded_size(format, size);
+    if padded != size && !quiet {
+        eprintln!(
+            "bonsai: note: {} counts whole 512-byte sectors: {} holds the {size}-byte image and {} zero bytes after it",
+            format.name(),
+            args.output.display(),
+            padded - size
+        );
+    }
+    Ok(report)
 }
 
 /// Whether OUT is an existing raw image that `--force` replaces (not written in place):

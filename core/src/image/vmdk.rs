@@ -202,3 +202,90 @@ impl<'a> Grains<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{open_disk, DiskStream, OpenOptions};
+    use std::io::Read;
+    use std::process::Command;
+
+    /// A stream-optimized vmdk as VMware writes it: `gdOffset` in the header says "at
+    /// the end", and a footer (marker, header copy, end-of-stream) holds the real one.
+    fn with_footer(image: &[u8]) -> Vec<u8> {
+        let mut v = image.to_vec();
+        let mut marker = [0u8; 512];
+        marker[12..16].copy_from_slice(&3u32.to_le_bytes());
+        v.extend_from_slice(&marker);
+        v.extend_from_slice(&image[..512]);
+        v.extend_from_slice(&[0u8; 512]);
+        v[56..64].copy_from_slice(&GD_AT_END.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn a_footer_gives_the_same_map_and_qemu_reads_the_same_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("d.raw");
+        let mut data = vec![0u8; 6 << 20];
+        for (i, b) in data[1 << 20..3 << 20].iter_mut().enumerate() {
+            *b = (i % 253) as u8 | 1;
+        }
+        std::fs::write(&raw, &data).unwrap();
+        let stream = dir.path().join("s.vmdk");
+        let out = crate::test_tools::output(Command::new("qemu-img").args([
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+            raw.to_str().unwrap(),
+            stream.to_str().unwrap(),
+        ]));
+        assert!(out.status.success(), "{out:?}");
+        let image = std::fs::read(&stream).unwrap();
+        let footed = dir.path().join("f.vmdk");
+        std::fs::write(&footed, with_footer(&image)).unwrap();
+        let map_of = |p: &Path| {
+            let f = File::open(p).unwrap();
+            allocation(p, &f, f.metadata().unwrap().len())
+                .unwrap()
+                .unwrap()
+        };
+        let map = map_of(&stream);
+        assert_eq!(map, map_of(&footed));
+        assert!((2 << 20..=3 << 20).contains(&map.data_bytes()), "{map:?}");
+        let disk = open_disk(&footed, &OpenOptions::default()).unwrap().disk;
+        let mut back = Vec::new();
+        DiskStream::new(disk).read_to_end(&mut back).unwrap();
+        assert!(back == data, "qemu reads another disk through the footer");
+    }
+
+    #[test]
+    fn a_grain_past_the_end_is_truncation_and_odd_headers_decline() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.vmdk");
+        // 1 MiB disk, 64 KiB grains, one table at sector 2 whose first grain is at
+        // sector 4000 of a 3-sector file
+        let mut v = vec![0u8; 3 * 512];
+        v[..4].copy_from_slice(b"KDMV");
+        v[4..8].copy_from_slice(&1u32.to_le_bytes());
+        v[12..20].copy_from_slice(&2048u64.to_le_bytes());
+        v[20..28].copy_from_slice(&128u64.to_le_bytes());
+        v[44..48].copy_from_slice(&128u32.to_le_bytes());
+        v[56..64].copy_from_slice(&1u64.to_le_bytes());
+        v[512..516].copy_from_slice(&2u32.to_le_bytes());
+        v[1024..1028].copy_from_slice(&4000u32.to_le_bytes());
+        std::fs::write(&p, &v).unwrap();
+        let f = File::open(&p).unwrap();
+        let err = allocation(&p, &f, 1536).unwrap_err();
+        assert!(err.to_string().contains("grain 0 at sector 4000"), "{err}");
+        // a grain size that is not a power of two: left to qemu
+        v[20..28].copy_from_slice(&100u64.to_le_bytes());
+        std::fs::write(&p, &v).unwrap();
+        let f = File::open(&p).unwrap();
+        assert!(allocation(&p, &f, 1536).unwrap().is_none());
+    }
+}
