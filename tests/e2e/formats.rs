@@ -1087,3 +1087,116 @@ fn a_disk_of_odd_size_is_padded_to_whole_sectors_and_the_pull_says_so() {
         );
     }
 }
+
+fn be64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// The first data cluster's L2 entry in a qcow2 file: its byte offset.
+fn first_l2_entry(b: &[u8]) -> usize {
+    let l2 = (be64(b, be64(b, 40) as usize) & 0x00ff_ffff_ffff_fe00) as usize;
+    (0..8192)
+        .map(|i| l2 + 8 * i)
+        .find(|&at| be64(b, at) != 0)
+        .expect("an allocated cluster")
+}
+
+#[test]
+fn qcow2_mutants_qemu_refuses_are_refused() {
+    let d = Dir::new();
+    disk(&d);
+    let convert = |name: &str, opts: &[&str]| {
+        let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
+        args.extend_from_slice(opts);
+        let (src, dst) = (d.s("disk.raw"), d.s(name));
+        args.extend([src.as_str(), dst.as_str()]);
+        qemu_img(&args);
+        std::fs::read(d.path(name)).unwrap()
+    };
+    let v3 = convert("v3.qcow2", &[]);
+    let v2 = convert("v2.qcow2", &["-o", "compat=0.10"]);
+    convert("snap.qcow2", &[]);
+    qemu_img(&["snapshot", "-c", "before", &d.s("snap.qcow2")]);
+    let snap = std::fs::read(d.path("snap.qcow2")).unwrap();
+    let mutants: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "v2-zero-flag.qcow2",
+            {
+                let mut b = v2.clone();
+                let at = first_l2_entry(&b);
+                b[at + 7] |= 1;
+                b
+            },
+            "zero cluster",
+        ),
+        (
+            "snapshots-misaligned.qcow2",
+            {
+                let mut b = v3.clone();
+                b[64..72].copy_from_slice(&12345u64.to_be_bytes());
+                b
+            },
+            "not cluster-aligned",
+        ),
+        (
+            "too-many-snapshots.qcow2",
+            {
+                let mut b = v3.clone();
+                b[60..64].copy_from_slice(&70_000u32.to_be_bytes());
+                b
+            },
+            "70000 snapshots",
+        ),
+        (
+            "snapshot-extra.qcow2",
+            {
+                let mut b = snap.clone();
+                let table = be64(&b, 64) as usize;
+                b[table + 36..table + 40].copy_from_slice(&5000u32.to_be_bytes());
+                b
+            },
+            "extra data",
+        ),
+        (
+            "data-file-raw.qcow2",
+            {
+                let mut b = v3.clone();
+                b[95] |= 2;
+                b
+            },
+            "data-file-raw",
+        ),
+    ];
+    for (name, bytes, problem) in mutants {
+        std::fs::write(d.path(name), &bytes).unwrap();
+        let qemu = tools::output(Command::new("qemu-img").args([
+            "convert",
+            "-O",
+            "raw",
+            &d.s(name),
+            &d.s("scratch.raw"),
+        ]));
+        assert!(!qemu.status.success(), "{name}: qemu-img reads it");
+        let out = bonsai(&[
+            "push",
+            &d.s(name),
+            "--store",
+            &d.store("store"),
+            "-o",
+            &d.s("x.recipe"),
+        ]);
+        let err = fails_as(&out, problem, EXIT_USAGE);
+        assert!(err.contains(name), "{name}: {err}");
+        assert!(!d.path("x.recipe").exists(), "{name}: a recipe was written");
+    }
+    // a size that is not a multiple of 512: qemu's disk is rounded down, so is bonsai's
+    let mut b = v3.clone();
+    let size = be64(&b, 24);
+    b[24..32].copy_from_slice(&(size + 1).to_be_bytes());
+    std::fs::write(d.path("odd.qcow2"), &b).unwrap();
+    let r = push(&d, "odd.qcow2", &[]);
+    assert_eq!(r["logical_bytes"], size);
+    let reference = qemu_raw(&d, "odd.qcow2", &[]);
+    assert_eq!(std::fs::metadata(&reference).unwrap().len(), size);
+    pull_equals(&d, "odd.qcow2", &reference);
+}

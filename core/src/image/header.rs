@@ -83,7 +83,8 @@ pub fn check(path: &Path, file: &File, len: u64, format: ImageFormat) -> Result<
                 &h,
                 cluster,
                 incompat & QCOW2_EXTENDED_L2 != 0,
-            )
+            )?;
+            check_qcow2_snapshots(path, file, len, &h, cluster)
         }
         ImageFormat::Qed => check_qed(path, file, len),
         ImageFormat::Vhdx => super::vhdx::check(path, file, len),
@@ -166,6 +167,12 @@ const QCOW2_CORRUPT: u64 = 2;
 const QCOW2_DATA_FILE: u64 = 4;
 const QCOW2_COMPRESSION: u64 = 8;
 const QCOW2_EXTENDED_L2: u64 = 16;
+/// qcow2 autoclear bit: the external data file is a valid raw image by itself.
+const QCOW2_DATA_FILE_RAW: u64 = 2;
+/// qemu's limits on the snapshot table: entries, extra data per entry, total bytes.
+const QCOW2_MAX_SNAPSHOTS: u64 = 65536;
+const QCOW2_MAX_SNAPSHOT_EXTRA: u64 = 1024;
+const QCOW2_MAX_SNAPSHOTS_BYTES: u64 = 64 << 20;
 
 fn qcow2(path: &Path, file: &File, len: u64) -> Result<Header, ImageError> {
     let h = bytes(path, file, len, 0, 104.min(len), "qcow2 header")?;
@@ -251,6 +258,13 @@ fn qcow2(path: &Path, file: &File, len: u64) -> Result<Header, ImageError> {
             format: backing_format,
         });
     }
+    let autoclear = if version == 3 { be64(&h[88..]) } else { 0 };
+    if autoclear & QCOW2_DATA_FILE_RAW != 0 && incompat & QCOW2_DATA_FILE == 0 {
+        return Err(ImageError::damaged(
+            path,
+            "the data-file-raw bit is set but the image has no external data file",
+        ));
+    }
     if incompat & QCOW2_DATA_FILE != 0 {
         let name = data_file.ok_or_else(|| {
             ImageError::damaged(path, "external data file bit set but no data file named")
@@ -321,6 +335,55 @@ fn check_qcow2_tables(
                 format!(
                     "l1 entry {i} points to an l2 table at byte {off}, outside the {len}-byte file"
                 ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The snapshot table as qemu reads it when opening the image (it refuses the image
+/// otherwise): cluster-aligned, at most 65536 entries of at most 1024 bytes of extra data,
+/// 64 MiB in all, and inside the file.
+fn check_qcow2_snapshots(
+    path: &Path,
+    file: &File,
+    len: u64,
+    h: &[u8],
+    cluster: u64,
+) -> Result<(), ImageError> {
+    let (count, start) = (be32(&h[60..]) as u64, be64(&h[64..]));
+    if count > QCOW2_MAX_SNAPSHOTS {
+        return Err(ImageError::damaged(
+            path,
+            format!("{count} snapshots (qemu allows {QCOW2_MAX_SNAPSHOTS})"),
+        ));
+    }
+    if !start.is_multiple_of(cluster) {
+        return Err(ImageError::damaged(
+            path,
+            format!("snapshot table at byte {start} is not cluster-aligned"),
+        ));
+    }
+    let mut at = start;
+    for i in 0..count {
+        at = at.div_ceil(8) * 8;
+        let what = format!("snapshot {i}");
+        let e = bytes(path, file, len, at, 40, &what)?;
+        let extra = be32(&e[36..]) as u64;
+        if extra > QCOW2_MAX_SNAPSHOT_EXTRA {
+            return Err(ImageError::damaged(
+                path,
+                format!("snapshot {i} has {extra} bytes of extra data (qemu allows {QCOW2_MAX_SNAPSHOT_EXTRA})"),
+            ));
+        }
+        let names =
+            u16::from_be_bytes([e[12], e[13]]) as u64 + u16::from_be_bytes([e[14], e[15]]) as u64;
+        bytes(path, file, len, at + 40, extra + names, &what)?;
+        at += 40 + extra + names;
+        if at - start > QCOW2_MAX_SNAPSHOTS_BYTES {
+            return Err(ImageError::damaged(
+                path,
+                "the snapshot table is larger than qemu allows (64 MiB)",
             ));
         }
     }

@@ -12,7 +12,9 @@
 //! so qemu — reports an error. qemu is started the first time a compressed cluster is
 //! read, so an uncompressed image never starts it. Caveat: imago reads zeros for a data
 //! cluster past the end of the file, so every data mapping is checked against the file
-//! size here.
+//! size here. Where imago is more lenient than qemu, qemu's rule is applied: a v2 image
+//! with a zero-flagged cluster is refused (qemu reads it as an I/O error), and a size that
+//! is not a multiple of 512 is rounded down, as qemu's disk is.
 
 use super::disk::{Disk, DiskExtent};
 use super::qemu::QemuDisk;
@@ -31,6 +33,9 @@ pub type Fallback = Box<dyn Fn() -> Result<QemuDisk, ImageError> + Send + Sync>;
 pub struct Qcow2Disk {
     access: Mutex<SyncFormatAccess<File>>,
     size: u64,
+    /// The top image is version 2, where a zero-flagged cluster is damage (qemu: EIO).
+    version_2: bool,
+    path: std::path::PathBuf,
     fallback: Fallback,
     qemu: Mutex<Option<Arc<QemuDisk>>>,
 }
@@ -53,8 +58,15 @@ impl Qcow2Disk {
             .open_sync(PermissiveImplicitOpenGate::default())
             .map_err(reader_err)?;
         let access = SyncFormatAccess::new(q).map_err(reader_err)?;
+        let mut version = [0u8; 8];
+        std::fs::File::open(path)
+            .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut version, 0))
+            .map_err(|e| ImageError::io(path, e))?;
         Ok(Qcow2Disk {
-            size: access.size(),
+            // qemu counts whole sectors: a size that is not a multiple of 512 is rounded down
+            size: access.size() & !511,
+            version_2: version[4..] == [0, 0, 0, 2],
+            path: path.to_path_buf(),
             access: Mutex::new(access),
             fallback,
             qemu: Mutex::new(None),
@@ -79,12 +91,24 @@ impl Qcow2Disk {
     fn source(&self, pos: u64, max: u64) -> io::Result<(Source, u64)> {
         let access = self.lock()?;
         let (mapping, len) = access.get_mapping_sync(pos, max)?;
+        self.refuse_v2_zero(&mapping, pos)?;
         let source = match mapping {
             Mapping::Raw { .. } => Source::Native,
             Mapping::Zero { .. } | Mapping::Eof { .. } => Source::Zero,
             _ => Source::Qemu,
         };
         Ok((source, if len == 0 { max } else { len.min(max) }))
+    }
+
+    /// A zero-flagged cluster in a version-2 image is damage, as qemu reads it.
+    fn refuse_v2_zero(&self, mapping: &Mapping<'_, File>, pos: u64) -> io::Result<()> {
+        if self.version_2 && matches!(mapping, Mapping::Zero { explicit: true, .. }) {
+            let problem = format!(
+                "guest offset {pos} is a zero cluster, which version 2 of qcow2 does not have"
+            );
+            return Err(ImageError::damaged(&self.path, problem).into());
+        }
+        Ok(())
     }
 
     fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, SyncFormatAccess<File>>> {
@@ -121,6 +145,7 @@ impl Disk for Qcow2Disk {
                 return Err(super::ImageError::truncated(&name, detail).into());
             }
         }
+        self.refuse_v2_zero(&mapping, pos)?;
         let zero = matches!(mapping, Mapping::Zero { .. } | Mapping::Eof { .. });
         Ok(DiskExtent {
             len: if len == 0 { self.size - pos } else { len },
