@@ -1,26 +1,15 @@
 //! `bonsai analyze` opens images exactly as `push` does: the same options, the same map
 //! (holes neither read nor hashed), the same refusals and exit codes.
 
-use crate::tools;
 use crate::util::*;
-use std::process::Command;
-
-fn qemu(program: &str, args: &[&str]) {
-    let out = tools::output(Command::new(program).args(args));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn analyze_of_a_4_tib_thin_qcow2_costs_its_data_and_agrees_with_push() {
     let d = Dir::new();
     let img = d.s("thin.qcow2");
-    qemu("qemu-img", &["create", "-q", "-f", "qcow2", &img, "4T"]);
+    qemu_img(&["create", "-q", "-f", "qcow2", &img, "4T"]);
     // 2 MiB of data a terabyte in: reading the holes would take hours
-    qemu("qemu-io", &["-c", "write -P 0x5a 1T 2M", &img]);
+    run_tool("qemu-io", &["-c", "write -P 0x5a 1T 2M", &img]);
     let a = bonsai_json(&["analyze", &img, "--json"]);
     let row = &a["images"][0];
     assert_eq!(row["logical_bytes"], 4u64 << 40);
@@ -39,14 +28,11 @@ fn analyze_takes_the_options_its_refusals_name() {
     let d = Dir::new();
     let base = d.s("base.qcow2");
     let top = d.s("top.qcow2");
-    qemu("qemu-img", &["create", "-q", "-f", "qcow2", &base, "8M"]);
-    qemu("qemu-io", &["-c", "write -P 7 0 1M", &base]);
-    qemu(
-        "qemu-img",
-        &[
-            "create", "-q", "-f", "qcow2", "-b", &base, "-F", "qcow2", &top,
-        ],
-    );
+    qemu_img(&["create", "-q", "-f", "qcow2", &base, "8M"]);
+    run_tool("qemu-io", &["-c", "write -P 7 0 1M", &base]);
+    qemu_img(&[
+        "create", "-q", "-f", "qcow2", "-b", &base, "-F", "qcow2", &top,
+    ]);
     let out = bonsai(&["analyze", &top]);
     fails_as(&out, "--format qcow2 or --follow-references", 2);
     for how in [&["--format", "qcow2"][..], &["--follow-references"][..]] {
@@ -67,21 +53,18 @@ fn analyze_opens_an_encrypted_image_with_its_secret_and_refuses_without() {
     std::fs::write(d.path("pass"), "hunter2").unwrap();
     let img = d.s("enc.qcow2");
     let secret = format!("secret,id=s0,file={}", d.s("pass"));
-    qemu(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "--object",
-            &secret,
-            "-f",
-            "qcow2",
-            "-o",
-            "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10",
-            &img,
-            "4M",
-        ],
-    );
+    qemu_img(&[
+        "create",
+        "-q",
+        "--object",
+        &secret,
+        "-f",
+        "qcow2",
+        "-o",
+        "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10",
+        &img,
+        "4M",
+    ]);
     let out = bonsai(&["analyze", &img]);
     fails_as(&out, "--image-secret-file", 2);
     let a = bonsai_json(&[
@@ -98,8 +81,8 @@ fn analyze_opens_an_encrypted_image_with_its_secret_and_refuses_without() {
 fn analyze_of_a_truncated_image_is_refused_input() {
     let d = Dir::new();
     let img = d.s("a.qcow2");
-    qemu("qemu-img", &["create", "-q", "-f", "qcow2", &img, "16M"]);
-    qemu("qemu-io", &["-c", "write -P 3 0 4M", &img]);
+    qemu_img(&["create", "-q", "-f", "qcow2", &img, "16M"]);
+    run_tool("qemu-io", &["-c", "write -P 3 0 4M", &img]);
     let bytes = std::fs::read(&img).unwrap();
     std::fs::write(d.path("cut.qcow2"), &bytes[..bytes.len() / 2]).unwrap();
     let (cut, store, recipe) = (d.s("cut.qcow2"), d.store("st"), d.s("r"));

@@ -9,15 +9,6 @@ use std::process::Command;
 
 const MIB: usize = 1024 * 1024;
 
-fn qemu_img(args: &[&str]) {
-    let out = tools::output(Command::new("qemu-img").args(args));
-    assert!(
-        out.status.success(),
-        "qemu-img {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn qemu_compare(a: &Path, b: &Path) {
     let out = tools::output(Command::new("qemu-img").arg("compare").arg(a).arg(b));
     assert!(
@@ -1199,4 +1190,48 @@ fn qcow2_mutants_qemu_refuses_are_refused() {
     let reference = qemu_raw(&d, "odd.qcow2", &[]);
     assert_eq!(std::fs::metadata(&reference).unwrap().len(), size);
     pull_equals(&d, "odd.qcow2", &reference);
+}
+
+#[test]
+fn thin_terabyte_images_of_every_format_cost_their_data() {
+    // 1 TiB holding 3 MiB: a reader that read holes would take hours, not seconds
+    let d = Dir::new();
+    let raw = d.path("thin.raw");
+    image(&raw, 1 << 40, &[(700 << 30, &noise(3 * MIB, 5))]);
+    let first = push(&d, "thin.raw", &[]);
+    let variants: &[(&str, &str, &[&str])] = &[
+        ("thin.qcow2", "qcow2", &[]),
+        ("thin.vmdk", "vmdk", &[]),
+        ("stream.vmdk", "vmdk", &["-o", "subformat=streamOptimized"]),
+        ("thin.vhdx", "vhdx", &[]),
+        ("thin.vhd", "vpc", &[]),
+        ("thin.vdi", "vdi", &[]),
+        ("thin.qed", "qed", &[]),
+        ("thin.parallels", "parallels", &[]),
+    ];
+    for (name, format, opts) in variants {
+        let mut args = vec!["convert", "-f", "raw", "-O", format];
+        args.extend_from_slice(opts);
+        let (src, dst) = (d.s("thin.raw"), d.s(name));
+        args.extend_from_slice(&[&src, &dst]);
+        qemu_img(&args);
+        let r = push(&d, name, &[]);
+        assert_eq!(r["source_format"], *format, "{name}");
+        assert_eq!(r["logical_bytes"], 1u64 << 40, "{name}");
+        assert_eq!(r["data_bytes"], first["data_bytes"], "{name}");
+        assert_eq!(r["new_chunks"], 0, "{name}");
+        let out = d.path(&format!("{name}.pulled"));
+        let p = bonsai_json(&[
+            "pull",
+            &d.s(&format!("{name}.recipe")),
+            "--store",
+            &d.store("store"),
+            "-o",
+            &out.display().to_string(),
+            "--json",
+        ]);
+        assert_eq!(p["verified"], true, "{name}");
+        qemu_compare(&out, &raw);
+        std::fs::remove_file(&out).unwrap();
+    }
 }

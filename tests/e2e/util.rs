@@ -223,6 +223,22 @@ impl HangUp {
     }
 }
 
+/// Runs `program` (a tool the tests drive, e.g. qemu-img or qemu-io) and asserts it
+/// succeeded; a missing tool fails naming its package.
+pub fn run_tool(program: &str, args: &[&str]) {
+    let out = crate::tools::output(std::process::Command::new(program).args(args));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// [`run_tool`] for qemu-img.
+pub fn qemu_img(args: &[&str]) {
+    run_tool("qemu-img", args)
+}
+
 /// Exit codes as README's "Exit status" table documents them.
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_AUTH: i32 = 3;
