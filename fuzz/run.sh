@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-25}"
-targets=(recipe_decode object_decode batch_frames id_parse sealed_open manifest_parse)
+targets=(recipe_decode object_decode batch_frames id_parse sealed_open manifest_parse image_tables)
 
-mkdir -p corpus/recipe_decode corpus/object_decode corpus/batch_frames corpus/id_parse corpus/sealed_open corpus/manifest_parse
+mkdir -p corpus/recipe_decode corpus/object_decode corpus/batch_frames corpus/id_parse corpus/sealed_open corpus/manifest_parse corpus/image_tables
 cp ../fixtures/vectors/*.bin ../fixtures/corrupt/*.recipe corpus/recipe_decode/
 # block-object seeds: key ‖ plaintext length (u32 LE) ‖ object, from the vectors
 python3 - <<'PY'
@@ -28,6 +28,23 @@ printf 'age-encryption.org/v1\n-> scrypt rF0/NwblUHHTpgQgRpe5CQ 10\ngUjEymFKMVXQ
 # manifest seeds: a version-2 manifest and a legacy register body
 printf 'bonsai-manifest 2\n{"name":"vm","version":1,"registered":1,"logical_bytes":4096,"zero_bytes":null,"image_hash":null,"by":"local"}\n' > corpus/manifest_parse/v2
 head -c 40 /dev/zero > corpus/manifest_parse/legacy
+
+# image seeds: small images qemu-img makes, each prefixed by its format's index in
+# ImageFormat::ALL (the target's first byte), holding a little data so tables are filled
+scratch="$(mktemp -d)"
+printf 'seed data' > "$scratch/data"
+truncate -s 4M "$scratch/data"
+i=0
+for f in raw qcow2 vmdk vhdx vpc vdi qed parallels; do
+  opts=()
+  [ "$f" = vmdk ] && opts=(-o subformat=streamOptimized)
+  qemu-img convert -q -f raw -O "$f" "${opts[@]}" "$scratch/data" "$scratch/img"
+  { printf "\\$(printf %03o "$i")"; head -c 1048575 "$scratch/img"; } > "corpus/image_tables/$f"
+  i=$((i + 1))
+done
+qemu-img convert -q -f raw -O vmdk "$scratch/data" "$scratch/img"
+{ printf '\002'; head -c 1048575 "$scratch/img"; } > corpus/image_tables/vmdk-sparse
+rm -rf "$scratch"
 
 cargo +nightly fuzz build -O
 for t in "${targets[@]}"; do

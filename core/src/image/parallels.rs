@@ -46,15 +46,16 @@ pub fn allocation(path: &Path, file: &File, len: u64) -> Result<Option<Allocatio
     let blocks = entries.min(disk.div_ceil(cluster_bytes));
     let mut failed = None;
     let map = AllocationMap::from_blocks(cluster_bytes, blocks, |i| {
-        let at = le32(&bat, 4 * i as usize) * multiplier * 512;
+        let entry = le32(&bat, 4 * i as usize);
+        let at = entry.saturating_mul(multiplier).saturating_mul(512);
         let need = cluster_bytes.min(disk - i * cluster_bytes);
-        if at != 0 && at.checked_add(need).is_none_or(|end| end > len) && failed.is_none() {
+        if entry != 0 && at.checked_add(need).is_none_or(|end| end > len) && failed.is_none() {
             failed = Some(ImageError::truncated(
                 path,
                 format!("cluster {i} at byte {at} ({need} bytes) lies past the end of the {len}-byte file"),
             ));
         }
-        at != 0
+        entry != 0
     });
     match failed {
         Some(e) => Err(e),

@@ -22,6 +22,9 @@ const MARKERS: u32 = 1 << 17;
 const GD_AT_END: u64 = u64::MAX;
 /// The largest grain directory read (qemu's limit on its L1 table is 512 MiB).
 const MAX_GD_BYTES: u64 = 64 << 20;
+/// The most grain table entries looked at (a 4 TiB disk of 64 KiB grains); past them the
+/// disk is mapped by qemu. Tables may repeat, so the file's size does not bound this.
+const MAX_GRAINS: u64 = 1 << 26;
 
 fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4"))
@@ -107,6 +110,9 @@ pub fn allocation(path: &Path, file: &File, len: u64) -> Result<Option<Allocatio
             }
             continue;
         }
+        if entries.looked >= MAX_GRAINS {
+            break;
+        }
         for g in first..(first + s.gtes).min(s.capacity.div_ceil(s.grain)) {
             let data = entries.entry(table, g)?;
             let end = ((g + 1) * grain_bytes).min(disk);
@@ -130,6 +136,8 @@ struct Grains<'a> {
     cache: Vec<u8>,
     /// The compressed grain stored last in the file (its sector), to check its end.
     last: u64,
+    /// Entries looked at so far.
+    looked: u64,
 }
 
 impl<'a> Grains<'a> {
@@ -142,6 +150,7 @@ impl<'a> Grains<'a> {
             cached: 0,
             cache: Vec::new(),
             last: 0,
+            looked: 0,
         }
     }
 
@@ -159,6 +168,7 @@ impl<'a> Grains<'a> {
             )?;
             self.cached = table;
         }
+        self.looked += 1;
         let sector = le32(&self.cache, 4 * (g % self.s.gtes) as usize) as u64;
         if sector == 0 || (sector == 1 && self.s.flags & ZERO_GRAIN != 0) {
             return Ok(false);
