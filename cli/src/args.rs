@@ -19,7 +19,7 @@ use std::path::PathBuf;
 /// Exit status: 0 ok, 1 other failure, 2 usage or refused input, 3 auth, 4 not found,
 /// 5 verification failed, 6 network, 7 local I/O; 130 when interrupted by Ctrl-C.
 #[derive(Parser, Debug)]
-#[command(name = "bonsai", version, propagate_version = true)]
+#[command(name = "bonsai", version = VERSION, propagate_version = true)]
 pub struct Cli {
     /// No progress bars.
     #[arg(long, short, global = true)]
@@ -30,6 +30,9 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `--version`: the version and the build it came from (commit, target, compiler).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BONSAI_BUILD"), ")");
 
 /// Subcommands.
 #[derive(Subcommand, Debug)]
@@ -101,6 +104,32 @@ pub enum Command {
     ///
     /// Example: bonsai check --store http://store:7412 --read-data
     Check(crate::cmd::check::CheckArgs),
+    /// Print a shell completion script on stdout.
+    ///
+    /// Examples:
+    ///   bonsai completions bash > /etc/bash_completion.d/bonsai
+    ///   bonsai completions zsh > "${fpath[1]}/_bonsai"
+    ///   bonsai completions fish > ~/.config/fish/completions/bonsai.fish
+    Completions(CompletionsArgs),
+    /// Write man pages (bonsai.1, bonsai-push.1, ...) into DIR.
+    ///
+    /// Example: bonsai man /usr/local/share/man/man1 && man bonsai-push
+    Man(ManArgs),
+}
+
+/// `bonsai completions`
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `bonsai man`
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Existing directory to write the pages into.
+    pub dir: PathBuf,
 }
 
 const PUSH_EXAMPLES: &str = "\
@@ -250,44 +279,60 @@ pub enum RecipeCommand {
 /// How to reach a store.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// `http(s)://host:port` (a `bonsai serve`) or an existing store directory.
-    #[arg(long, short = 's', value_name = "STORE", value_parser = crate::store::parse_store)]
+    /// `http(s)://host:port` (a `bonsai serve`) or an existing store directory (default:
+    /// `store` in the config file, ~/.config/bonsai/config.toml).
+    #[arg(long, short = 's', value_name = "STORE", env = "BONSAI_STORE", value_parser = crate::store::parse_store)]
     pub store: StoreSpec,
-    /// File holding the bearer token (else the BONSAI_TOKEN environment variable);
-    /// http(s) stores only.
+    /// File holding the bearer token (else the BONSAI_TOKEN environment variable, else the
+    /// file BONSAI_TOKEN_FILE names, else `token_file` in the config file); http(s)
+    /// stores only.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// PEM file of a private CA to trust for an `https://` store.
+    /// PEM file of a private CA to trust for an `https://` store (else the file
+    /// BONSAI_CA_FILE names, else `ca_file` in the config file).
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
 }
 
 impl StoreArgs {
-    /// Opens the store for a command that needs `access` to it.
+    /// Opens the store for a command that needs `access` to it. The token and CA from the
+    /// environment or the config file apply to http(s) stores and are ignored for a
+    /// directory; only the flags, given for a directory, are refused.
     pub fn open(&self, access: Access) -> anyhow::Result<Box<dyn bonsai_core::BlockStore>> {
-        let token = match self.store {
-            StoreSpec::Http(_) => self.token()?,
-            StoreSpec::Dir(_) => None,
+        let http = matches!(self.store, StoreSpec::Http(_));
+        let token = if http { self.token()? } else { None };
+        let env_ca = || std::env::var_os("BONSAI_CA_FILE").filter(|v| !v.is_empty());
+        let ca_file = match (&self.ca_file, http) {
+            (Some(f), _) => Some(f.clone()),
+            (None, true) => env_ca().map(PathBuf::from),
+            (None, false) => None,
         };
         let client = crate::store::Client {
             token,
             token_file_given: self.token_file.is_some(),
-            ca_file: self.ca_file.clone(),
+            ca_file,
         };
         self.store.open(access, &client)
     }
 
-    /// The token from the file or the environment.
+    /// The token: from `--token-file`, else `BONSAI_TOKEN`, else the file
+    /// `BONSAI_TOKEN_FILE` names.
     pub fn token(&self) -> anyhow::Result<Option<String>> {
         use anyhow::Context;
-        if let Some(p) = &self.token_file {
+        let read = |p: &std::path::Path| -> anyhow::Result<String> {
             let t = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read token file {}", p.display()))?;
-            let what = format!("token file {}", p.display());
-            return one_token(&t, &what).map(Some);
+            one_token(&t, &format!("token file {}", p.display()))
+        };
+        if let Some(p) = &self.token_file {
+            return read(p).map(Some);
         }
         match std::env::var("BONSAI_TOKEN") {
-            Ok(t) if !t.is_empty() => one_token(&t, "BONSAI_TOKEN").map(Some),
+            Ok(t) if !t.is_empty() => return one_token(&t, "BONSAI_TOKEN").map(Some),
+            _ => {}
+        }
+        match std::env::var_os("BONSAI_TOKEN_FILE") {
+            Some(p) if !p.is_empty() => read(std::path::Path::new(&p)).map(Some),
             _ => Ok(None),
         }
     }

@@ -3,6 +3,7 @@
 
 mod args;
 mod cmd;
+mod config;
 mod exit;
 mod logging;
 mod preflight;
@@ -16,6 +17,10 @@ use exit::Exit;
 use std::io::Write;
 
 fn main() {
+    if let Err(e) = config::apply() {
+        let _ = writeln!(std::io::stderr(), "bonsai: error: {}", e.reason);
+        std::process::exit(e.exit as i32);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => usage_error(e),
@@ -41,6 +46,8 @@ fn main() {
         Command::Forget(a) => cmd::forget::run(a),
         Command::Gc(a) => cmd::gc::run(a, quiet),
         Command::Check(a) => cmd::check::run(a, quiet),
+        Command::Completions(a) => cmd::completions::completions(a),
+        Command::Man(a) => cmd::completions::man(a),
     };
     if let Err(e) = result {
         if exit::is_broken_pipe(&e) {

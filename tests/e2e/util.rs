@@ -35,7 +35,8 @@ pub fn bonsai(args: &[&str]) -> Output {
     bonsai_env(args, &[])
 }
 
-/// `bonsai` as every test runs it: no token from the environment, errors only in logs,
+/// `bonsai` as every test runs it: no token, store, CA or config file from the
+/// environment (the config file would be under the test's own HOME), errors only in logs,
 /// the test's own key cache (`BONSAI_CACHE_DIR`, and `XDG_CACHE_HOME`/`HOME` beside it
 /// so no path can lead to `~/.cache/bonsai`). `env` is applied last and may override.
 pub fn command(env: &[(&str, &str)]) -> Command {
@@ -47,6 +48,11 @@ pub fn command_of(program: &str, env: &[(&str, &str)]) -> Command {
     let cache = cache_dir();
     let mut cmd = Command::new(program);
     cmd.env_remove("BONSAI_TOKEN")
+        .env_remove("BONSAI_TOKEN_FILE")
+        .env_remove("BONSAI_STORE")
+        .env_remove("BONSAI_CA_FILE")
+        .env_remove("BONSAI_CONFIG")
+        .env_remove("XDG_CONFIG_HOME")
         .env_remove("NO_COLOR")
         .env("BONSAI_LOG", "error")
         .env("BONSAI_CACHE_DIR", &cache)

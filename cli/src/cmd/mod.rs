@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod check;
+pub mod completions;
 pub mod demo;
 pub mod forget;
 pub mod gc;
