@@ -534,6 +534,10 @@ pub struct PullArgs {
     /// verification fails.
     #[arg(long)]
     pub discard_holes: bool,
+    /// Say what the pull would take from where — OUT's partial file (a resume), seeds, the
+    /// store — and whether the store holds every block it would fetch; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Local file whose matching chunks are used instead of downloading (repeatable);
     /// an older version of the same image is ideal.
     #[arg(long, value_name = "FILE")]

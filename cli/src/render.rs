@@ -107,6 +107,49 @@ pub fn push(out: &mut dyn Write, r: &PushReport, store: &str) -> io::Result<()> 
 }
 
 /// The summary after a pull.
+/// `pull --dry-run`: where each part of the image would come from.
+pub fn pull_dry_run(
+    out: &mut dyn Write,
+    r: &bonsai_core::pull::PullDryRun,
+    store: &str,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "dry run: nothing written; the image is {} ({} holes), {} distinct blocks",
+        human_bytes(r.logical_bytes),
+        human_bytes(r.zero_bytes),
+        r.unique_chunks
+    )?;
+    let resume = match &r.resume_from {
+        Some(p) => format!("already in {p}"),
+        None => "already written (no partial file)".to_string(),
+    };
+    let rows = [
+        (resume, r.resumed_blocks, r.resumed_bytes),
+        ("from seeds".to_string(), r.seeded_blocks, r.seeded_bytes),
+        (
+            format!("from store {store} ({} requests)", r.fetch_requests),
+            r.fetch_blocks,
+            r.fetch_bytes,
+        ),
+    ];
+    for (what, blocks, bytes) in rows {
+        writeln!(
+            out,
+            "  {:>9}  {blocks:>8} blocks  {what}",
+            human_bytes(bytes)
+        )?;
+    }
+    match r.missing_blocks {
+        0 => writeln!(out, "the store holds every block to fetch"),
+        n => writeln!(
+            out,
+            "the store lacks {n} of them ({}): the pull would fail",
+            human_bytes(r.missing_bytes)
+        ),
+    }
+}
+
 pub fn pull(out: &mut dyn Write, r: &PullReport, store: &str) -> io::Result<()> {
     writeln!(
         out,

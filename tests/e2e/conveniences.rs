@@ -131,3 +131,72 @@ fn a_config_file_with_a_mistake_is_refused_naming_it() {
     let out = bonsai_env(&["stats"], &[("XDG_CONFIG_HOME", &d.s("xdg"))]);
     fails_as(&out, "unknown key `bogus`", EXIT_USAGE);
 }
+
+#[test]
+fn pull_dry_run_says_where_each_block_would_come_from_and_writes_nothing() {
+    let d = Dir::new();
+    let store = configured(&d, "");
+    let dry = |extra: &[&str]| {
+        let out_path = d.s("out.raw");
+        let mut args = vec![
+            "pull",
+            "--dry-run",
+            "--json",
+            &d.s("vm.recipe"),
+            "--store",
+            &store,
+            "-o",
+            &out_path,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let out = bonsai(&args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out, v)
+    };
+    let before = listing(d.path("").as_path());
+    let (out, v) = dry(&[]);
+    assert!(out.status.success(), "{out:?}");
+    let blocks = v["unique_chunks"].as_u64().unwrap();
+    assert!(blocks > 0);
+    assert_eq!(v["fetch_blocks"], blocks);
+    assert_eq!(v["missing_blocks"], 0);
+    assert_eq!(v["resume_from"], serde_json::Value::Null);
+    assert_eq!(
+        listing(d.path("").as_path()),
+        before,
+        "a dry run wrote files"
+    );
+    // a seed holding the image: nothing from the store
+    let (_, v) = dry(&["--seed", &d.s("vm.raw")]);
+    assert_eq!(v["seeded_blocks"], blocks);
+    assert_eq!(v["fetch_blocks"], 0);
+    // an interrupted pull's partial file: resumed
+    let recipe = bonsai_core::Recipe::open(&d.path("vm.recipe")).unwrap();
+    let partial = bonsai_core::pull::partial_path(&d.path("out.raw"), &recipe);
+    std::fs::copy(d.path("vm.raw"), &partial).unwrap();
+    let (_, v) = dry(&[]);
+    assert_eq!(v["resumed_blocks"], blocks);
+    assert_eq!(v["resume_from"], partial.display().to_string());
+    std::fs::remove_file(&partial).unwrap();
+    // a store without the blocks: said, exit 4; an existing OUT: refused as the pull would
+    let empty = d.store("empty");
+    let out = bonsai(&[
+        "pull",
+        "--dry-run",
+        &d.s("vm.recipe"),
+        "--store",
+        &empty,
+        "-o",
+        &d.s("out.raw"),
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("the pull would fail"), "{said}");
+    fails_as(&out, "lacks", EXIT_NOT_FOUND);
+    std::fs::write(d.path("out.raw"), b"precious").unwrap();
+    let (out, _) = dry(&[]);
+    fails_as(&out, "exists; pass --force", EXIT_USAGE);
+}

@@ -7,8 +7,16 @@ use crate::{preflight, progress::Bar, render};
 use anyhow::Context;
 use bonsai_core::{PullOptions, PullReport, Recipe};
 
-/// Pulls an image and returns the figures (also used by `demo`).
-pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
+/// What a pull needs, checked and opened: the store, the recipe, the core options.
+struct Prepared {
+    store: Box<dyn bonsai_core::BlockStore>,
+    recipe: Recipe,
+    opts: PullOptions,
+    format: bonsai_core::image::OutputFormat,
+}
+
+/// Checks every input and opens the store and recipe, before any byte is written.
+fn prepare(args: &PullArgs) -> anyhow::Result<Prepared> {
     preflight::pull_output(&args.output, args.force, args.in_place)?;
     preflight::seeds(&args.seed)?;
     let store = args.store.open(Access::Existing)?;
@@ -48,6 +56,22 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
             bonsai_core::image::convert::QemuConvert(format),
         ));
     }
+    Ok(Prepared {
+        store,
+        recipe,
+        opts,
+        format,
+    })
+}
+
+/// Pulls an image and returns the figures (also used by `demo`).
+pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
+    let Prepared {
+        store,
+        recipe,
+        opts,
+        format,
+    } = prepare(args)?;
     let bar = Bar::new(quiet || args.json, Some(recipe.logical_size));
     let report = bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
         .with_context(|| format!("pull to {} failed", args.output.display()))?;
@@ -62,6 +86,32 @@ pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
         );
     }
     Ok(report)
+}
+
+/// `--dry-run`: what the pull would take from where, and whether the store holds it;
+/// nothing is written. Exit 4 when the store lacks blocks the pull would need.
+fn dry_run(args: &PullArgs) -> anyhow::Result<()> {
+    let p = prepare(args)?;
+    let run = bonsai_core::pull::dry_run(&p.recipe, p.store.as_ref(), &args.output, &p.opts)
+        .with_context(|| format!("pull to {} cannot run", args.output.display()))?;
+    let store = args.store.store.to_string();
+    if args.json {
+        render::json_with_store(&run, &store)?;
+    } else {
+        render::text(|out| render::pull_dry_run(out, &run, &store))?;
+    }
+    if run.missing_blocks > 0 {
+        return Err(Failed::new(
+            Exit::NotFound,
+            format!(
+                "store {store} lacks {} of the blocks this pull would fetch ({}); push the image again, or pull from a store that has them",
+                run.missing_blocks,
+                bonsai_core::stats::human_bytes(run.missing_bytes)
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Whether OUT is an existing raw image that `--force` replaces (not written in place):
@@ -153,6 +203,9 @@ fn chosen_version(
 
 /// Runs the command.
 pub fn run(args: PullArgs, quiet: bool) -> anyhow::Result<()> {
+    if args.dry_run {
+        return dry_run(&args);
+    }
     let report = pull(&args, quiet)?;
     let store = args.store.store.to_string();
     if args.json {

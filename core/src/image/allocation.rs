@@ -9,7 +9,8 @@
 //! of it. It must never leave out a byte qemu reads as data, so each reader declines
 //! (`None`) an image it does not fully understand, and then the disk is mapped by NBD
 //! block status as before. The readers also check every mapped block against the file's
-//! length, so a map replaces [`super::truncated`]'s `qemu-img map` for these images.
+//! length, so a map that covers the whole disk replaces [`super::truncated`]'s
+//! `qemu-img map` for these images (one that stops short does not).
 
 use super::chain::Layer;
 use super::disk::DiskExtent;
@@ -88,6 +89,11 @@ impl AllocationMap {
             len: end.min(limit) - pos,
             zero,
         })
+    }
+
+    /// Where the map ends: past it, nothing is known (nor checked against the file).
+    pub fn covered(&self) -> u64 {
+        self.covered
     }
 
     /// Bytes the map says may hold data.

@@ -358,10 +358,10 @@ fn check_qcow2_snapshots(
             format!("{count} snapshots (qemu allows {QCOW2_MAX_SNAPSHOTS})"),
         ));
     }
-    if !start.is_multiple_of(cluster) {
+    if !start.is_multiple_of(cluster) || start > i64::MAX as u64 {
         return Err(ImageError::damaged(
             path,
-            format!("snapshot table at byte {start} is not cluster-aligned"),
+            format!("snapshot table at byte {start} is not cluster-aligned or is past any file"),
         ));
     }
     let mut at = start;

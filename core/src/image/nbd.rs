@@ -47,8 +47,10 @@ pub struct NbdClient {
     cookie: u64,
 }
 
+/// A reply bonsai cannot read: the local reader broke the protocol. Not `InvalidData`,
+/// which is kept for the reader's own EIO (damage in the image, see `server_error`).
 fn proto(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("nbd: {}", msg.into()))
+    io::Error::other(format!("nbd: {}", msg.into()))
 }
 
 impl NbdClient {

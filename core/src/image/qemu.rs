@@ -186,7 +186,7 @@ impl QemuDisk {
         // left in the temporary directory however bonsai ends from here on
         let _ = std::fs::remove_dir_all(&dir.path);
         let map = super::allocation::read(layers)?;
-        if map.is_none() {
+        if map.as_ref().is_none_or(|m| m.covered() < nbd.size()) {
             super::truncated::check(layers, &tree, secret.as_ref())?;
         }
         Ok(QemuDisk {

@@ -151,6 +151,9 @@ fn parameters(
 ) -> Result<(u64, u64, bool), ImageError> {
     let m = bytes(path, file, len, off, n.min(64 << 10), "metadata table")?;
     let (mut block, mut sector, mut has_parent) = (0, 512, false);
+    if m.len() < 64 {
+        return Ok((block, sector, has_parent)); // no entries: qemu refuses the image
+    }
     for i in 0..(u16::from_le_bytes([m[10], m[11]]) as u64)
         .min(2047)
         .min(m.len() as u64 / 32 - 1) as usize

@@ -14,10 +14,11 @@ use super::ImageError;
 use std::fs::File;
 use std::path::Path;
 
-/// Header flags: zeroed-grain entries, compressed grains, markers.
+/// Header flags: zeroed-grain entries, markers before compressed grains.
 const ZERO_GRAIN: u32 = 1 << 2;
-const COMPRESSED: u32 = 1 << 16;
 const MARKERS: u32 = 1 << 17;
+/// `compressAlgorithm` of deflate-compressed grains (what qemu reads as compressed).
+const DEFLATE: u16 = 1;
 /// `gdOffset` of a stream-optimized file: the grain directory is found from the footer.
 const GD_AT_END: u64 = u64::MAX;
 /// The largest grain directory read (qemu's limit on its L1 table is 512 MiB).
@@ -37,6 +38,8 @@ fn le64(b: &[u8], at: usize) -> u64 {
 /// The fields of a sparse extent header the map needs.
 struct Sparse {
     flags: u32,
+    /// Grains are deflate-compressed.
+    compressed: bool,
     /// Guest sectors.
     capacity: u64,
     /// Sectors per grain, and grain table entries per table.
@@ -49,9 +52,12 @@ struct Sparse {
 /// The header of `file`, from the footer when the grain directory is at the end; `None`
 /// for a header qemu would not read the same way.
 fn header(path: &Path, file: &File, len: u64) -> Result<Option<Sparse>, ImageError> {
-    let mut h = bytes(path, file, len, 0, 512, "vmdk header")?;
-    if &h[..4] != b"KDMV" {
+    if len < 512 || bytes(path, file, len, 0, 4, "vmdk header")? != b"KDMV" {
         return Ok(None); // a descriptor file: its extents are separate files
+    }
+    let mut h = bytes(path, file, len, 0, 512, "vmdk header")?;
+    if le64(&h, 12) == 0 {
+        return Ok(None); // qemu serves the embedded descriptor's extents instead
     }
     if le64(&h, 56) == GD_AT_END {
         if !len.is_multiple_of(512) || len < 1536 + 512 {
@@ -68,6 +74,7 @@ fn header(path: &Path, file: &File, len: u64) -> Result<Option<Sparse>, ImageErr
     }
     let s = Sparse {
         flags: le32(&h, 8),
+        compressed: u16::from_le_bytes([h[77], h[78]]) == DEFLATE,
         capacity: le64(&h, 12),
         grain: le64(&h, 20),
         gtes: le32(&h, 44) as u64,
@@ -174,10 +181,11 @@ impl<'a> Grains<'a> {
             return Ok(false);
         }
         // what qemu reads of the grain: all of it, or the marker of a compressed one
-        let compressed = self.s.flags & COMPRESSED != 0 && self.s.flags & MARKERS != 0;
-        let need = if compressed {
+        let need = if self.s.compressed && self.s.flags & MARKERS != 0 {
             self.last = self.last.max(sector);
             12
+        } else if self.s.compressed {
+            1 // a deflate stream of unknown length: it starts inside the file
         } else {
             let guest_end = (self.s.capacity * 512).min((g + 1) * self.s.grain * 512);
             guest_end - g * self.s.grain * 512
@@ -292,10 +300,18 @@ mod tests {
         let f = File::open(&p).unwrap();
         let err = allocation(&p, &f, 1536).unwrap_err();
         assert!(err.to_string().contains("grain 0 at sector 4000"), "{err}");
-        // a grain size that is not a power of two: left to qemu
-        v[20..28].copy_from_slice(&100u64.to_le_bytes());
-        std::fs::write(&p, &v).unwrap();
+        // a grain size that is not a power of two, or capacity 0 (qemu then serves the
+        // embedded descriptor's extents): left to qemu
+        for (at, value) in [(20, 100u64), (12, 0)] {
+            let mut w = v.clone();
+            w[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            std::fs::write(&p, &w).unwrap();
+            let f = File::open(&p).unwrap();
+            assert!(allocation(&p, &f, 1536).unwrap().is_none(), "{at}");
+        }
+        // a descriptor file shorter than a header is not ours to map
+        std::fs::write(&p, b"# Disk DescriptorFile\nRW 8 ZERO\n").unwrap();
         let f = File::open(&p).unwrap();
-        assert!(allocation(&p, &f, 1536).unwrap().is_none());
+        assert!(allocation(&p, &f, 32).unwrap().is_none());
     }
 }

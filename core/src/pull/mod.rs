@@ -4,6 +4,7 @@
 //! ```text
 //! target.rs   what OUT is (partial file, in place, block device); refusals before any
 //!             download; hole clearing; the final fsync + rename (or conversion)
+//! dry_run.rs  the same checks and probes, nothing written: what a pull would do
 //! resume.rs   probe: blocks the target already holds (interrupted pull, older copy)
 //! seed.rs     probe: blocks found in --seed files, matched by key (crate::seed)
 //! plan.rs     PullPlan: each distinct block's source, and the store's fetch batches
@@ -17,6 +18,7 @@
 //! with the verified blocks (a re-run resumes) after a network or I/O failure, nothing
 //! after a verification failure. In place, OUT is partly written and the error says so.
 
+mod dry_run;
 mod fetch;
 mod local;
 pub mod plan;
@@ -24,6 +26,7 @@ mod resume;
 pub mod target;
 mod verify;
 
+pub use dry_run::{dry_run, PullDryRun};
 pub use plan::{PullPlan, Source};
 pub use target::{partial_path, Target, TargetKind};
 
@@ -105,21 +108,7 @@ pub fn pull(
     progress: &dyn Progress,
 ) -> Result<PullReport, Error> {
     let started = Instant::now();
-    let conv = &opts.convergence;
-    if recipe.header.fingerprint != conv.fingerprint() {
-        return Err(Error::WrongSecret {
-            recipe: hex::encode(recipe.header.fingerprint),
-            ours: hex::encode(conv.fingerprint()),
-        });
-    }
-    if let ImageCheck::Extents(h) = recipe.image_check() {
-        if recipe.extents_hash() != h {
-            return Err(Error::Recipe {
-                path: opts.recipe_path.clone(),
-                source: RecipeError::ExtentsHashMismatch,
-            });
-        }
-    }
+    check_recipe(recipe, opts)?;
     let target = Target::open(out, recipe, opts)?;
     let result = execute(recipe, store, &target, opts, progress);
     progress.finish();
@@ -135,6 +124,27 @@ pub fn pull(
     }
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The checks before anything else: the recipe was made with this convergence secret, and
+/// (version 2) its extents hash to what it says.
+fn check_recipe(recipe: &Recipe, opts: &PullOptions) -> Result<(), Error> {
+    let conv = &opts.convergence;
+    if recipe.header.fingerprint != conv.fingerprint() {
+        return Err(Error::WrongSecret {
+            recipe: hex::encode(recipe.header.fingerprint),
+            ours: hex::encode(conv.fingerprint()),
+        });
+    }
+    if let ImageCheck::Extents(h) = recipe.image_check() {
+        if recipe.extents_hash() != h {
+            return Err(Error::Recipe {
+                path: opts.recipe_path.clone(),
+                source: RecipeError::ExtentsHashMismatch,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Probes, plans, copies, fetches and verifies; the target then holds the image.
