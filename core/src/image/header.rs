@@ -69,6 +69,7 @@ pub fn read(path: &Path, file: &File, len: u64, format: ImageFormat) -> Result<H
 pub fn check(path: &Path, file: &File, len: u64, format: ImageFormat) -> Result<(), ImageError> {
     match format {
         ImageFormat::Qcow2 => {
+            qcow2(path, file, len)?; // the header's own fields first: it stands alone
             let h = bytes(path, file, len, 0, 104.min(len), "qcow2 header")?;
             let cluster = 1u64 << be32(&h[20..]);
             let incompat = if be32(&h[4..]) == 3 {
@@ -86,7 +87,7 @@ pub fn check(path: &Path, file: &File, len: u64, format: ImageFormat) -> Result<
             )?;
             check_qcow2_snapshots(path, file, len, &h, cluster)
         }
-        ImageFormat::Qed => check_qed(path, file, len),
+        ImageFormat::Qed => qed(path, file, len).and_then(|_| check_qed(path, file, len)),
         ImageFormat::Vhdx => super::vhdx::check(path, file, len),
         _ => Ok(()),
     }
@@ -524,6 +525,9 @@ fn vpc(path: &Path, file: &File, len: u64) -> Result<Header, ImageError> {
     } else {
         bytes(path, file, len, len.saturating_sub(512), 512, "vhd footer")?
     };
+    if footer.len() < 512 {
+        return Err(ImageError::truncated(path, "the vhd footer is cut short"));
+    }
     match be32(&footer[60..]) {
         2 | 3 => Ok(Header::default()),
         4 => Err(ImageError::Unsupported {
@@ -578,6 +582,24 @@ mod tests {
                 ("parent", "base.vmdk")
             ]
         );
+    }
+
+    #[test]
+    fn headers_cut_short_are_refused_not_read_past() {
+        // found by fuzzing: a vhd footer of 55 bytes; a qcow2 checked without being read
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        let mut v = b"conectix".to_vec();
+        v.resize(55, 0);
+        std::fs::write(&p, &v).unwrap();
+        let f = File::open(&p).unwrap();
+        let err = read(&p, &f, 55, ImageFormat::Vpc).unwrap_err();
+        assert!(matches!(err, ImageError::Truncated { .. }), "{err}");
+        let mut q = b"QFI\xfb\0\0\0\x03".to_vec();
+        q.resize(200, 0);
+        std::fs::write(&p, &q).unwrap();
+        let f = File::open(&p).unwrap();
+        assert!(check(&p, &f, 200, ImageFormat::Qcow2).is_err());
     }
 
     #[test]
