@@ -59,6 +59,7 @@ mod images;
 mod index;
 mod ingest;
 mod local;
+mod metrics;
 mod middleware;
 mod rebuild;
 mod recover;
@@ -145,6 +146,19 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Log lines on stderr as text, or as one JSON object each (for a log pipeline).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How the server writes its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields` (`method`, `path`,
+    /// `status`, `in_bytes`, `out_bytes`, `ms` for requests), `target`.
+    Json,
 }
 
 /// `--listen`: `host:port` (a name is resolved, first address wins) or `:port`, meaning

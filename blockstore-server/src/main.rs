@@ -13,13 +13,15 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BONSAI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BONSAI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        .with_env_filter(filter);
+    match cli.serve.log_format {
+        bonsai_blockstore::LogFormat::Json => logs.json().init(),
+        bonsai_blockstore::LogFormat::Text => logs.init(),
+    }
     if let Err(e) = bonsai_blockstore::serve_blocking(cli.serve) {
         eprintln!("bonsai-blockstore: {e:#}");
         std::process::exit(bonsai_blockstore::error_kind(&e).exit_code());

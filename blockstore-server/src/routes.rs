@@ -7,6 +7,7 @@
 //! ```text
 //! GET  /v1/health            open    liveness
 //! GET  /v1/version           open    server and API version
+//! GET  /metrics              read    Prometheus metrics (OpenMetrics text)
 //! GET  /v1/stats             read    store-wide figures, JSON
 //! POST /v1/blocks/missing    read    body: ids (32 bytes each) → the absent ones
 //! POST /v1/blocks/fetch      read    body: ids → frames, in the order asked
@@ -79,6 +80,7 @@ pub fn table() -> Vec<Route> {
     vec![
         route(M::GET, "/v1/health", Open, api::health),
         route(M::GET, "/v1/version", Open, api::version),
+        route(M::GET, "/metrics", Needs(Read), crate::metrics::page),
         route(M::GET, "/v1/stats", Needs(Read), api::stats),
         route(M::POST, "/v1/blocks/missing", Needs(Read), api::missing),
         route(M::POST, "/v1/blocks/fetch", Needs(Read), batch::fetch),
@@ -125,7 +127,8 @@ pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
     for r in table() {
         let guard = middleware::from_fn_with_state((state.clone(), r.access), authorize);
-        router = router.route(r.path, r.handler.route_layer(guard));
+        let count = middleware::from_fn_with_state((state.clone(), r.path), crate::metrics::count);
+        router = router.route(r.path, r.handler.route_layer(guard).route_layer(count));
     }
     router
         .fallback(|| async { ApiError::not_found("no such endpoint (API v1 lives under /v1/)") })

@@ -53,6 +53,8 @@ pub struct AppState {
     /// Host names (besides IP addresses and localhost) a store without tokens takes
     /// changes under (`--allow-host`; `guard.rs`).
     pub allowed_hosts: Arc<Vec<String>>,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             slots: Arc::new(Semaphore::new(limits.max_blocking.max(1))),
             limits,
             allowed_hosts: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 

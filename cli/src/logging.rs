@@ -27,15 +27,19 @@ pub fn filter_directive(verbose: u8, server: bool) -> String {
     }
 }
 
-/// Installs the subscriber. Call once, before anything logs.
-pub fn init(verbose: u8, server: bool) {
+/// Installs the subscriber. Call once, before anything logs. `json`: one JSON object per
+/// line (`serve --log-format json`), never coloured.
+pub fn init(verbose: u8, server: bool, json: bool) {
     let filter = EnvFilter::try_from_env("BONSAI_LOG")
         .unwrap_or_else(|_| EnvFilter::new(filter_directive(verbose, server)));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(|| crate::progress::LogWriter)
-        .with_ansi(stderr_colours())
-        .with_env_filter(filter)
-        .init();
+        .with_env_filter(filter);
+    if json {
+        logs.json().with_ansi(false).init();
+    } else {
+        logs.with_ansi(stderr_colours()).init();
+    }
 }
 
 #[cfg(test)]

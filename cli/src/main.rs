@@ -25,7 +25,12 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => usage_error(e),
     };
-    logging::init(cli.verbose, matches!(cli.command, Command::Serve(_)));
+    let json_logs = matches!(&cli.command, Command::Serve(a) if a.log_format == bonsai_blockstore::LogFormat::Json);
+    logging::init(
+        cli.verbose,
+        matches!(cli.command, Command::Serve(_)),
+        json_logs,
+    );
     let quiet = cli.quiet;
     if !matches!(cli.command, Command::Serve(_)) {
         // one line on Ctrl-C saying what is left (the server shuts down on its own terms)

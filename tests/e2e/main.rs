@@ -7,6 +7,7 @@ mod failures;
 mod formats;
 mod integrity;
 mod interrupt;
+mod metrics;
 mod mistakes;
 mod ops;
 mod preflight;
