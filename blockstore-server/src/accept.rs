@@ -19,7 +19,7 @@ const BACKOFF: Duration = Duration::from_millis(50);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A TCP listener with a reserve descriptor (see the module doc).
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     tcp: TcpListener,
     reserve: Option<std::fs::File>,
     warned: Option<Instant>,
@@ -57,7 +57,7 @@ fn descriptor_limit() -> u64 {
 
 impl Acceptor {
     /// Wraps a bound listener.
-    pub fn new(tcp: TcpListener) -> Self {
+    pub(crate) fn new(tcp: TcpListener) -> Self {
         Acceptor {
             tcp,
             reserve: reserve(),
@@ -66,7 +66,7 @@ impl Acceptor {
     }
 
     /// The next connection; errors are handled here (see the module doc).
-    pub async fn next(&mut self) -> (TcpStream, SocketAddr) {
+    pub(crate) async fn next(&mut self) -> (TcpStream, SocketAddr) {
         loop {
             match self.tcp.accept().await {
                 Ok(c) => {

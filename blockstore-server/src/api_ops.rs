@@ -38,7 +38,7 @@ fn one_version(caller: &Caller, text: &str) -> Result<(String, u64), ApiError> {
 }
 
 /// `DELETE /v1/images/{ref}` → `{"forgotten": ["NAME@V", …]}` (empty: nothing matched).
-pub async fn forget(
+pub(crate) async fn forget(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(text): Path<String>,
@@ -53,7 +53,7 @@ pub async fn forget(
 /// Query of `POST /v1/gc`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GcQuery {
+pub(crate) struct GcQuery {
     /// Grace period in seconds (default a day).
     grace_seconds: Option<u64>,
     /// Report only.
@@ -62,7 +62,7 @@ pub struct GcQuery {
 }
 
 /// `POST /v1/gc?grace_seconds=N&dry_run=true` → the gc report.
-pub async fn gc(
+pub(crate) async fn gc(
     State(st): State<AppState>,
     Query(q): Query<GcQuery>,
 ) -> Result<Json<GcReport>, ApiError> {
@@ -77,14 +77,14 @@ pub async fn gc(
 /// Query of `POST /v1/check`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CheckQuery {
+pub(crate) struct CheckQuery {
     /// Re-hash every block.
     #[serde(default)]
     read_data: bool,
 }
 
 /// `POST /v1/check?read_data=true` → the check report.
-pub async fn check(
+pub(crate) async fn check(
     State(st): State<AppState>,
     Query(q): Query<CheckQuery>,
 ) -> Result<Json<CheckReport>, ApiError> {
@@ -97,7 +97,7 @@ pub async fn check(
 
 /// `PUT /v1/recipes/{name@v}`: body is the sealed recipe (opaque); kept once, and only
 /// from the caller that registered the version.
-pub async fn put_recipe(
+pub(crate) async fn put_recipe(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(text): Path<String>,
@@ -118,7 +118,7 @@ pub async fn put_recipe(
 }
 
 /// `GET /v1/recipes/{name@v}` → the sealed bytes, or 404.
-pub async fn get_recipe(
+pub(crate) async fn get_recipe(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(text): Path<String>,

@@ -205,7 +205,7 @@ impl Tokens {
 
 /// The password of an `Authorization: Basic …` header (the user name is ignored): how a
 /// browser presents a token to [`Access::Page`] routes.
-pub fn basic_password(header: &str) -> Option<String> {
+pub(crate) fn basic_password(header: &str) -> Option<String> {
     use base64::Engine;
     let (scheme, rest) = header.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

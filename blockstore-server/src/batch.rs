@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 
 /// Refusals listed by id and reason in one reply; the rest are only counted.
-pub const MAX_LISTED: usize = 100;
+pub(crate) const MAX_LISTED: usize = 100;
 /// Bytes of frames stored per group.
 const GROUP: usize = 8 * 1024 * 1024;
 /// Bytes of frames read per step of a download.

@@ -51,7 +51,7 @@ where
 }
 
 /// Serves `app` on every connection `listener` yields until `shutdown` completes.
-pub async fn serve<L: Listener<Addr = SocketAddr>>(
+pub(crate) async fn serve<L: Listener<Addr = SocketAddr>>(
     mut listener: L,
     app: Router,
     head_timeout: Duration,

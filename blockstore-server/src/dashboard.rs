@@ -25,7 +25,7 @@ use bonsai_core::report::html::{page, PageOptions};
 use bonsai_core::report::{ReportOptions, StoreReport};
 
 /// Path the page polls for the store's generation.
-pub const GENERATION_PATH: &str = "/dashboard/generation";
+pub(crate) const GENERATION_PATH: &str = "/dashboard/generation";
 
 /// Largest sharing matrix a request may ask for (its query is quadratic in images).
 const MAX_MATRIX: usize = 64;

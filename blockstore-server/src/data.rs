@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Opens the store `--data` names.
-pub fn open_data(data: &Path, index_dir: Option<&Path>, rebuild: bool) -> anyhow::Result<Store> {
+pub(crate) fn open_data(
+    data: &Path,
+    index_dir: Option<&Path>,
+    rebuild: bool,
+) -> anyhow::Result<Store> {
     let arg = data.to_string_lossy();
     if !S3Location::is_s3(&arg) {
         refuse_non_store(data)?;
@@ -84,7 +88,7 @@ fn rebuild_logged(store: &Store) -> anyhow::Result<()> {
 }
 
 /// One index directory per store (bucket, prefix and endpoint) under the cache directory.
-pub fn default_index_dir(location: &S3Location, settings: &S3Settings) -> PathBuf {
+pub(crate) fn default_index_dir(location: &S3Location, settings: &S3Settings) -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))

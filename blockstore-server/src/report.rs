@@ -20,7 +20,7 @@ use rusqlite::{params, Connection, Transaction};
 use std::collections::HashMap;
 
 /// Adds what reports need to an index (idempotent; called when the index opens).
-pub fn ensure_schema(db: &Connection) -> Result<(), IndexError> {
+pub(crate) fn ensure_schema(db: &Connection) -> Result<(), IndexError> {
     let has_plain = db
         .prepare("SELECT 1 FROM pragma_table_info('blocks') WHERE name = 'plain'")?
         .exists([])?;
@@ -36,7 +36,7 @@ pub fn ensure_schema(db: &Connection) -> Result<(), IndexError> {
 }
 
 /// Plaintext length declared by a block object's header (bytes 8..12), if it has one.
-pub fn plain_len(object: &[u8]) -> Option<u32> {
+pub(crate) fn plain_len(object: &[u8]) -> Option<u32> {
     object
         .get(8..12)
         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))

@@ -11,7 +11,7 @@ use bonsai_core::BlockId;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// `NAME@VERSION`: the label a version's rows are keyed by.
-pub fn label(name: &str, version: u64) -> String {
+pub(crate) fn label(name: &str, version: u64) -> String {
     format!("{name}@{version}")
 }
 
@@ -180,7 +180,7 @@ impl Index {
 }
 
 /// A header for a version registered now.
-pub fn header_now(name: &str, version: u64, logical: u64, by: &str) -> VersionHeader {
+pub(crate) fn header_now(name: &str, version: u64, logical: u64, by: &str) -> VersionHeader {
     VersionHeader {
         name: name.to_string(),
         version,

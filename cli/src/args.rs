@@ -20,7 +20,7 @@ use std::path::PathBuf;
 /// 5 verification failed, 6 network, 7 local I/O; 130 when interrupted by Ctrl-C.
 #[derive(Parser, Debug)]
 #[command(name = "bonsai", version = VERSION, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// No progress bars.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -36,7 +36,7 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BONSAI_BUIL
 
 /// Subcommands.
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Upload the blocks of IMAGE that the store lacks and write a recipe.
     ///
     /// The recipe is the only key to the image: anyone holding it and access to the store
@@ -119,7 +119,7 @@ pub enum Command {
 
 /// `bonsai completions`
 #[derive(Args, Debug)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell: bash, zsh, fish, elvish or powershell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
@@ -127,7 +127,7 @@ pub struct CompletionsArgs {
 
 /// `bonsai man`
 #[derive(Args, Debug)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// Existing directory to write the pages into.
     pub dir: PathBuf,
 }
@@ -169,14 +169,14 @@ Examples:
 
 /// `bonsai init`
 #[derive(Args, Debug)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Directory to make a store (created if missing; must be empty or a store).
     pub dir: PathBuf,
 }
 
 /// `bonsai inspect`
 #[derive(Args, Debug)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// Image file or block device.
     pub image: PathBuf,
     #[command(flatten)]
@@ -193,7 +193,7 @@ fn parse_format(s: &str) -> Result<ImageFormat, String> {
 /// How an image is opened: the same options for push, analyze and inspect, which open
 /// images the same way.
 #[derive(Args, Debug, Clone, Default)]
-pub struct ImageArgs {
+pub(crate) struct ImageArgs {
     /// Image format (detected from the content if not given): raw, qcow2, vmdk, vhdx,
     /// vpc, vdi, qed, parallels, luks.
     #[arg(long, value_parser = parse_format)]
@@ -211,7 +211,7 @@ pub struct ImageArgs {
 
 impl ImageArgs {
     /// The core's options for opening an image.
-    pub fn options(&self) -> bonsai_core::image::OpenOptions {
+    pub(crate) fn options(&self) -> bonsai_core::image::OpenOptions {
         bonsai_core::image::OpenOptions {
             format: self.format,
             follow_references: self.follow_references,
@@ -250,7 +250,7 @@ impl From<OutputFormat> for bonsai_core::image::OutputFormat {
 
 /// `bonsai recipe ...`
 #[derive(Subcommand, Debug)]
-pub enum RecipeCommand {
+pub(crate) enum RecipeCommand {
     /// Print what a recipe holds (--json: every extent with id and key).
     Show {
         /// The recipe file.
@@ -278,7 +278,7 @@ pub enum RecipeCommand {
 
 /// How to reach a store.
 #[derive(Args, Debug, Clone)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// `http(s)://host:port` (a `bonsai serve`) or an existing store directory (default:
     /// `store` in the config file, ~/.config/bonsai/config.toml).
     #[arg(long, short = 's', value_name = "STORE", env = "BONSAI_STORE", value_parser = crate::store::parse_store)]
@@ -298,7 +298,7 @@ impl StoreArgs {
     /// Opens the store for a command that needs `access` to it. The token and CA from the
     /// environment or the config file apply to http(s) stores and are ignored for a
     /// directory; only the flags, given for a directory, are refused.
-    pub fn open(&self, access: Access) -> anyhow::Result<Box<dyn bonsai_core::BlockStore>> {
+    pub(crate) fn open(&self, access: Access) -> anyhow::Result<Box<dyn bonsai_core::BlockStore>> {
         let http = matches!(self.store, StoreSpec::Http(_));
         let token = if http { self.token()? } else { None };
         let env_ca = || std::env::var_os("BONSAI_CA_FILE").filter(|v| !v.is_empty());
@@ -317,7 +317,7 @@ impl StoreArgs {
 
     /// The token: from `--token-file`, else `BONSAI_TOKEN`, else the file
     /// `BONSAI_TOKEN_FILE` names.
-    pub fn token(&self) -> anyhow::Result<Option<String>> {
+    pub(crate) fn token(&self) -> anyhow::Result<Option<String>> {
         use anyhow::Context;
         let read = |p: &std::path::Path| -> anyhow::Result<String> {
             let t = std::fs::read_to_string(p)
@@ -370,7 +370,7 @@ fn one_token(text: &str, what: &str) -> anyhow::Result<String> {
 
 /// `--keep-recipe` / `--recipe-key`: a recipe sealed to its owner and kept by the store.
 #[derive(Args, Debug, Clone)]
-pub struct RecipeKeyArgs {
+pub(crate) struct RecipeKeyArgs {
     /// Key file sealing recipes kept by the store: an age identity (`bonsai recipe keygen`)
     /// or a passphrase on its first line. The store never sees it.
     #[arg(long, value_name = "FILE")]
@@ -379,7 +379,7 @@ pub struct RecipeKeyArgs {
 
 /// Convergence secret and chunking.
 #[derive(Args, Debug, Clone)]
-pub struct SecretArgs {
+pub(crate) struct SecretArgs {
     /// File with a private convergence secret. Dedup then works only among holders of the
     /// same secret, and outsiders cannot confirm guesses about your data. Default: the
     /// public secret (dedup with everyone).
@@ -389,7 +389,7 @@ pub struct SecretArgs {
 
 impl SecretArgs {
     /// The convergence secret to use.
-    pub fn convergence(&self) -> anyhow::Result<Convergence> {
+    pub(crate) fn convergence(&self) -> anyhow::Result<Convergence> {
         match &self.secret_file {
             None => Ok(Convergence::public()),
             // docs/FORMAT.md "Convergence secret": the bytes less one final line end
@@ -400,7 +400,7 @@ impl SecretArgs {
 
 /// Chunker choice.
 #[derive(Args, Debug, Clone)]
-pub struct ChunkArgs {
+pub(crate) struct ChunkArgs {
     /// Average chunk size in KiB (FastCDC: min = avg/4, max = avg*4).
     #[arg(long, default_value_t = 64, value_name = "KIB")]
     pub chunk_kib: u32,
@@ -411,7 +411,7 @@ pub struct ChunkArgs {
 
 impl ChunkArgs {
     /// The chunker parameters, validated.
-    pub fn params(&self) -> anyhow::Result<ChunkerParams> {
+    pub(crate) fn params(&self) -> anyhow::Result<ChunkerParams> {
         let size = self.chunk_kib.saturating_mul(1024);
         let p = if self.fixed {
             ChunkerParams::fixed(size)
@@ -427,7 +427,7 @@ impl ChunkArgs {
 ///
 /// The cache maps chunk keys to block ids, which tells whoever reads it which content this
 /// user handled: its directory is made 0700 and its files 0600 before and after opening.
-pub fn key_cache(no_cache: bool) -> Option<std::sync::Arc<bonsai_core::cache::KeyCache>> {
+pub(crate) fn key_cache(no_cache: bool) -> Option<std::sync::Arc<bonsai_core::cache::KeyCache>> {
     if no_cache {
         return None;
     }
@@ -464,7 +464,7 @@ fn private_files(db: &std::path::Path) {
 
 /// `bonsai push`
 #[derive(Args, Debug)]
-pub struct PushArgs {
+pub(crate) struct PushArgs {
     /// Disk image (raw, qcow2, vmdk, vhdx, vhd, vdi, qed, parallels, luks) or block device.
     pub image: PathBuf,
     #[command(flatten)]
@@ -504,7 +504,7 @@ pub struct PushArgs {
 
 /// `bonsai pull`
 #[derive(Args, Debug)]
-pub struct PullArgs {
+pub(crate) struct PullArgs {
     /// Recipe written by `bonsai push` — or, with --recipe-key, an image in the store whose
     /// sealed recipe it keeps: NAME (the newest version) or NAME@VERSION.
     pub recipe: PathBuf,
@@ -551,7 +551,7 @@ pub struct PullArgs {
 
 /// `bonsai stats`
 #[derive(Args, Debug)]
-pub struct StatsArgs {
+pub(crate) struct StatsArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Print JSON.
@@ -561,7 +561,7 @@ pub struct StatsArgs {
 
 /// `bonsai report`
 #[derive(Args, Debug)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Print the report as one JSON object.
@@ -580,7 +580,7 @@ pub struct ReportArgs {
 
 /// `bonsai analyze`
 #[derive(Args, Debug)]
-pub struct AnalyzeArgs {
+pub(crate) struct AnalyzeArgs {
     /// Images, in the order they would be pushed (opened as push opens them; the options
     /// below apply to each).
     #[arg(required = true)]
@@ -599,7 +599,7 @@ pub struct AnalyzeArgs {
 
 /// `bonsai demo`
 #[derive(Args, Debug)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Keep the demo's files in this directory instead of a temporary one.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,

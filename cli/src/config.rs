@@ -20,7 +20,7 @@ const KEYS: [(&str, &str); 3] = [
 ];
 
 /// The config file's path, whether or not it exists; `None` without a home directory.
-pub fn path() -> Option<PathBuf> {
+pub(crate) fn path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("BONSAI_CONFIG").filter(|p| !p.is_empty()) {
         return Some(p.into());
     }
@@ -33,7 +33,7 @@ pub fn path() -> Option<PathBuf> {
 
 /// Reads the config file and sets each value as its environment variable's default.
 /// Runs first in `main`, before any thread exists.
-pub fn apply() -> Result<(), Failed> {
+pub(crate) fn apply() -> Result<(), Failed> {
     let Some(path) = path() else {
         return Ok(());
     };

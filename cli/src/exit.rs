@@ -9,7 +9,7 @@ use std::io;
 
 /// What the process exits with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// Success (also: stdout closed by the reader, as in `bonsai recipe show --json | head`).
     Ok = 0,
     /// A failure of no class below (a bug, or a store error we cannot classify).
@@ -32,13 +32,13 @@ pub enum Exit {
 /// A refusal the binary makes before any work: always [`Exit::Usage`].
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct Refusal(pub String);
+pub(crate) struct Refusal(pub String);
 
 /// A failure the binary itself classifies (a check that found damage, an image name the
 /// store does not hold): its one-line reason and exit code.
 #[derive(Debug, thiserror::Error)]
 #[error("{reason}")]
-pub struct Failed {
+pub(crate) struct Failed {
     /// The exit code.
     pub exit: Exit,
     /// One line: what failed and what to do.
@@ -47,7 +47,7 @@ pub struct Failed {
 
 impl Failed {
     /// A failure of class `exit`.
-    pub fn new(exit: Exit, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(exit: Exit, reason: impl Into<String>) -> Self {
         Failed {
             exit,
             reason: reason.into(),
@@ -56,7 +56,7 @@ impl Failed {
 }
 
 /// The class of `err`.
-pub fn classify(err: &anyhow::Error) -> Exit {
+pub(crate) fn classify(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
         if let Some(code) = classify_one(cause) {
             return code;
@@ -66,7 +66,7 @@ pub fn classify(err: &anyhow::Error) -> Exit {
 }
 
 /// Whether the failure is only "the reader of stdout went away".
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
     let pipe = Some(io::ErrorKind::BrokenPipe);
     err.chain().any(|c| {
         c.downcast_ref::<io::Error>().map(io::Error::kind) == pipe
@@ -91,7 +91,7 @@ fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
 
 impl Exit {
     /// The exit code of a class of failure (README, "Exit status").
-    pub fn of(kind: bonsai_core::ErrorKind) -> Exit {
+    pub(crate) fn of(kind: bonsai_core::ErrorKind) -> Exit {
         use bonsai_core::ErrorKind as K;
         match kind {
             K::Usage => Exit::Usage,

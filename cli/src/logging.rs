@@ -10,13 +10,13 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Whether to colour what goes to stderr: a terminal, and `NO_COLOR` unset or empty.
-pub fn stderr_colours() -> bool {
+pub(crate) fn stderr_colours() -> bool {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     !no_color && std::io::stderr().is_terminal()
 }
 
 /// The filter for `verbose` (`-v` count). `server` commands log requests at info.
-pub fn filter_directive(verbose: u8, server: bool) -> String {
+pub(crate) fn filter_directive(verbose: u8, server: bool) -> String {
     match (verbose, server) {
         (0, true) => "info".into(),
         // Retries of the store client are debug detail; the final failure is the error line.
@@ -29,7 +29,7 @@ pub fn filter_directive(verbose: u8, server: bool) -> String {
 
 /// Installs the subscriber. Call once, before anything logs. `json`: one JSON object per
 /// line (`serve --log-format json`), never coloured.
-pub fn init(verbose: u8, server: bool, json: bool) {
+pub(crate) fn init(verbose: u8, server: bool, json: bool) {
     let filter = EnvFilter::try_from_env("BONSAI_LOG")
         .unwrap_or_else(|_| EnvFilter::new(filter_directive(verbose, server)));
     let logs = tracing_subscriber::fmt()

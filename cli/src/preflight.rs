@@ -34,7 +34,7 @@ fn kind_of(t: &FileType) -> &'static str {
 
 /// IMAGE must be a regular file or a block device (symlinks followed). A missing path is
 /// left to the image reader, whose error says so.
-pub fn image_input(image: &Path) -> anyhow::Result<()> {
+pub(crate) fn image_input(image: &Path) -> anyhow::Result<()> {
     let Ok(meta) = std::fs::metadata(image) else {
         return Ok(());
     };
@@ -50,7 +50,7 @@ pub fn image_input(image: &Path) -> anyhow::Result<()> {
 }
 
 /// Refuses a block device whose size is 0 (`logical_size` as the image reader found it).
-pub fn image_not_empty_device(image: &Path, logical_size: u64) -> anyhow::Result<()> {
+pub(crate) fn image_not_empty_device(image: &Path, logical_size: u64) -> anyhow::Result<()> {
     let is_device = std::fs::metadata(image).is_ok_and(|m| m.file_type().is_block_device());
     if is_device && logical_size == 0 {
         return refuse(format!(
@@ -63,7 +63,7 @@ pub fn image_not_empty_device(image: &Path, logical_size: u64) -> anyhow::Result
 
 /// A file the command will create at `path` (`what`: "recipe", "output"): not a
 /// directory, its directory exists, and it does not exist unless `force`.
-pub fn new_file(path: &Path, what: &str, force: bool) -> anyhow::Result<()> {
+pub(crate) fn new_file(path: &Path, what: &str, force: bool) -> anyhow::Result<()> {
     if path.is_dir() {
         return refuse(format!(
             "{what} {} is a directory; give a file name inside it",
@@ -98,7 +98,7 @@ fn parent_exists(path: &Path, what: &str) -> anyhow::Result<()> {
 
 /// OUT of a pull: a block device or `--in-place` is written into (it may exist, it must
 /// not be a directory); anything else is a new file.
-pub fn pull_output(out: &Path, force: bool, in_place: bool) -> anyhow::Result<()> {
+pub(crate) fn pull_output(out: &Path, force: bool, in_place: bool) -> anyhow::Result<()> {
     let meta = std::fs::metadata(out).ok();
     let is_device = meta
         .as_ref()
@@ -122,7 +122,7 @@ pub fn pull_output(out: &Path, force: bool, in_place: bool) -> anyhow::Result<()
 
 /// Every `--seed` must be a readable regular file or block device, checked before the
 /// first byte is fetched: a typo otherwise surfaced only after a partial file was made.
-pub fn seeds(seeds: &[std::path::PathBuf]) -> anyhow::Result<()> {
+pub(crate) fn seeds(seeds: &[std::path::PathBuf]) -> anyhow::Result<()> {
     for seed in seeds {
         let meta = match std::fs::metadata(seed) {
             Ok(m) => m,

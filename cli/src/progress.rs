@@ -16,17 +16,17 @@ fn multi() -> &'static MultiProgress {
 }
 
 /// Runs `f` with the bars hidden, then redraws them.
-pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn suspend<R>(f: impl FnOnce() -> R) -> R {
     multi().suspend(f)
 }
 
 /// Removes the bars from the terminal (before the error line).
-pub fn clear() {
+pub(crate) fn clear() {
     let _ = multi().clear();
 }
 
 /// stderr for log lines: each write happens with the bars suspended.
-pub struct LogWriter;
+pub(crate) struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -41,14 +41,14 @@ impl Write for LogWriter {
 }
 
 /// A bar for one long operation.
-pub struct Bar {
+pub(crate) struct Bar {
     bar: ProgressBar,
     hint: Option<u64>,
 }
 
 impl Bar {
     /// A bar expecting about `hint` bytes (used when the engine does not know the total).
-    pub fn new(quiet: bool, hint: Option<u64>) -> Self {
+    pub(crate) fn new(quiet: bool, hint: Option<u64>) -> Self {
         let bar = if quiet || !std::io::stderr().is_terminal() {
             ProgressBar::hidden()
         } else {
@@ -84,7 +84,7 @@ impl Progress for Bar {
 
 /// A spinner with elapsed time for work whose size the client cannot know (a gc or check
 /// running inside the server): on stderr, hidden off a terminal or when `hidden`.
-pub fn spinner(hidden: bool, msg: &str) -> ProgressBar {
+pub(crate) fn spinner(hidden: bool, msg: &str) -> ProgressBar {
     if hidden || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

@@ -12,12 +12,12 @@ use bonsai_core::{PullReport, PushReport, StoreStats};
 use std::io::{self, Write};
 
 /// Standard output, locked and buffered; flush it (or let [`json`] do it) before returning.
-pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
+pub(crate) fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
     io::BufWriter::new(io::stdout().lock())
 }
 
 /// Prints `value` as one line of JSON on stdout.
-pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = stdout();
     serde_json::to_writer(&mut out, value)?;
     writeln!(out)?;
@@ -27,7 +27,7 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 
 /// Prints a command's report as one line of JSON with `"store"` added: the store it used,
 /// so a log of JSON lines says where each image went.
-pub fn json_with_store<T: serde::Serialize>(report: &T, store: &str) -> anyhow::Result<()> {
+pub(crate) fn json_with_store<T: serde::Serialize>(report: &T, store: &str) -> anyhow::Result<()> {
     let mut value = serde_json::to_value(report)?;
     if let Some(map) = value.as_object_mut() {
         map.insert("store".into(), store.into());
@@ -36,7 +36,7 @@ pub fn json_with_store<T: serde::Serialize>(report: &T, store: &str) -> anyhow::
 }
 
 /// Runs `f` on a buffered stdout and flushes it: the human form of a command's result.
-pub fn text(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> anyhow::Result<()> {
+pub(crate) fn text(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> anyhow::Result<()> {
     let mut out = stdout();
     f(&mut out)?;
     out.flush()?;
@@ -51,7 +51,7 @@ fn rate(bytes: u64, secs: f64) -> String {
 }
 
 /// The summary after a push.
-pub fn push(out: &mut dyn Write, r: &PushReport, store: &str) -> io::Result<()> {
+pub(crate) fn push(out: &mut dyn Write, r: &PushReport, store: &str) -> io::Result<()> {
     let name = bonsai_core::name::for_terminal(&r.name);
     match (r.version, r.earlier_versions) {
         (0, _) => writeln!(out, "pushed {name} to store {store}")?,
@@ -108,7 +108,7 @@ pub fn push(out: &mut dyn Write, r: &PushReport, store: &str) -> io::Result<()> 
 
 /// The summary after a pull.
 /// `pull --dry-run`: where each part of the image would come from.
-pub fn pull_dry_run(
+pub(crate) fn pull_dry_run(
     out: &mut dyn Write,
     r: &bonsai_core::pull::PullDryRun,
     store: &str,
@@ -150,7 +150,7 @@ pub fn pull_dry_run(
     }
 }
 
-pub fn pull(out: &mut dyn Write, r: &PullReport, store: &str) -> io::Result<()> {
+pub(crate) fn pull(out: &mut dyn Write, r: &PullReport, store: &str) -> io::Result<()> {
     writeln!(
         out,
         "pulled {} from store {store} (verified: {})",
@@ -182,7 +182,7 @@ pub fn pull(out: &mut dyn Write, r: &PullReport, store: &str) -> io::Result<()> 
 }
 
 /// Store-wide figures.
-pub fn stats(out: &mut dyn Write, store: &str, s: &StoreStats) -> io::Result<()> {
+pub(crate) fn stats(out: &mut dyn Write, store: &str, s: &StoreStats) -> io::Result<()> {
     writeln!(out, "store {store}")?;
     writeln!(out, "  blocks        {}", s.blocks)?;
     writeln!(out, "  stored        {}", human_bytes(s.stored_bytes))?;
@@ -198,12 +198,12 @@ pub fn stats(out: &mut dyn Write, store: &str, s: &StoreStats) -> io::Result<()>
 
 /// The three savings and their product (docs/RATIOS.md); `-` for an infinite or
 /// undefined factor.
-pub fn savings_line(s: &bonsai_core::stats::Savings) -> String {
+pub(crate) fn savings_line(s: &bonsai_core::stats::Savings) -> String {
     s.describe(Basis::Stored)
 }
 
 /// The analyze table.
-pub fn analyze(out: &mut dyn Write, rows: &[ImageAnalysis]) -> io::Result<()> {
+pub(crate) fn analyze(out: &mut dyn Write, rows: &[ImageAnalysis]) -> io::Result<()> {
     writeln!(
         out,
         "{:<28} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9}",

@@ -22,7 +22,7 @@ const STORE_MARKER: &str = "index.sqlite";
 
 /// What `--store` names, checked for syntax (the file system is consulted only on open).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreSpec {
+pub(crate) enum StoreSpec {
     /// A `bonsai serve` at this base URL (scheme lowercased, no trailing slash).
     Http(String),
     /// An embedded store in this directory.
@@ -31,7 +31,7 @@ pub enum StoreSpec {
 
 /// How a command may use a directory store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// The directory must already be a store (pull, stats and every read).
     Existing,
     /// An existing store, or an existing empty directory that becomes one (push).
@@ -40,7 +40,7 @@ pub enum Access {
 
 /// How the client presents itself to an http(s) store.
 #[derive(Debug, Clone, Default)]
-pub struct Client {
+pub(crate) struct Client {
     /// Bearer token (from `--token-file` or BONSAI_TOKEN).
     pub token: Option<String>,
     /// `--token-file` was given (refused for a directory store, where it would be ignored).
@@ -51,7 +51,7 @@ pub struct Client {
 
 /// Why a `--store` (or `bonsai init DIR`) was refused. Every case is a usage error.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreSpecError {
+pub(crate) enum StoreSpecError {
     /// A scheme other than http/https.
     #[error("--store {0}: unsupported scheme {1:?}; accepted: http://HOST:PORT, https://HOST:PORT or a store directory")]
     Scheme(String, String),
@@ -89,7 +89,7 @@ pub enum StoreSpecError {
 
 impl StoreSpec {
     /// Parses `--store` syntax: a URL whose scheme is http/https in any case, else a path.
-    pub fn parse(arg: &str) -> Result<StoreSpec, StoreSpecError> {
+    pub(crate) fn parse(arg: &str) -> Result<StoreSpec, StoreSpecError> {
         if let Some((scheme, rest)) = arg.split_once("://") {
             let lower = scheme.to_ascii_lowercase();
             if lower != "http" && lower != "https" {
@@ -111,7 +111,11 @@ impl StoreSpec {
 
     /// Opens the store. Directories are checked against `access`; nothing is created
     /// except the store's own files inside an empty directory under `ExistingOrEmpty`.
-    pub fn open(&self, access: Access, client: &Client) -> anyhow::Result<Box<dyn BlockStore>> {
+    pub(crate) fn open(
+        &self,
+        access: Access,
+        client: &Client,
+    ) -> anyhow::Result<Box<dyn BlockStore>> {
         match self {
             StoreSpec::Http(url) => Ok(Box::new(HttpStore::new_with_ca(
                 url,
@@ -142,7 +146,7 @@ impl fmt::Display for StoreSpec {
 }
 
 /// clap value parser for `--store`.
-pub fn parse_store(arg: &str) -> Result<StoreSpec, String> {
+pub(crate) fn parse_store(arg: &str) -> Result<StoreSpec, String> {
     StoreSpec::parse(arg).map_err(|e| e.to_string())
 }
 
@@ -225,7 +229,7 @@ fn check_dir(dir: &Path, access: Access) -> Result<(), StoreSpecError> {
 
 /// `bonsai init DIR`: makes DIR (and its parents) a store. An existing store is left as
 /// it is; a non-empty directory that is not a store is refused. Returns whether it was new.
-pub fn init(dir: &Path) -> anyhow::Result<bool> {
+pub(crate) fn init(dir: &Path) -> anyhow::Result<bool> {
     // the same syntax rules as --store: `bonsai init htp://x` must not make `htp:/x`
     match StoreSpec::parse(&dir.to_string_lossy())? {
         StoreSpec::Http(url) => return Err(StoreSpecError::InitUrl(url).into()),

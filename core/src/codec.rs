@@ -53,8 +53,10 @@ pub enum Codec {
     Zstd = 1,
 }
 
-/// Why a block object was refused. Every variant names the block.
+/// Why a block object was refused. Every variant names the block (`id`); the other
+/// fields are the sizes or codes its message quotes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[allow(missing_docs)] // the fields: `id` and the numbers each message names
 pub enum CodecError {
     /// The object does not hash to the id it was fetched under.
     #[error("block {id}: content does not match its id (corrupt or substituted object)")]

@@ -9,7 +9,7 @@ use std::io;
 use std::process::{Child, Command, Output};
 
 /// The package that provides `program`, as the message names it.
-pub fn package(program: &str) -> &'static str {
+pub(crate) fn package(program: &str) -> &'static str {
     match program {
         "qemu-img" | "qemu-io" | "qemu-nbd" | "qemu-storage-daemon" => {
             "the Debian package qemu-utils"
@@ -25,12 +25,12 @@ pub fn package(program: &str) -> &'static str {
 }
 
 /// Runs `cmd` to completion; a program that cannot be started fails the test in one line.
-pub fn output(cmd: &mut Command) -> Output {
+pub(crate) fn output(cmd: &mut Command) -> Output {
     cmd.output().unwrap_or_else(|e| cannot_start(cmd, e))
 }
 
 /// Starts `cmd`; a program that cannot be started fails the test in one line.
-pub fn spawn(cmd: &mut Command) -> Child {
+pub(crate) fn spawn(cmd: &mut Command) -> Child {
     cmd.spawn().unwrap_or_else(|e| cannot_start(cmd, e))
 }
 

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 
-pub fn bin() -> &'static str {
+pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bonsai")
 }
 
 /// The key cache of the calling test, never the user's own: one directory per test (named
 /// after the test's thread), emptied the first time this process uses it, under cargo's
 /// temporary directory for integration tests.
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     static SEEN: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
     let name = std::thread::current()
         .name()
@@ -31,7 +31,7 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Runs bonsai with `args`; returns the output whatever the exit status.
-pub fn bonsai(args: &[&str]) -> Output {
+pub(crate) fn bonsai(args: &[&str]) -> Output {
     bonsai_env(args, &[])
 }
 
@@ -39,12 +39,12 @@ pub fn bonsai(args: &[&str]) -> Output {
 /// environment (the config file would be under the test's own HOME), errors only in logs,
 /// the test's own key cache (`BONSAI_CACHE_DIR`, and `XDG_CACHE_HOME`/`HOME` beside it
 /// so no path can lead to `~/.cache/bonsai`). `env` is applied last and may override.
-pub fn command(env: &[(&str, &str)]) -> Command {
+pub(crate) fn command(env: &[(&str, &str)]) -> Command {
     command_of(bin(), env)
 }
 
 /// `program` (which runs bonsai, e.g. `script`) with the environment of [`command`].
-pub fn command_of(program: &str, env: &[(&str, &str)]) -> Command {
+pub(crate) fn command_of(program: &str, env: &[(&str, &str)]) -> Command {
     let cache = cache_dir();
     let mut cmd = Command::new(program);
     cmd.env_remove("BONSAI_TOKEN")
@@ -64,12 +64,12 @@ pub fn command_of(program: &str, env: &[(&str, &str)]) -> Command {
     cmd
 }
 
-pub fn bonsai_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn bonsai_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     command(env).args(args).output().expect("run bonsai")
 }
 
 /// Runs bonsai, asserts success, returns parsed `--json` stdout.
-pub fn bonsai_json(args: &[&str]) -> serde_json::Value {
+pub(crate) fn bonsai_json(args: &[&str]) -> serde_json::Value {
     let out = bonsai(args);
     assert!(
         out.status.success(),
@@ -103,7 +103,7 @@ fn fails_with(out: &Output, needle: &str) -> String {
 
 /// One HTTP/1.1 request by hand, for what the client never sends (an empty manifest, a
 /// forged sealed recipe): `(status, body)`.
-pub fn http(method: &str, url: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
+pub(crate) fn http(method: &str, url: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("plain http url");
     let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
@@ -126,13 +126,13 @@ pub fn http(method: &str, url: &str, token: Option<&str>, body: &[u8]) -> (u16, 
 /// Asserts failure with one line holding `needle` (see `fails_with`) and the exit code
 /// `code`, from README's table.
 #[track_caller]
-pub fn fails_as(out: &Output, needle: &str, code: i32) -> String {
+pub(crate) fn fails_as(out: &Output, needle: &str, code: i32) -> String {
     let err = fails_with(out, needle);
     assert_eq!(out.status.code(), Some(code), "exit code for {needle:?}");
     err
 }
 
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub url: String,
     data: PathBuf,
@@ -141,7 +141,7 @@ pub struct Server {
 
 impl Server {
     /// `bonsai serve` on 127.0.0.1:0; the address is read from its first stdout line.
-    pub fn start(data: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(data: &Path, extra: &[&str]) -> Server {
         if !data.to_string_lossy().starts_with("s3://") {
             std::fs::create_dir_all(data).unwrap(); // as `bonsai init` would
         }
@@ -173,7 +173,7 @@ impl Server {
 
     /// Pins every thread of the server (and those it starts later) to CPU 0: races show
     /// more often when the server cannot run two things at once.
-    pub fn pin_to_one_core(&self) {
+    pub(crate) fn pin_to_one_core(&self) {
         let pid = self.child.id();
         for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
             let tid: libc::pid_t = task.unwrap().file_name().to_str().unwrap().parse().unwrap();
@@ -188,13 +188,13 @@ impl Server {
     }
 
     /// SIGKILL.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// Starts again on the same directory, on a new port (never a released one).
-    pub fn restart(mut self) -> Server {
+    pub(crate) fn restart(mut self) -> Server {
         self.kill();
         let args: Vec<&str> = self.args.iter().map(|s| s.as_str()).collect();
         Server::start(&self.data.clone(), &args)
@@ -209,12 +209,12 @@ impl Drop for Server {
 
 /// A "store" that accepts every connection and hangs up at once: a server that is down,
 /// on a port this test holds for its whole life (never a released port someone may take).
-pub struct HangUp {
+pub(crate) struct HangUp {
     addr: std::net::SocketAddr,
 }
 
 impl HangUp {
-    pub fn start() -> HangUp {
+    pub(crate) fn start() -> HangUp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
@@ -224,14 +224,14 @@ impl HangUp {
         });
         HangUp { addr }
     }
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }
 
 /// Runs `program` (a tool the tests drive, e.g. qemu-img or qemu-io) and asserts it
 /// succeeded; a missing tool fails naming its package.
-pub fn run_tool(program: &str, args: &[&str]) {
+pub(crate) fn run_tool(program: &str, args: &[&str]) {
     let out = crate::tools::output(std::process::Command::new(program).args(args));
     assert!(
         out.status.success(),
@@ -241,20 +241,20 @@ pub fn run_tool(program: &str, args: &[&str]) {
 }
 
 /// [`run_tool`] for qemu-img.
-pub fn qemu_img(args: &[&str]) {
+pub(crate) fn qemu_img(args: &[&str]) {
     run_tool("qemu-img", args)
 }
 
 /// Exit codes as README's "Exit status" table documents them.
-pub const EXIT_USAGE: i32 = 2;
-pub const EXIT_AUTH: i32 = 3;
-pub const EXIT_NOT_FOUND: i32 = 4;
-pub const EXIT_VERIFY: i32 = 5;
-pub const EXIT_NETWORK: i32 = 6;
-pub const EXIT_LOCAL_IO: i32 = 7;
+pub(crate) const EXIT_USAGE: i32 = 2;
+pub(crate) const EXIT_AUTH: i32 = 3;
+pub(crate) const EXIT_NOT_FOUND: i32 = 4;
+pub(crate) const EXIT_VERIFY: i32 = 5;
+pub(crate) const EXIT_NETWORK: i32 = 6;
+pub(crate) const EXIT_LOCAL_IO: i32 = 7;
 
 /// Deterministic pseudo-random bytes.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
     let mut v = Vec::with_capacity(len + 8);
     while v.len() < len {
@@ -268,7 +268,7 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Compressible, text-like bytes.
-pub fn text(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn text(len: usize, seed: u64) -> Vec<u8> {
     noise(len, seed)
         .iter()
         .map(|b| b"etaoin shrdlu\n"[(*b % 14) as usize])
@@ -276,7 +276,7 @@ pub fn text(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A sparse file of `size` with `parts` written at their offsets.
-pub fn image(path: &Path, size: u64, parts: &[(u64, &[u8])]) {
+pub(crate) fn image(path: &Path, size: u64, parts: &[(u64, &[u8])]) {
     let f = std::fs::File::create(path).unwrap();
     f.set_len(size).unwrap();
     for (off, data) in parts {
@@ -284,29 +284,29 @@ pub fn image(path: &Path, size: u64, parts: &[(u64, &[u8])]) {
     }
 }
 
-pub fn allocated(path: &Path) -> u64 {
+pub(crate) fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().blocks() * 512
 }
 
-pub fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
 }
 
 /// Paths in a test directory, as strings for argument lists.
-pub struct Dir(pub tempfile::TempDir);
+pub(crate) struct Dir(pub tempfile::TempDir);
 
 impl Dir {
-    pub fn new() -> Dir {
+    pub(crate) fn new() -> Dir {
         Dir(tempfile::tempdir().unwrap())
     }
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.0.path().join(name)
     }
-    pub fn s(&self, name: &str) -> String {
+    pub(crate) fn s(&self, name: &str) -> String {
         self.path(name).display().to_string()
     }
     /// An embedded store directory made with `bonsai init` (idempotent), as a `--store`.
-    pub fn store(&self, name: &str) -> String {
+    pub(crate) fn store(&self, name: &str) -> String {
         let out = bonsai(&["init", &self.s(name)]);
         assert!(
             out.status.success(),
@@ -318,7 +318,7 @@ impl Dir {
 }
 
 /// Files in a directory (to prove a failed pull left nothing that looks complete).
-pub fn listing(dir: &Path) -> Vec<String> {
+pub(crate) fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -13,7 +13,7 @@
 //!   miss is then confirmed with [`Backend::stat`] before a block is called absent.
 
 mod dir;
-pub mod s3;
+pub(crate) mod s3;
 
 pub use dir::DirBackend;
 

@@ -1,3 +1,3 @@
 //! Helpers shared by the store's integration tests.
 
-pub mod weed;
+pub(crate) mod weed;

@@ -14,13 +14,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The access key weed accepts.
-pub const ACCESS_KEY: &str = "bonsai-test-key";
+pub(crate) const ACCESS_KEY: &str = "bonsai-test-key";
 /// Its secret.
-pub const SECRET_KEY: &str = "bonsai-test-secret-0123456789";
+pub(crate) const SECRET_KEY: &str = "bonsai-test-secret-0123456789";
 /// The bucket created at start.
-pub const BUCKET: &str = "bonsai-test";
+pub(crate) const BUCKET: &str = "bonsai-test";
 
-pub struct Weed {
+pub(crate) struct Weed {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
@@ -86,7 +86,7 @@ fn pick_base(attempt: u32) -> u16 {
 
 impl Weed {
     /// Starts weed in a fresh temporary directory.
-    pub fn start() -> Weed {
+    pub(crate) fn start() -> Weed {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let mut w = Weed::start_in(&dir);
@@ -95,7 +95,7 @@ impl Weed {
     }
 
     /// Starts weed over `dir` (kept across restarts: the bucket's contents survive).
-    pub fn start_in(dir: &Path) -> Weed {
+    pub(crate) fn start_in(dir: &Path) -> Weed {
         weed_program(); // a missing weed says so before any port is tried
         for attempt in 0..8 {
             let base = pick_base(attempt);
@@ -188,7 +188,7 @@ impl Weed {
     }
 
     /// Settings with the right keys.
-    pub fn settings(&self) -> bonsai_blockstore::S3Settings {
+    pub(crate) fn settings(&self) -> bonsai_blockstore::S3Settings {
         let env = self.env();
         bonsai_blockstore::S3Settings::resolve(|k| {
             env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
@@ -197,7 +197,7 @@ impl Weed {
     }
 
     /// The variables a `bonsai serve --data s3://…` needs to reach this weed.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
             ("AWS_REGION", "us-east-1".into()),
@@ -211,7 +211,7 @@ impl Weed {
     }
 
     /// SIGKILL (the data directory stays).
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -219,7 +219,7 @@ impl Weed {
     }
 
     /// Starts again over the same data, on the same ports when they are still free.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         for _ in 0..50 {
             if all_free(self.base) {

@@ -10,7 +10,7 @@ use bonsai_core::report::html::{page, PageOptions};
 use bonsai_core::{Convergence, Progress};
 
 /// Runs the command.
-pub fn run(args: AnalyzeArgs, quiet: bool) -> anyhow::Result<()> {
+pub(crate) fn run(args: AnalyzeArgs, quiet: bool) -> anyhow::Result<()> {
     let params = args.chunk.params()?;
     let mut analyzer = Analyzer::new(params, Convergence::public());
     let mut rows = Vec::new();

@@ -13,7 +13,7 @@ use std::io::Write;
 
 /// `bonsai check`
 #[derive(Args, Debug)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Read every block and check it hashes to its id (reads the whole store).
@@ -25,7 +25,7 @@ pub struct CheckArgs {
 }
 
 /// Runs the command; damage found is an error after the report is printed.
-pub fn run(args: CheckArgs, quiet: bool) -> anyhow::Result<()> {
+pub(crate) fn run(args: CheckArgs, quiet: bool) -> anyhow::Result<()> {
     let store = args.store.open(Access::Existing)?;
     let bar = crate::progress::spinner(quiet || args.json, "checking blocks");
     let report = store.check(&bonsai_core::store::CheckOptions {

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::CommandFactory;
 
 /// Prints the completion script for the shell asked for on stdout.
-pub fn completions(args: CompletionsArgs) -> anyhow::Result<()> {
+pub(crate) fn completions(args: CompletionsArgs) -> anyhow::Result<()> {
     let mut cmd = Cli::command();
     let mut out = std::io::stdout().lock();
     clap_complete::generate(args.shell, &mut cmd, "bonsai", &mut out);
@@ -15,7 +15,7 @@ pub fn completions(args: CompletionsArgs) -> anyhow::Result<()> {
 
 /// Writes `bonsai.1` and one page per command (`bonsai-push.1`, `bonsai-recipe-show.1`, ...)
 /// into the directory given; prints their names.
-pub fn man(args: ManArgs) -> anyhow::Result<()> {
+pub(crate) fn man(args: ManArgs) -> anyhow::Result<()> {
     let dir = &args.dir;
     if !dir.is_dir() {
         return Err(crate::exit::Failed::new(

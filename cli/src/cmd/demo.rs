@@ -178,7 +178,7 @@ fn pull_back(out: &mut dyn Write, dir: &Path, store: &str, quiet: bool) -> anyho
 }
 
 /// Runs the command.
-pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
+pub(crate) fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<()> {
     let tmp;
     let dir = match &args.keep {
         Some(d) => {

@@ -14,7 +14,7 @@ use clap::Args;
 
 /// `bonsai forget`
 #[derive(Args, Debug)]
-pub struct ForgetArgs {
+pub(crate) struct ForgetArgs {
     /// `NAME@VERSION` (one version), or `NAME` with a policy below or --all-versions.
     #[arg(required = true)]
     pub names: Vec<String>,
@@ -36,7 +36,7 @@ pub struct ForgetArgs {
 
 /// Runs the command: every target must be registered, checked before anything is
 /// forgotten.
-pub fn run(args: ForgetArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: ForgetArgs) -> anyhow::Result<()> {
     let store = args.store.open(Access::Existing)?;
     let listed = store.images()?;
     let policy = Retention {

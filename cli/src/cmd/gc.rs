@@ -12,7 +12,7 @@ use std::io::Write;
 
 /// `bonsai gc`
 #[derive(Args, Debug)]
-pub struct GcArgs {
+pub(crate) struct GcArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Print what would be freed; change nothing.
@@ -29,7 +29,7 @@ pub struct GcArgs {
 }
 
 /// Seconds of `N[s|m|h|d]`.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
@@ -50,7 +50,7 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
 }
 
 /// Runs the command.
-pub fn run(args: GcArgs, quiet: bool) -> anyhow::Result<()> {
+pub(crate) fn run(args: GcArgs, quiet: bool) -> anyhow::Result<()> {
     let store = args.store.open(Access::Existing)?;
     let opts = GcOptions {
         grace: std::time::Duration::from_secs(args.grace),

@@ -10,7 +10,7 @@ use std::io::Write;
 
 /// `bonsai images`
 #[derive(Args, Debug)]
-pub struct ImagesArgs {
+pub(crate) struct ImagesArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Print JSON: `{"store": …, "images": [{name, version, image_hash, by, logical_bytes,
@@ -20,7 +20,7 @@ pub struct ImagesArgs {
 }
 
 /// Runs the command.
-pub fn run(args: ImagesArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: ImagesArgs) -> anyhow::Result<()> {
     let store = args.store.open(Access::Existing)?;
     let images = store.images()?;
     if args.json {
@@ -65,7 +65,7 @@ fn table(out: &mut dyn Write, store: &str, images: &[ImageInfo]) -> std::io::Res
 }
 
 /// `YYYY-MM-DD HH:MM:SS` of a Unix time (civil-from-days, no time-zone database needed).
-pub fn utc(secs: i64) -> String {
+pub(crate) fn utc(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

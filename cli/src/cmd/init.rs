@@ -4,7 +4,7 @@ use crate::args::InitArgs;
 use crate::render;
 
 /// Runs the command.
-pub fn run(args: InitArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: InitArgs) -> anyhow::Result<()> {
     let fresh = crate::store::init(&args.dir)?;
     let what = if fresh {
         "initialised an empty bonsai store in"

@@ -7,7 +7,7 @@ use bonsai_core::stats::human_bytes;
 use std::io::Write;
 
 /// Runs the command.
-pub fn run(args: InspectArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: InspectArgs) -> anyhow::Result<()> {
     let info = bonsai_core::image::inspect_with(&args.image, &args.image_opts.options())
         .with_context(|| format!("cannot inspect {}", args.image.display()))?;
     if args.json {

@@ -1,16 +1,16 @@
 //! One file per command: options → one core call → render.
 
-pub mod analyze;
-pub mod check;
-pub mod completions;
-pub mod demo;
-pub mod forget;
-pub mod gc;
-pub mod images;
-pub mod init;
-pub mod inspect;
-pub mod pull;
-pub mod push;
-pub mod recipe;
-pub mod report;
-pub mod stats;
+pub(crate) mod analyze;
+pub(crate) mod check;
+pub(crate) mod completions;
+pub(crate) mod demo;
+pub(crate) mod forget;
+pub(crate) mod gc;
+pub(crate) mod images;
+pub(crate) mod init;
+pub(crate) mod inspect;
+pub(crate) mod pull;
+pub(crate) mod push;
+pub(crate) mod recipe;
+pub(crate) mod report;
+pub(crate) mod stats;

@@ -65,7 +65,7 @@ fn prepare(args: &PullArgs) -> anyhow::Result<Prepared> {
 }
 
 /// Pulls an image and returns the figures (also used by `demo`).
-pub fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
+pub(crate) fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     let Prepared {
         store,
         recipe,
@@ -202,7 +202,7 @@ fn chosen_version(
 }
 
 /// Runs the command.
-pub fn run(args: PullArgs, quiet: bool) -> anyhow::Result<()> {
+pub(crate) fn run(args: PullArgs, quiet: bool) -> anyhow::Result<()> {
     if args.dry_run {
         return dry_run(&args);
     }

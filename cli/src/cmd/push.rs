@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// Pushes an image and returns the figures (also used by `demo`). A push whose blocks a
 /// concurrent `gc` collected is refused at registration (nothing is registered, no recipe
 /// written) and is run again, up to three times in all.
-pub fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
+pub(crate) fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
     preflight::image_input(&args.image)?;
     let file_name = args
         .image
@@ -132,7 +132,7 @@ fn private(recipe: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs the command.
-pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
+pub(crate) fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let report = push(&args, quiet)?;
     let store = args.store.store.to_string();
     if args.json {

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Runs the command.
-pub fn run(cmd: RecipeCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: RecipeCommand) -> anyhow::Result<()> {
     match cmd {
         RecipeCommand::Show { recipe, json } => {
             let r = Recipe::open(&recipe)

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Runs the command.
-pub fn run(args: ReportArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: ReportArgs) -> anyhow::Result<()> {
     let store = args.store.open(Access::Existing)?;
     let report = store.report(&ReportOptions {
         matrix_images: args.matrix,
@@ -46,7 +46,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
 }
 
 /// Writes `bytes` beside `path` and renames, so a reader never sees half a page.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -5,7 +5,7 @@ use crate::render;
 use crate::store::Access;
 
 /// Runs the command.
-pub fn run(args: StatsArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: StatsArgs) -> anyhow::Result<()> {
     let store = args.store.open(Access::Existing)?;
     let stats = store.stats()?;
     if args.json {

@@ -14,26 +14,32 @@ use std::path::{Path, PathBuf};
 /// What `bonsai pull --dry-run --json` prints.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PullDryRun {
-    /// Virtual size of the image, and the bytes of it that are holes.
+    /// Virtual size of the image.
     pub logical_bytes: u64,
+    /// Bytes of it that are holes (nothing to fetch or write).
     pub zero_bytes: u64,
     /// Distinct blocks in the recipe.
     pub unique_chunks: u64,
     /// The file an interrupted pull left (or OUT, in place), whose verified blocks are
     /// kept; `None` when there is none.
     pub resume_from: Option<String>,
-    /// Blocks (and their plaintext bytes) already in that file.
+    /// Blocks already in that file.
     pub resumed_blocks: u64,
+    /// Their plaintext bytes.
     pub resumed_bytes: u64,
     /// Blocks found in `--seed` files.
     pub seeded_blocks: u64,
+    /// Their plaintext bytes.
     pub seeded_bytes: u64,
-    /// Blocks to fetch from the store, and in how many requests.
+    /// Blocks to fetch from the store.
     pub fetch_blocks: u64,
+    /// Their plaintext bytes.
     pub fetch_bytes: u64,
+    /// Batch requests they take.
     pub fetch_requests: u64,
     /// Blocks to fetch that the store does not hold: the pull would fail on them.
     pub missing_blocks: u64,
+    /// Their plaintext bytes.
     pub missing_bytes: u64,
 }
 

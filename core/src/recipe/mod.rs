@@ -95,10 +95,10 @@ pub struct RecipeHeader {
 }
 
 mod hex_array {
-    pub fn serialize<S: serde::Serializer>(v: &[u8; 8], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: serde::Serializer>(v: &[u8; 8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(v))
     }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 8], D::Error> {
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 8], D::Error> {
         use serde::Deserialize;
         let s = String::deserialize(d)?;
         let mut out = [0u8; 8];

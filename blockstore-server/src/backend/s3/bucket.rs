@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Requests in flight at once for one batch.
-pub const PARALLEL: usize = 32;
+pub(crate) const PARALLEL: usize = 32;
 
 /// A store's objects in one bucket under one prefix.
 pub struct Bucket {

@@ -14,13 +14,18 @@
 //! The bucket is the truth; each server's SQLite index is a cache of it, rebuilt from a
 //! listing when empty (`crate::rebuild`).
 
-pub mod bucket;
-pub mod layout;
+// the crate root re-exports what the server's users need from here
+pub(crate) mod bucket;
+pub(crate) mod layout;
+#[allow(unreachable_pub)]
 pub mod location;
+#[allow(unreachable_pub)]
 pub mod settings;
 
 pub use bucket::{Bucket, Created};
+#[allow(unreachable_pub)]
 pub use location::{LocationError, S3Location};
+#[allow(unreachable_pub)]
 pub use settings::{S3Settings, SettingsError};
 
 use super::{Backend, BackendError, Put};
