@@ -71,7 +71,23 @@ pub(crate) async fn gc(
         dry_run: q.dry_run,
     };
     let store = st.store.clone();
-    Ok(Json(blocking(&st, move || Ok(store.gc(&opts)?)).await?))
+    let report = blocking(&st, move || Ok(store.gc(&opts)?)).await?;
+    let h = bonsai_core::stats::human_bytes;
+    let summary = match report.dry_run {
+        true => format!(
+            "dry run: would free {} blocks ({})",
+            report.blocks_freed,
+            h(report.bytes_freed)
+        ),
+        false => format!(
+            "freed {} blocks ({}); {} in grace",
+            report.blocks_freed,
+            h(report.bytes_freed),
+            report.blocks_in_grace
+        ),
+    };
+    st.metrics.note_run(true, summary);
+    Ok(Json(report))
 }
 
 /// Query of `POST /v1/check`.
@@ -92,7 +108,19 @@ pub(crate) async fn check(
     let opts = CheckOptions {
         read_data: q.read_data,
     };
-    Ok(Json(blocking(&st, move || Ok(store.check(&opts)?)).await?))
+    let report = blocking(&st, move || Ok(store.check(&opts)?)).await?;
+    let summary = format!(
+        "{} blocks checked{}, {} damaged",
+        report.blocks_checked,
+        if report.read_data {
+            " and re-hashed"
+        } else {
+            ""
+        },
+        report.damaged.len()
+    );
+    st.metrics.note_run(false, summary);
+    Ok(Json(report))
 }
 
 /// `PUT /v1/recipes/{name@v}`: body is the sealed recipe (opaque); kept once, and only

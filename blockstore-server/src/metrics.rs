@@ -37,6 +37,9 @@ struct RouteLabels {
 
 type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
+/// An operation run: when (Unix seconds) and what it found, in words.
+pub(crate) type Run = (i64, String);
+
 /// Every metric the server keeps, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
@@ -53,6 +56,9 @@ pub struct Metrics {
     gc_runs: Counter,
     check_runs: Counter,
     started: Instant,
+    /// The last gc and check this server ran.
+    last_gc: std::sync::Mutex<Option<Run>>,
+    last_check: std::sync::Mutex<Option<Run>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -84,6 +90,8 @@ impl Metrics {
             gc_runs: Counter::default(),
             check_runs: Counter::default(),
             started: Instant::now(),
+            last_gc: Default::default(),
+            last_check: Default::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -139,6 +147,35 @@ impl Metrics {
         );
         r.register("check_runs", "Store checks run", m.check_runs.clone());
         m
+    }
+
+    /// Time since the server started.
+    pub(crate) fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Batch downloads answered (`POST /v1/blocks/fetch`, 200) since the start.
+    pub(crate) fn fetches(&self) -> u64 {
+        let labels = RequestLabels {
+            route: "/v1/blocks/fetch",
+            method: "POST".into(),
+            status: 200,
+        };
+        self.requests.get_or_create(&labels).get()
+    }
+
+    /// Records what a gc (`gc: true`) or check found, now.
+    pub(crate) fn note_run(&self, gc: bool, summary: String) {
+        let slot = if gc { &self.last_gc } else { &self.last_check };
+        let mut last = slot.lock().unwrap_or_else(|e| e.into_inner());
+        *last = Some((bonsai_core::stats::unix_now(), summary));
+    }
+
+    /// The last gc and check recorded by [`Metrics::note_run`].
+    pub(crate) fn last_runs(&self) -> (Option<Run>, Option<Run>) {
+        let get =
+            |m: &std::sync::Mutex<Option<Run>>| m.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        (get(&self.last_gc), get(&self.last_check))
     }
 
     /// Counts one request to `route`.

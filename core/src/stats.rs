@@ -169,6 +169,34 @@ pub fn ratio(a: u64, b: u64) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
+/// Now, in Unix seconds (0 if the clock is before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time, for every screen that shows a time
+/// (civil-from-days, no time-zone database needed).
+pub fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Bytes for people, binary units, one decimal: `1.5 GiB`. Every screen (text, report,
 /// dashboard) prints sizes with this one function, so equal quantities print equal.
 pub fn human_bytes(b: u64) -> String {
@@ -271,6 +299,14 @@ pub fn dedup_of(chunks: impl IntoIterator<Item = (BlockKey, u64)>) -> (u64, u64,
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(1_795_000_000), "2026-11-18 11:06:40");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+    }
+
     use super::*;
 
     #[test]

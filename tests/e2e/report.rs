@@ -397,9 +397,47 @@ fn dashboard_in_headless_chromium() {
             r["totals"]["stored_bytes"]
         ),
         &format!(r#"data-key="unique_bytes" data-bytes="{MIB}""#),
+        // the operator's part: when, which server, since when, how full, gc and check
+        r#"id="generated" data-unix=""#,
+        r#"<section id="health">"#,
+        r#"<dd data-key="uptime">"#,
+        r#"<dd data-key="disk">"#,
+        r#"<dd data-key="last_gc">not since the server started</dd>"#,
+        r#"<td data-key="registered" data-unix=""#,
     ] {
         assert!(dom.contains(needle), "dashboard DOM lacks {needle}");
     }
+    let pushes = dom
+        .split(r#"<dd data-key="recent_pushes">"#)
+        .nth(1)
+        .unwrap_or("");
+    assert!(
+        pushes.starts_with("B@1 ("),
+        "newest push first: {pushes:.60}"
+    );
+    // a check run shows on the next load
+    let check = bonsai(&["check", "--store", &srv.url]);
+    assert!(check.status.success(), "{check:?}");
+    // at 800 px (a laptop's half screen) nothing scrolls sideways: the page's own script
+    // marks whether its width fits the window, after layout
+    let narrow = chromium(
+        &d.path("profile-narrow"),
+        &[
+            "--window-size=800,1200",
+            "--virtual-time-budget=2000",
+            "--dump-dom",
+        ],
+        &url,
+    );
+    let dom = String::from_utf8_lossy(&narrow.stdout).into_owned();
+    assert!(
+        dom.contains(r#"data-fits="true""#),
+        "the page scrolls sideways at 800 px"
+    );
+    assert!(
+        dom.contains(r#"<dd data-key="last_check">"#) && dom.contains("0 damaged"),
+        "check not shown"
+    );
     // A screenshot as a test artefact, under the target directory (not committed).
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&shot);

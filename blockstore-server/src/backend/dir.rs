@@ -199,6 +199,10 @@ impl Backend for DirBackend {
         self.root.display().to_string()
     }
 
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
     /// Always writes: ingest asks only for blocks the index lacks, and a file that is
     /// there but not indexed may be the unsynced leftover of a crash, so it is not trusted.
     /// Renaming over it is safe: both hold the same verified bytes or the old one is torn.

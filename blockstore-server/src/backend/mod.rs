@@ -71,6 +71,10 @@ pub enum Put {
 pub trait Backend: Send + Sync {
     /// Where the backend keeps its data, for logs (a path or `s3://bucket/prefix`).
     fn describe(&self) -> String;
+    /// The local directory holding the data, for disk figures; `None` for a bucket.
+    fn local_root(&self) -> Option<&std::path::Path> {
+        None
+    }
     /// Stores a verified object unless one is already there under `id`.
     fn put_if_absent(&self, id: &BlockId, bytes: &[u8]) -> Result<Put, BackendError>;
     /// Makes every put so far durable (a group commit for a whole batch).

@@ -32,7 +32,8 @@ pub(crate) fn run(args: AnalyzeArgs, quiet: bool) -> anyhow::Result<()> {
             &PageOptions {
                 title: "bonsai analyze".into(),
                 source: format!("{} local images, no store", rows.len()),
-                live: None,
+                generated: Some(bonsai_core::stats::unix_now()),
+                ..PageOptions::default()
             },
         );
         crate::cmd::report::write_atomically(out, html.as_bytes())?;

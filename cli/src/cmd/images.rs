@@ -56,40 +56,10 @@ fn table(out: &mut dyn Write, store: &str, images: &[ImageInfo]) -> std::io::Res
             human_bytes(i.logical_bytes),
             i.blocks,
             human_bytes(i.unique_bytes),
-            utc(i.registered),
+            bonsai_core::stats::utc(i.registered),
             bonsai_core::name::for_terminal(&i.by),
             if i.sealed_recipe { "yes" } else { "-" }
         )?;
     }
     Ok(())
-}
-
-/// `YYYY-MM-DD HH:MM:SS` of a Unix time (civil-from-days, no time-zone database needed).
-pub(crate) fn utc(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::utc(1_795_000_000), "2026-11-18 11:06:40");
-        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00");
-    }
 }

@@ -24,7 +24,8 @@ pub(crate) fn run(args: ReportArgs) -> anyhow::Result<()> {
             &PageOptions {
                 title: "bonsai store report".into(),
                 source: format!("store {}", store.describe()),
-                live: None,
+                generated: Some(bonsai_core::stats::unix_now()),
+                ..PageOptions::default()
             },
         );
         write_atomically(path, html.as_bytes())?;

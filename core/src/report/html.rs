@@ -22,6 +22,22 @@ pub struct PageOptions {
     /// For the live dashboard: the URL that answers the store's current generation, and
     /// the generation this page shows; the page reloads itself when they differ.
     pub live: Option<(String, String)>,
+    /// When the figures were taken (Unix seconds), shown under the title.
+    pub generated: Option<i64>,
+    /// The server's health, for the live dashboard: shown first, in this order.
+    pub health: Vec<HealthItem>,
+}
+
+/// One line of the dashboard's health section: `key` names it for scripts and tests
+/// (`data-key`), `label` for people.
+#[derive(Debug, Clone)]
+pub struct HealthItem {
+    /// Stable name, e.g. `uptime`.
+    pub key: &'static str,
+    /// What a person reads, e.g. `up for`.
+    pub label: String,
+    /// The value, already formatted.
+    pub value: String,
 }
 
 const STYLE: &str =
@@ -31,7 +47,12 @@ p.sub{color:#666;margin:0 0 16px}table{border-collapse:collapse;font-size:13px}\
 th,td{padding:4px 10px;white-space:nowrap;border-bottom:1px solid #e3e6ea;text-align:right}\
 th:first-child,td:first-child{text-align:left}th{background:#f5f6f8}\
 .factors{font-size:15px}.factors b{font-size:18px}dl{font-size:13px;color:#444}\
-dt{font-weight:600;float:left;width:190px}dd{margin:0 0 6px 200px}";
+dt{font-weight:600;float:left;width:190px}dd{margin:0 0 6px 200px}\
+th{white-space:normal;vertical-align:bottom}svg.chart{max-width:100%;height:auto}\
+#health dl{display:grid;grid-template-columns:130px 1fr 130px 1fr;gap:3px 12px}\
+#health dt{float:none;width:auto}#health dd{margin:0}\
+@media (max-width:1000px){body{margin:12px}th,td{padding:3px 5px}.wide{display:none}\
+#health dl{grid-template-columns:130px 1fr}dt{width:150px}dd{margin-left:160px}}";
 
 fn opt_bytes(v: Option<u64>) -> String {
     v.map(human_bytes).unwrap_or_else(|| "-".into())
@@ -151,11 +172,22 @@ fn growth(r: &StoreReport) -> String {
     s
 }
 
+/// Columns of the image table hidden on narrow screens (the figures stay in the DOM).
+const SECONDARY: [&str; 5] = [
+    "distinct_bytes",
+    "shared_bytes",
+    "shared_stored_bytes",
+    "stored_bytes",
+    "blocks",
+];
+
 fn image_row(im: &ImageFigures) -> String {
     let mut s = format!(
-        r#"<tr data-image="{}"><td>{}</td>"#,
+        r#"<tr data-image="{}"><td>{}</td><td data-key="registered" data-unix="{}">{}</td>"#,
         escape(&im.name),
-        escape(&im.name)
+        escape(&im.name),
+        im.registered,
+        &crate::stats::utc(im.registered)[..16]
     );
     let cols: [(&str, Option<u64>); 10] = [
         ("logical_bytes", Some(im.logical_bytes)),
@@ -170,11 +202,15 @@ fn image_row(im: &ImageFigures) -> String {
         ("blocks", None),
     ];
     for (k, v) in cols {
-        if k == "blocks" {
-            let _ = write!(s, r#"<td data-key="blocks">{}</td>"#, im.blocks);
+        let mut td = if k == "blocks" {
+            format!(r#"<td data-key="blocks">{}</td>"#, im.blocks)
         } else {
-            s.push_str(&cell(k, &opt_bytes(v), v));
+            cell(k, &opt_bytes(v), v)
+        };
+        if SECONDARY.contains(&k) {
+            td = td.replacen("<td ", r#"<td class="wide" "#, 1);
         }
+        s.push_str(&td);
     }
     let _ = write!(
         s,
@@ -186,7 +222,7 @@ fn image_row(im: &ImageFigures) -> String {
 
 fn images(r: &StoreReport) -> String {
     let mut s = String::from(
-        r#"<section id="images"><h2>Images</h2><table id="image-table"><tr><th>image</th><th>logical</th><th>data</th><th>distinct</th><th>shared</th><th>only here</th><th>stored</th><th>stored shared</th><th>stored only here</th><th>added to store</th><th>blocks</th><th>overall</th></tr>"#,
+        r#"<section id="images"><h2>Images</h2><table id="image-table"><tr><th>image</th><th>pushed (UTC)</th><th>logical</th><th>data</th><th class="wide">distinct</th><th class="wide">shared</th><th>only here</th><th class="wide">stored</th><th class="wide">stored shared</th><th>stored only here</th><th>added to store</th><th class="wide">blocks</th><th>overall</th></tr>"#,
     );
     for im in &r.images {
         s.push_str(&image_row(im));
@@ -239,10 +275,25 @@ fn matrix(m: &SharingMatrix) -> String {
 
 const GLOSSARY: &str = r#"<section id="glossary"><h2>Words</h2><dl><dt>logical</dt><dd>virtual size of an image: what a VM sees.</dd><dt>zeros (holes)</dt><dd>all-zero chunks: never stored or sent.</dd><dt>data</dt><dd>logical minus zeros.</dd><dt>distinct</dt><dd>plaintext of the different chunks, each counted once.</dd><dt>shared / only here</dt><dd>distinct bytes another image also uses / only this image uses.</dd><dt>stored</dt><dd>block objects as kept: compressed, encrypted, 40 bytes of header and tag each.</dd><dt>zero elimination</dt><dd>logical / data.</dd><dt>deduplication</dt><dd>data / distinct.</dd><dt>compression</dt><dd>distinct / stored.</dd><dt>overall</dt><dd>logical / stored, the product of the three.</dd></dl></section>"#;
 
+fn health(items: &[HealthItem]) -> String {
+    let mut s = String::from(r#"<section id="health"><h2>Store health</h2><dl>"#);
+    for i in items {
+        let _ = write!(
+            s,
+            r#"<dt>{}</dt><dd data-key="{}">{}</dd>"#,
+            escape(&i.label),
+            i.key,
+            escape(&i.value)
+        );
+    }
+    s.push_str("</dl></section>");
+    s
+}
+
 fn live_script(url: &str, generation: &str) -> String {
     // No `<` or `&` inside: the page stays well-formed XML.
     format!(
-        r#"<script>(function(){{var shown="{}";function poll(){{fetch("{}",{{cache:"no-store",credentials:"same-origin"}}).then(function(r){{return r.ok ? r.text() : shown;}}).then(function(g){{if(g.trim() !== shown){{location.reload();}}}}).catch(function(){{}});}}setInterval(poll,5000);}})();</script>"#,
+        r#"<script>(function(){{var d=document.documentElement;document.body.setAttribute("data-fits",String(!(d.scrollWidth > d.clientWidth)));var shown="{}";function poll(){{fetch("{}",{{cache:"no-store",credentials:"same-origin"}}).then(function(r){{return r.ok ? r.text() : shown;}}).then(function(g){{if(g.trim() !== shown){{location.reload();}}}}).catch(function(){{}});}}setInterval(poll,5000);}})();</script>"#,
         escape(generation),
         escape(url)
     )
@@ -261,6 +312,16 @@ pub fn page(r: &StoreReport, opts: &PageOptions) -> String {
         escape(&opts.title),
         escape(&opts.source)
     );
+    if let Some(t) = opts.generated {
+        let _ = write!(
+            s,
+            r#"<p class="sub" id="generated" data-unix="{t}">figures as of {} UTC</p>"#,
+            crate::stats::utc(t)
+        );
+    }
+    if !opts.health.is_empty() {
+        s.push_str(&health(&opts.health));
+    }
     s.push_str(&totals(r, local));
     if !r.growth.is_empty() {
         s.push_str(&growth(r));

@@ -67,6 +67,31 @@ fn axis(max: u64) -> (f64, f64) {
     ((max / step).ceil() * step, step)
 }
 
+/// A tick's text: every tick of an axis in the unit of its top (`0`, `512 MiB`, `1.0 GiB`
+/// read as three units; `0 GiB`, `0.5 GiB`, `1.0 GiB` as one), with one decimal when the
+/// step is below one unit.
+fn tick_label(v: f64, top: f64, step: f64) -> String {
+    const UNITS: [(f64, &str); 6] = [
+        ((1u64 << 50) as f64, "PiB"),
+        ((1u64 << 40) as f64, "TiB"),
+        ((1u64 << 30) as f64, "GiB"),
+        ((1u64 << 20) as f64, "MiB"),
+        (1024.0, "KiB"),
+        (1.0, "B"),
+    ];
+    let (unit, name) = UNITS
+        .into_iter()
+        .find(|(u, _)| top >= *u)
+        .unwrap_or((1.0, "B"));
+    if v == 0.0 {
+        return format!("0 {name}");
+    }
+    match step < unit && unit > 1.0 {
+        true => format!("{:.1} {name}", v / unit),
+        false => format!("{:.0} {name}", v / unit),
+    }
+}
+
 fn label(name: &str, max: usize) -> String {
     if name.chars().count() <= max {
         return name.to_string();
@@ -149,7 +174,7 @@ pub fn growth_chart(points: &[GrowthPoint]) -> String {
             LEFT + plot_w,
             LEFT - 6.0,
             ty + 4.0,
-            escape(&human_bytes(tick as u64))
+            escape(&tick_label(tick, top, step))
         );
         tick += step;
     }
@@ -265,6 +290,21 @@ pub fn image_bars(images: &[ImageFigures]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_of_one_axis_share_one_unit() {
+        let (top, step) = axis(3 << 30);
+        let labels: Vec<String> = (0..=(top / step) as usize)
+            .map(|i| tick_label(i as f64 * step, top, step))
+            .collect();
+        assert!(labels.iter().all(|l| l.ends_with(" GiB")), "{labels:?}");
+        assert_eq!(labels[0], "0 GiB");
+        let (top, step) = axis(700 << 20);
+        assert_eq!(
+            tick_label(step, top, step),
+            format!("{:.0} MiB", step / (1u64 << 20) as f64)
+        );
+    }
 
     #[test]
     fn axis_is_round_and_covers_the_maximum() {
