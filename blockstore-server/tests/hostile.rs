@@ -5,29 +5,36 @@
 use bonsai_core::store::conformance::fresh_blocks;
 use bonsai_core::store::write_frame;
 use reqwest::blocking::Client;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::serving::Serving;
+
 struct Server {
-    child: Child,
+    serving: Serving,
     url: String,
     addr: String,
 }
 
-fn spawn(data: &Path, extra: &[&str]) -> Child {
-    std::fs::create_dir_all(data).unwrap(); // as `bonsai init` would
-    Command::new(env!("CARGO_BIN_EXE_bonsai-blockstore"))
-        .args(["--listen", "127.0.0.1:0", "--data"])
+/// The server's command on `data` (created, as `bonsai init` would), stderr kept.
+fn command(data: &Path, extra: &[&str]) -> Command {
+    std::fs::create_dir_all(data).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bonsai-blockstore"));
+    cmd.args(["--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(extra)
         .env("BONSAI_LOG", "error")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start server")
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn spawn(data: &Path, extra: &[&str]) -> Child {
+    command(data, extra).spawn().expect("start server")
 }
 
 impl Server {
@@ -36,18 +43,9 @@ impl Server {
     }
 
     fn start_with(data: &Path, extra: &[&str]) -> Server {
-        let mut child = spawn(data, extra);
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect(&line)
-            .to_string();
-        let addr = url.trim_start_matches("http://").to_string();
-        Server { child, url, addr }
+        let serving = Serving::spawn(command(data, extra));
+        let (url, addr) = (serving.url.clone(), serving.addr().to_string());
+        Server { serving, url, addr }
     }
 
     fn url(&self, path: &str) -> String {
@@ -56,16 +54,10 @@ impl Server {
 
     /// A field of /proc/PID/status in KiB (VmHWM, VmRSS).
     fn mem_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.serving.child.id())).unwrap();
         let line = status.lines().find(|l| l.starts_with(field)).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -487,15 +479,9 @@ fn long_names_round_trip_and_bad_names_are_refused() {
 }
 
 /// `bonsai-blockstore` with its descriptor limit lowered to `nofile`.
-fn spawn_limited(data: &Path, nofile: u64, extra: &[&str]) -> (Child, String) {
+fn spawn_limited(data: &Path, nofile: u64, extra: &[&str]) -> Serving {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bonsai-blockstore"));
-    cmd.args(["--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .args(extra)
-        .env("BONSAI_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = command(data, extra);
     // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -509,17 +495,7 @@ fn spawn_limited(data: &Path, nofile: u64, extra: &[&str]) -> (Child, String) {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("start server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect(&line)
-        .to_string();
-    (child, url)
+    Serving::spawn(cmd)
 }
 
 /// Idle connections that use up the server's descriptors are logged and shed; once the
@@ -527,7 +503,8 @@ fn spawn_limited(data: &Path, nofile: u64, extra: &[&str]) -> (Child, String) {
 #[test]
 fn running_out_of_descriptors_is_logged_and_survived() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url) = spawn_limited(dir.path(), 64, &["--header-timeout-secs", "2"]);
+    let mut server = spawn_limited(dir.path(), 64, &["--header-timeout-secs", "2"]);
+    let url = server.url.clone();
     let addr = url.trim_start_matches("http://").to_string();
     let idle: Vec<TcpStream> = (0..120)
         .map(|_| TcpStream::connect(&addr).unwrap())
@@ -547,10 +524,10 @@ fn running_out_of_descriptors_is_logged_and_survived() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(ok, "the server did not recover");
-    let _ = child.kill();
-    let _ = child.wait();
+    server.kill();
     let mut log = String::new();
-    child
+    server
+        .child
         .stderr
         .take()
         .unwrap()

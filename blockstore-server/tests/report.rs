@@ -7,9 +7,11 @@ use bonsai_core::store::write_frame;
 use bonsai_core::{BlockId, Convergence, Encoder};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+mod support;
+use support::serving::Serving;
 
 const WRITE_TOKEN: &str = "write-token-0123456789";
 const READ_TOKEN: &str = "read-token-0123456789";
@@ -18,7 +20,7 @@ const PLAIN: usize = 4096;
 const OVERHEAD: u64 = 40;
 
 struct Server {
-    child: Child,
+    _serving: Serving,
     url: String,
 }
 
@@ -30,29 +32,12 @@ impl Server {
         if let Some(t) = token_file {
             cmd.arg("--token-file").arg(t);
         }
-        let mut child = cmd
-            .env("BONSAI_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
-        Server { child, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        cmd.env("BONSAI_LOG", "warn").stderr(Stdio::inherit());
+        let serving = Serving::spawn(cmd);
+        Server {
+            url: serving.url.clone(),
+            _serving: serving,
+        }
     }
 }
 

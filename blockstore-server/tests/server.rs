@@ -5,15 +5,17 @@ use bonsai_core::store::write_frame;
 use bonsai_core::{BlockId, Convergence, Encoder};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+mod support;
+use support::serving::Serving;
 
 const WRITE_TOKEN: &str = "write-token-0123456789";
 const READ_TOKEN: &str = "read-token-0123456789";
 
 struct Server {
-    child: Child,
+    serving: Serving,
     url: String,
     data: PathBuf,
     token_file: Option<PathBuf>,
@@ -27,32 +29,18 @@ impl Server {
         if let Some(t) = token_file {
             cmd.arg("--token-file").arg(t);
         }
-        cmd.env("BONSAI_LOG", "warn");
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        cmd.env("BONSAI_LOG", "warn").stderr(Stdio::inherit());
+        let serving = Serving::spawn(cmd);
         Server {
-            child,
-            url,
+            url: serving.url.clone(),
+            serving,
             data: data.to_path_buf(),
             token_file: token_file.map(Path::to_path_buf),
         }
     }
 
     fn restart(mut self) -> Server {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.serving.kill();
         let data = self.data.clone();
         let tokens = self.token_file.clone();
         Server::start(&data, tokens.as_deref())
@@ -60,13 +48,6 @@ impl Server {
 
     fn url(&self, path: &str) -> String {
         format!("{}/v1/{path}", self.url)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -529,8 +510,8 @@ fn sigterm_shuts_down_gracefully() {
         .body(obj)
         .send()
         .unwrap();
-    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
-    let status = s.child.wait().unwrap();
+    unsafe { libc::kill(s.serving.child.id() as i32, libc::SIGTERM) };
+    let status = s.serving.child.wait().unwrap();
     assert!(status.success(), "server exited with {status}");
     let s = Server::start(&dir.path().join("data"), None);
     assert!(missing(&c, &s, &[id]).is_empty());

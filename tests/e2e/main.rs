@@ -15,6 +15,8 @@ mod push_pull;
 mod reader;
 mod report;
 mod s3;
+#[path = "../../blockstore-server/tests/support/serving.rs"]
+mod serving;
 #[path = "../../core/src/test_tools.rs"]
 mod tools;
 mod truncated;

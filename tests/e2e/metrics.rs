@@ -2,7 +2,6 @@
 //! figures, gc runs; a read token like every read), and request logs as JSON lines.
 
 use crate::util::*;
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 const READ: &str = "read-token-0123456789";
@@ -84,35 +83,27 @@ fn metrics_count_requests_by_route_and_report_the_store() {
 fn request_logs_can_be_json_lines() {
     let d = Dir::new();
     let store = d.store("store");
-    let mut child = command(&[("BONSAI_LOG", "info")])
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            &store,
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let mut cmd = command(&[("BONSAI_LOG", "info")]);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        &store,
+        "--log-format",
+        "json",
+    ])
+    .stderr(Stdio::piped());
+    let mut server = crate::serving::Serving::spawn(cmd);
+    let url = server.url.clone();
     assert_eq!(http("GET", &format!("{url}/v1/health"), None, b"").0, 200);
     // SIGTERM: the server finishes and exits, its stderr ends
     // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    let logs = String::from_utf8(out.stderr).unwrap();
+    unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+    let mut logs = String::new();
+    let stderr = server.child.stderr.as_mut().unwrap();
+    std::io::Read::read_to_string(stderr, &mut logs).unwrap();
+    server.kill();
     let request = logs
         .lines()
         .map(|l| {

@@ -4,16 +4,15 @@
 
 use crate::util::*;
 use crate::weed::{Weed, BUCKET};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1024 * 1024;
 
 /// `bonsai serve --data s3://…` with its own local index file.
 struct S3Server {
-    child: Child,
+    _serving: crate::serving::Serving,
     url: String,
 }
 
@@ -38,28 +37,13 @@ fn serve_cmd(weed: &Weed, data: &str, index: &Path, extra: &[&str]) -> Command {
 
 impl S3Server {
     fn start(weed: &Weed, data: &str, index: &Path, extra: &[&str]) -> S3Server {
-        let mut child = serve_cmd(weed, data, index, extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start bonsai serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("server did not start: {line:?}"))
-            .to_string();
-        S3Server { child, url }
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let mut cmd = serve_cmd(weed, data, index, extra);
+        cmd.stderr(Stdio::null());
+        let serving = crate::serving::Serving::spawn(cmd);
+        S3Server {
+            url: serving.url.clone(),
+            _serving: serving,
+        }
     }
 }
 

@@ -1,10 +1,9 @@
 //! Helpers: run `bonsai`, start and stop a store, make images.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
 pub(crate) fn bin() -> &'static str {
@@ -133,39 +132,28 @@ pub(crate) fn fails_as(out: &Output, needle: &str, code: i32) -> String {
 }
 
 pub(crate) struct Server {
-    child: Child,
-    pub url: String,
+    serving: crate::serving::Serving,
+    pub(crate) url: String,
     data: PathBuf,
     args: Vec<String>,
 }
 
 impl Server {
-    /// `bonsai serve` on 127.0.0.1:0; the address is read from its first stdout line.
+    /// `bonsai serve` on 127.0.0.1:0, ready once it printed its address.
     pub(crate) fn start(data: &Path, extra: &[&str]) -> Server {
         if !data.to_string_lossy().starts_with("s3://") {
             std::fs::create_dir_all(data).unwrap(); // as `bonsai init` would
         }
-        let mut child = command(&[])
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        let mut cmd = command(&[]);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
             .env("BONSAI_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start bonsai serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("server did not start: {line:?}"))
-            .to_string();
+            .stderr(Stdio::null());
+        let serving = crate::serving::Serving::spawn(cmd);
         Server {
-            child,
-            url,
+            url: serving.url.clone(),
+            serving,
             data: data.to_path_buf(),
             args: extra.iter().map(|s| s.to_string()).collect(),
         }
@@ -174,7 +162,7 @@ impl Server {
     /// Pins every thread of the server (and those it starts later) to CPU 0: races show
     /// more often when the server cannot run two things at once.
     pub(crate) fn pin_to_one_core(&self) {
-        let pid = self.child.id();
+        let pid = self.serving.child.id();
         for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
             let tid: libc::pid_t = task.unwrap().file_name().to_str().unwrap().parse().unwrap();
             // SAFETY: a zeroed cpu_set_t with one bit set, passed by pointer with its size.
@@ -189,8 +177,7 @@ impl Server {
 
     /// SIGKILL.
     pub(crate) fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.serving.kill();
     }
 
     /// Starts again on the same directory, on a new port (never a released one).
@@ -198,12 +185,6 @@ impl Server {
         self.kill();
         let args: Vec<&str> = self.args.iter().map(|s| s.as_str()).collect();
         Server::start(&self.data.clone(), &args)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
