@@ -175,32 +175,31 @@ const QCOW2_MAX_SNAPSHOTS: u64 = 65536;
 const QCOW2_MAX_SNAPSHOT_EXTRA: u64 = 1024;
 const QCOW2_MAX_SNAPSHOTS_BYTES: u64 = 64 << 20;
 
-fn qcow2(path: &Path, file: &File, len: u64) -> Result<Header, ImageError> {
-    let h = bytes(path, file, len, 0, 104.min(len), "qcow2 header")?;
+/// The fields of a qcow2 header the checks and the chain need.
+struct Qcow2Fields {
+    cluster_bits: u32,
+    crypt: u32,
+    incompat: u64,
+    header_len: u64,
+}
+
+/// The header's fixed fields, each within what qemu accepts.
+fn qcow2_fields(path: &Path, h: &[u8]) -> Result<Qcow2Fields, ImageError> {
     if h.len() < 72 {
         return Err(ImageError::damaged(path, "qcow2 header is cut short"));
     }
-    let version = be32(&h[4..]);
-    let cluster_bits = be32(&h[20..]);
-    let size = be64(&h[24..]);
-    let crypt = be32(&h[32..]);
+    let (version, cluster_bits, size) = (be32(&h[4..]), be32(&h[20..]), be64(&h[24..]));
     if !(2..=3).contains(&version) {
-        return Err(ImageError::damaged(
-            path,
-            format!("qcow2 version {version} (known: 2, 3)"),
-        ));
+        let why = format!("qcow2 version {version} (known: 2, 3)");
+        return Err(ImageError::damaged(path, why));
     }
     if !(9..=21).contains(&cluster_bits) {
-        return Err(ImageError::damaged(
-            path,
-            format!("cluster_bits {cluster_bits} (qcow2 allows 9 to 21)"),
-        ));
+        let why = format!("cluster_bits {cluster_bits} (qcow2 allows 9 to 21)");
+        return Err(ImageError::damaged(path, why));
     }
     if size > i64::MAX as u64 {
-        return Err(ImageError::damaged(
-            path,
-            format!("virtual size {size} is absurd"),
-        ));
+        let why = format!("virtual size {size} is absurd");
+        return Err(ImageError::damaged(path, why));
     }
     let (incompat, header_len) = if version == 3 {
         if h.len() < 104 {
@@ -210,8 +209,9 @@ fn qcow2(path: &Path, file: &File, len: u64) -> Result<Header, ImageError> {
     } else {
         (0, 72)
     };
-    let unknown = incompat
-        & !(QCOW2_DIRTY | QCOW2_CORRUPT | QCOW2_DATA_FILE | QCOW2_COMPRESSION | QCOW2_EXTENDED_L2);
+    let known =
+        QCOW2_DIRTY | QCOW2_CORRUPT | QCOW2_DATA_FILE | QCOW2_COMPRESSION | QCOW2_EXTENDED_L2;
+    let unknown = incompat & !known;
     if unknown != 0 {
         return Err(ImageError::Unsupported {
             path: path.into(),
@@ -220,33 +220,46 @@ fn qcow2(path: &Path, file: &File, len: u64) -> Result<Header, ImageError> {
         });
     }
     if incompat & QCOW2_CORRUPT != 0 {
-        return Err(ImageError::damaged(
-            path,
-            "qemu marked this qcow2 corrupt; repair it with qemu-img check -r all",
-        ));
+        let why = "qemu marked this qcow2 corrupt; repair it with qemu-img check -r all";
+        return Err(ImageError::damaged(path, why));
     }
-    let cluster = 1u64 << cluster_bits;
+    let autoclear = if version == 3 { be64(&h[88..]) } else { 0 };
+    if autoclear & QCOW2_DATA_FILE_RAW != 0 && incompat & QCOW2_DATA_FILE == 0 {
+        let why = "the data-file-raw bit is set but the image has no external data file";
+        return Err(ImageError::damaged(path, why));
+    }
+    Ok(Qcow2Fields {
+        cluster_bits,
+        crypt: be32(&h[32..]),
+        incompat,
+        header_len,
+    })
+}
+
+fn qcow2(path: &Path, file: &File, len: u64) -> Result<Header, ImageError> {
+    let h = bytes(path, file, len, 0, 104.min(len), "qcow2 header")?;
+    let f = qcow2_fields(path, &h)?;
+    let encryption = match f.crypt {
+        0 => None,
+        1 => Some("qcow2 aes"),
+        2 => Some("qcow2 luks"),
+        n => {
+            let why = format!("unknown encryption method {n}");
+            return Err(ImageError::damaged(path, why));
+        }
+    };
     let mut header = Header {
-        encryption: match crypt {
-            0 => None,
-            1 => Some("qcow2 aes"),
-            2 => Some("qcow2 luks"),
-            n => {
-                return Err(ImageError::damaged(
-                    path,
-                    format!("unknown encryption method {n}"),
-                ))
-            }
-        },
-        native_ok: crypt == 0 && incompat & !(QCOW2_DATA_FILE) == 0,
+        encryption,
+        native_ok: f.crypt == 0 && f.incompat & !(QCOW2_DATA_FILE) == 0,
         references: Vec::new(),
     };
     let (mut backing_format, mut data_file) = (None, None);
+    let cluster = 1u64 << f.cluster_bits;
     qcow2_extensions(
         path,
         file,
         len,
-        header_len,
+        f.header_len,
         cluster,
         &mut backing_format,
         &mut data_file,
@@ -259,14 +272,7 @@ fn qcow2(path: &Path, file: &File, len: u64) -> Result<Header, ImageError> {
             format: backing_format,
         });
     }
-    let autoclear = if version == 3 { be64(&h[88..]) } else { 0 };
-    if autoclear & QCOW2_DATA_FILE_RAW != 0 && incompat & QCOW2_DATA_FILE == 0 {
-        return Err(ImageError::damaged(
-            path,
-            "the data-file-raw bit is set but the image has no external data file",
-        ));
-    }
-    if incompat & QCOW2_DATA_FILE != 0 {
+    if f.incompat & QCOW2_DATA_FILE != 0 {
         let name = data_file.ok_or_else(|| {
             ImageError::damaged(path, "external data file bit set but no data file named")
         })?;

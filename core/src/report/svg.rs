@@ -191,45 +191,58 @@ pub fn growth_chart(points: &[GrowthPoint]) -> String {
         );
     }
     for (k, se) in series.iter().enumerate() {
-        let pts: Vec<String> = se
-            .values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
-            .collect();
-        let _ = write!(
-            s,
-            r#"<g class="series" data-series="{}"><polyline fill="none" stroke="{}" stroke-width="2.5" points="{}"/>"#,
-            se.key,
-            se.colour,
-            pts.join(" ")
-        );
-        for (i, v) in se.values.iter().enumerate() {
-            let _ = write!(
-                s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{}" data-image="{}" data-bytes="{v}"><title>{}: {} {}</title></circle>"#,
-                x(i),
-                y(*v),
-                se.colour,
-                escape(&points[i].name),
-                escape(&points[i].name),
-                se.key,
-                human_bytes(*v)
-            );
-        }
-        let ly = TOP + 14.0 + 20.0 * k as f64;
-        let lx = WIDTH - RIGHT + 14.0;
-        let _ = write!(
-            s,
-            r##"<rect x="{lx:.1}" y="{:.1}" width="14" height="4" fill="{}"/><text x="{:.1}" y="{ly:.1}" font-size="11" fill="#333">{}</text></g>"##,
-            ly - 5.0,
-            se.colour,
-            lx + 20.0,
-            escape(se.label)
-        );
+        series_marks(&mut s, k, se, points, &x, &y);
     }
     s.push_str("</svg>");
     s
+}
+
+/// One series of the growth chart: its line, a point per image, its legend entry (the
+/// `k`-th); `x` and `y` place an image's index and a value.
+fn series_marks(
+    s: &mut String,
+    k: usize,
+    se: &Series,
+    points: &[GrowthPoint],
+    x: &dyn Fn(usize) -> f64,
+    y: &dyn Fn(u64) -> f64,
+) {
+    let pts: Vec<String> = se
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+        .collect();
+    let _ = write!(
+        s,
+        r#"<g class="series" data-series="{}"><polyline fill="none" stroke="{}" stroke-width="2.5" points="{}"/>"#,
+        se.key,
+        se.colour,
+        pts.join(" ")
+    );
+    for (i, v) in se.values.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{}" data-image="{}" data-bytes="{v}"><title>{}: {} {}</title></circle>"#,
+            x(i),
+            y(*v),
+            se.colour,
+            escape(&points[i].name),
+            escape(&points[i].name),
+            se.key,
+            human_bytes(*v)
+        );
+    }
+    let ly = TOP + 14.0 + 20.0 * k as f64;
+    let lx = WIDTH - RIGHT + 14.0;
+    let _ = write!(
+        s,
+        r##"<rect x="{lx:.1}" y="{:.1}" width="14" height="4" fill="{}"/><text x="{:.1}" y="{ly:.1}" font-size="11" fill="#333">{}</text></g>"##,
+        ly - 5.0,
+        se.colour,
+        lx + 20.0,
+        escape(se.label)
+    );
 }
 
 /// Horizontal bars, one per image: stored bytes only it holds, then those it shares.
