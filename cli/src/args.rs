@@ -235,9 +235,9 @@ pub enum OutputFormat {
     Vpc,
 }
 
-impl From<OutputFormat> for bonsai_core::image::OutputFormat {
+impl From<OutputFormat> for bonsai_core::pull::convert::OutputFormat {
     fn from(f: OutputFormat) -> Self {
-        use bonsai_core::image::OutputFormat as O;
+        use bonsai_core::pull::convert::OutputFormat as O;
         match f {
             OutputFormat::Raw => O::Raw,
             OutputFormat::Qcow2 => O::Qcow2,

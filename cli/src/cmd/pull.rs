@@ -12,7 +12,7 @@ struct Prepared {
     store: Box<dyn bonsai_core::BlockStore>,
     recipe: Recipe,
     opts: PullOptions,
-    format: bonsai_core::image::OutputFormat,
+    format: bonsai_core::pull::convert::OutputFormat,
 }
 
 /// Checks every input and opens the store and recipe, before any byte is written.
@@ -35,10 +35,10 @@ fn prepare(args: &PullArgs) -> anyhow::Result<Prepared> {
         recipe_path: args.recipe.clone(),
         ..Default::default()
     };
-    let format: bonsai_core::image::OutputFormat = match args.output_format {
+    let format: bonsai_core::pull::convert::OutputFormat = match args.output_format {
         Some(f) => f.into(),
-        None => bonsai_core::image::OutputFormat::from_name(&args.output)
-            .unwrap_or(bonsai_core::image::OutputFormat::Raw),
+        None => bonsai_core::pull::convert::OutputFormat::from_name(&args.output)
+            .unwrap_or(bonsai_core::pull::convert::OutputFormat::Raw),
     };
     if replaced_copy_is_a_seed(args, format) {
         // the older copy being replaced holds most blocks: read them (verified by key)
@@ -46,14 +46,14 @@ fn prepare(args: &PullArgs) -> anyhow::Result<Prepared> {
         opts.seeds.push(args.output.clone());
     }
     anyhow::ensure!(
-        format == bonsai_core::image::OutputFormat::Raw || !args.in_place,
+        format == bonsai_core::pull::convert::OutputFormat::Raw || !args.in_place,
         "--in-place writes raw images only; drop --output-format {} or --in-place",
         format.name()
     );
-    if format != bonsai_core::image::OutputFormat::Raw {
+    if format != bonsai_core::pull::convert::OutputFormat::Raw {
         // rebuilt and verified as raw beside OUT, then converted and published
         opts.convert = Some(std::sync::Arc::new(
-            bonsai_core::image::convert::QemuConvert(format),
+            bonsai_core::pull::convert::QemuConvert(format),
         ));
     }
     Ok(Prepared {
@@ -76,7 +76,7 @@ pub(crate) fn pull(args: &PullArgs, quiet: bool) -> anyhow::Result<PullReport> {
     let report = bonsai_core::pull(&recipe, store.as_ref(), &args.output, &opts, &bar)
         .with_context(|| format!("pull to {} failed", args.output.display()))?;
     let size = recipe.logical_size;
-    let padded = bonsai_core::image::convert::padded_size(format, size);
+    let padded = bonsai_core::pull::convert::padded_size(format, size);
     if padded != size && !quiet {
         eprintln!(
             "bonsai: note: {} counts whole 512-byte sectors: {} holds the {size}-byte image and {} zero bytes after it",
@@ -116,10 +116,13 @@ fn dry_run(args: &PullArgs) -> anyhow::Result<()> {
 
 /// Whether OUT is an existing raw image that `--force` replaces (not written in place):
 /// then it is a seed like any other.
-fn replaced_copy_is_a_seed(args: &PullArgs, format: bonsai_core::image::OutputFormat) -> bool {
+fn replaced_copy_is_a_seed(
+    args: &PullArgs,
+    format: bonsai_core::pull::convert::OutputFormat,
+) -> bool {
     args.force
         && !args.in_place
-        && format == bonsai_core::image::OutputFormat::Raw
+        && format == bonsai_core::pull::convert::OutputFormat::Raw
         && std::fs::metadata(&args.output).is_ok_and(|m| m.is_file())
         && !args.seed.contains(&args.output)
 }

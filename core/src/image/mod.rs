@@ -13,11 +13,11 @@
 //!   it maps lies past the end of its file; for vhdx, sparse vmdk and parallels, whose
 //!   qemu drivers map badly, [`allocation`] reads and checks the format's own tables
 //!   ([`vhdx`], [`vmdk`], [`parallels`]) instead;
-//! - [`inspect`] describes an image; [`convert`] writes pulled images in other formats.
+//! - [`inspect`] describes an image. Writing pulled images in other formats is the
+//!   pull's ([`crate::pull::convert`]).
 
 pub mod allocation;
 pub mod chain;
-pub mod convert;
 pub mod disk;
 pub mod error;
 pub mod format;
@@ -34,7 +34,6 @@ pub mod vhdx;
 pub mod vmdk;
 
 pub use chain::OpenOptions;
-pub use convert::{convert_raw, OutputFormat};
 pub use disk::{Disk, DiskExtent, DiskReader, RawDisk};
 pub use error::ImageError;
 pub use format::ImageFormat;

@@ -4,6 +4,7 @@
 //! ```text
 //! target.rs   what OUT is (partial file, in place, block device); refusals before any
 //!             download; hole clearing; the final fsync + rename (or conversion)
+//! convert.rs  the verified raw image written as qcow2, vmdk, vhdx or vhd, compared back
 //! dry_run.rs  the same checks and probes, nothing written: what a pull would do
 //! resume.rs   probe: blocks the target already holds (interrupted pull, older copy)
 //! seed.rs     probe: blocks found in --seed files, matched by key (crate::seed)
@@ -18,6 +19,7 @@
 //! with the verified blocks (a re-run resumes) after a network or I/O failure, nothing
 //! after a verification failure. In place, OUT is partly written and the error says so.
 
+pub mod convert;
 mod dry_run;
 mod fetch;
 mod local;

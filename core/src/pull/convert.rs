@@ -7,7 +7,7 @@
 //! "verified" must mean the bytes at OUT are the image; the comparison reads holes cheaply.
 //! qemu's vhdx driver maps nothing, so `qemu-img compare` reads a vhdx's every hole (39 s
 //! for a 3 GiB sparse disk): a vhdx is compared through bonsai's own reader instead,
-//! which maps it from its BAT ([`super::allocation`]) and reads its data through qemu.
+//! which maps it from its BAT ([`crate::image::allocation`]) and reads its data through qemu.
 //!
 //! Every container counts whole 512-byte sectors: a disk whose size is not a multiple of
 //! 512 is written padded with zeros to the next sector ([`padded_size`]); the comparison
@@ -158,11 +158,11 @@ fn convert_file(raw: &Path, tmp: &Path, format: OutputFormat) -> io::Result<()> 
 /// padded to whole sectors, its data runs read as `raw` does there, and where it maps
 /// zeros `raw` holds none (read only where `raw` has data: holes cost nothing).
 fn compare_by_map(raw: &Path, image: &Path, format: OutputFormat) -> io::Result<()> {
-    let opts = super::OpenOptions {
-        format: super::ImageFormat::parse(format.name()).ok(),
+    let opts = crate::image::OpenOptions {
+        format: crate::image::ImageFormat::parse(format.name()).ok(),
         ..Default::default()
     };
-    let disk = super::open_disk(image, &opts)
+    let disk = crate::image::open_disk(image, &opts)
         .map_err(io::Error::other)?
         .disk;
     let raw_file = std::fs::File::open(raw)?;
@@ -192,7 +192,7 @@ const COMPARE_STEP: usize = 4 << 20;
 
 /// `raw` (of `len` bytes, zeros after) reads as `disk` does over `start..end`.
 fn same_bytes(
-    disk: &dyn super::Disk,
+    disk: &dyn crate::image::Disk,
     raw: &std::fs::File,
     len: u64,
     start: u64,
@@ -224,7 +224,7 @@ fn raw_zero(raw: &std::fs::File, start: u64, end: u64) -> io::Result<()> {
     let mut buf = vec![0u8; COMPARE_STEP];
     let mut pos = start;
     loop {
-        let (data, data_end) = super::next_data(raw, pos, end)?;
+        let (data, data_end) = crate::image::next_data(raw, pos, end)?;
         if data >= end {
             return Ok(());
         }
@@ -248,7 +248,7 @@ fn raw_zero(raw: &std::fs::File, start: u64, end: u64) -> io::Result<()> {
 #[derive(Debug, Clone, Copy)]
 pub struct QemuConvert(pub OutputFormat);
 
-impl crate::pull::Convert for QemuConvert {
+impl super::Convert for QemuConvert {
     fn convert(&self, raw: &Path, out: &Path, force: bool) -> Result<(), crate::Error> {
         convert_raw(raw, out, self.0, force)
     }
