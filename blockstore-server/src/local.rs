@@ -45,7 +45,7 @@ fn to_store_error(name: &str, e: StorageError) -> StoreError {
             store: format!("{name} ({what})"),
             source,
         },
-        other => StoreError::Other {
+        other => StoreError::Storage {
             store: name.to_string(),
             reason: match other {
                 StorageError::Backend(BackendError::Refused { reason, .. }) => reason,
@@ -112,7 +112,7 @@ impl WriteStore for LocalStore {
 
     fn register_image(&self, reg: &Registration<'_>) -> Result<Registered, StoreError> {
         if let Some(p) = bonsai_core::name::name_problem(reg.name) {
-            return Err(StoreError::Other {
+            return Err(StoreError::BadInput {
                 store: self.name.clone(),
                 reason: p,
             });
@@ -138,7 +138,7 @@ const LOCAL: &str = "local";
 
 /// `NAME@V` of a sealed-recipe call.
 fn one_version(store: &str, text: &str) -> Result<(String, u64), StoreError> {
-    let bad = |reason: String| StoreError::Other {
+    let bad = |reason: String| StoreError::BadInput {
         store: store.to_string(),
         reason,
     };
@@ -157,7 +157,7 @@ impl AdminStore for LocalStore {
     fn forget(&self, names: &[String]) -> Result<ForgetReport, StoreError> {
         let mut report = ForgetReport::default();
         for text in names {
-            let target = VersionRef::parse(text).map_err(|reason| StoreError::Other {
+            let target = VersionRef::parse(text).map_err(|reason| StoreError::BadInput {
                 store: self.name.clone(),
                 reason,
             })?;

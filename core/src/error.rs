@@ -343,7 +343,9 @@ fn store_kind(e: &StoreError) -> ErrorKind {
         StoreErrorKind::Auth => ErrorKind::Auth,
         StoreErrorKind::NotFound => ErrorKind::NotFound,
         StoreErrorKind::Rejected => ErrorKind::Verification,
-        StoreErrorKind::Unsupported | StoreErrorKind::Misaddressed => ErrorKind::Usage,
+        StoreErrorKind::Unsupported | StoreErrorKind::Misaddressed | StoreErrorKind::BadInput => {
+            ErrorKind::Usage
+        }
         StoreErrorKind::LocalIo => ErrorKind::Io,
     }
 }

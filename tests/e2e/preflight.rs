@@ -227,3 +227,15 @@ fn pull_force_over_an_older_copy_reuses_it() {
     );
     assert!(same_file(&d.path("v2.raw"), &d.path("out.raw")));
 }
+
+#[test]
+fn an_unreadable_or_empty_ca_file_is_a_usage_error_before_any_connection() {
+    let d = Dir::new();
+    let down = HangUp::start();
+    let url = down.url().replace("http://", "https://");
+    let out = bonsai(&["stats", "--store", &url, "--ca-file", &d.s("no-ca.pem")]);
+    fails_as(&out, "--ca-file", EXIT_USAGE);
+    std::fs::write(d.path("empty.pem"), "").unwrap();
+    let out = bonsai(&["stats", "--store", &url, "--ca-file", &d.s("empty.pem")]);
+    fails_as(&out, "no certificate", EXIT_USAGE);
+}

@@ -286,22 +286,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let raw = dir.path().join("d.raw");
         let f = std::fs::File::create(&raw).unwrap();
-        f.set_len(3 << 30).unwrap();
-        f.write_all_at(&[7u8; 100_000], 1 << 30).unwrap();
+        f.set_len(512 << 20).unwrap();
+        f.write_all_at(&[7u8; 100_000], 128 << 20).unwrap();
         let vhdx = dir.path().join("d.vhdx");
         convert_file(&raw, &vhdx, OutputFormat::Vhdx).unwrap();
         // a byte of data changed, a byte written into a hole, the size changed
-        for (at, byte) in [((1 << 30) + 5, 8u8), (2 << 30, 1u8)] {
+        for (at, byte) in [((128 << 20) + 5, 8u8), (384 << 20, 1u8)] {
             let old = f.metadata().unwrap();
             f.write_all_at(&[byte], at).unwrap();
             let err = compare_by_map(&raw, &vhdx, OutputFormat::Vhdx).unwrap_err();
             assert!(err.to_string().contains("bytes"), "{err}");
-            let undo = if at == (2 << 30) { 0 } else { 7 };
+            let undo = if at == (384 << 20) { 0 } else { 7 };
             f.write_all_at(&[undo], at).unwrap();
             assert_eq!(f.metadata().unwrap().len(), old.len());
         }
         compare_by_map(&raw, &vhdx, OutputFormat::Vhdx).unwrap();
-        f.set_len((3 << 30) + 512).unwrap();
+        f.set_len((512 << 20) + 512).unwrap();
         let err = compare_by_map(&raw, &vhdx, OutputFormat::Vhdx).unwrap_err();
         assert!(err.to_string().contains("disk of"), "{err}");
     }

@@ -56,10 +56,20 @@ pub enum StoreError {
         /// Server's reason.
         reason: String,
     },
-    /// Any other failure, with a one-line reason.
+    /// The request names something wrongly (an illegal image name or version reference):
+    /// the caller's to fix, nothing was changed.
     #[error("store {store}: {reason}")]
-    Other {
+    BadInput {
         /// The store address.
+        store: String,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+    /// An embedded store's own storage refused (its index, or a backend refusal that is
+    /// not an I/O error), with a one-line reason.
+    #[error("store {store}: {reason}")]
+    Storage {
+        /// The store path.
         store: String,
         /// What went wrong.
         reason: String,
@@ -113,6 +123,8 @@ pub enum StoreErrorKind {
     LocalIo,
     /// The address or its TLS settings are wrong (the user's to fix).
     Misaddressed,
+    /// A name or reference in the request is wrong (the user's to fix).
+    BadInput,
 }
 
 impl StoreError {
@@ -124,7 +136,8 @@ impl StoreError {
             StoreError::NotFound(_) => StoreErrorKind::NotFound,
             StoreError::Rejected { .. } => StoreErrorKind::Rejected,
             StoreError::Protocol { .. } => StoreErrorKind::Protocol,
-            StoreError::Refused { .. } | StoreError::Other { .. } => StoreErrorKind::Refused,
+            StoreError::Refused { .. } | StoreError::Storage { .. } => StoreErrorKind::Refused,
+            StoreError::BadInput { .. } => StoreErrorKind::BadInput,
             StoreError::Unsupported { .. } => StoreErrorKind::Unsupported,
             StoreError::Io { .. } => StoreErrorKind::LocalIo,
             StoreError::Misaddressed { .. } => StoreErrorKind::Misaddressed,

@@ -321,7 +321,7 @@ fn read_ca_file(
     base: &str,
     path: &std::path::Path,
 ) -> Result<Vec<reqwest::Certificate>, StoreError> {
-    let bad = |reason: String| StoreError::Other {
+    let bad = |reason: String| StoreError::Misaddressed {
         store: base.to_string(),
         reason: format!("--ca-file {}: {reason}", path.display()),
     };
