@@ -29,6 +29,16 @@ pub(crate) fn output(cmd: &mut Command) -> Output {
     cmd.output().unwrap_or_else(|e| cannot_start(cmd, e))
 }
 
+/// Runs `program` with `args` and fails the test, with its stderr, unless it succeeded.
+pub(crate) fn run_ok(program: &str, args: &[&str]) {
+    let out = output(Command::new(program).args(args));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Starts `cmd`; a program that cannot be started fails the test in one line.
 pub(crate) fn spawn(cmd: &mut Command) -> Child {
     cmd.spawn().unwrap_or_else(|e| cannot_start(cmd, e))

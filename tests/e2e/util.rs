@@ -213,12 +213,7 @@ impl HangUp {
 /// Runs `program` (a tool the tests drive, e.g. qemu-img or qemu-io) and asserts it
 /// succeeded; a missing tool fails naming its package.
 pub(crate) fn run_tool(program: &str, args: &[&str]) {
-    let out = crate::tools::output(std::process::Command::new(program).args(args));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::tools::run_ok(program, args)
 }
 
 /// [`run_tool`] for qemu-img.

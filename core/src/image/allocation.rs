@@ -125,15 +125,9 @@ pub fn read(layers: &[Layer]) -> Result<Option<AllocationMap>, ImageError> {
 mod tests {
     use super::*;
     use crate::image::{open_disk, OpenOptions};
-    use std::process::Command;
 
     fn qemu_img(args: &[&str]) {
-        let out = crate::test_tools::output(Command::new("qemu-img").args(args));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::test_tools::run_ok("qemu-img", args)
     }
 
     /// A 1 TiB disk holding 4 MiB: every format maps it in a few runs, with no more

@@ -455,12 +455,7 @@ mod tests {
     }
 
     fn qemu_img(args: &[&str]) {
-        let out = crate::test_tools::output(Command::new("qemu-img").args(args));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::test_tools::run_ok("qemu-img", args)
     }
 
     #[test]
