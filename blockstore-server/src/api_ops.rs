@@ -32,7 +32,7 @@ fn one_version(caller: &Caller, text: &str) -> Result<(String, u64), ApiError> {
     match r.version {
         Some(v) => Ok((r.name, v)),
         None => Err(ApiError::bad_request(
-            "a sealed recipe belongs to one version: NAME@VERSION (see GET /v1/images)",
+            "a sealed recipe or boot profile belongs to one version: NAME@VERSION (see GET /v1/images)",
         )),
     }
 }
@@ -165,6 +165,56 @@ pub(crate) async fn get_recipe(
             .into_response()),
         None => Err(ApiError::not_found(format!(
             "no sealed recipe for {shown:?} (push it with --keep-recipe)"
+        ))),
+    }
+}
+
+/// `PUT /v1/profiles/{name@v}`: body is a boot profile (docs/FORMAT.md), checked before
+/// it is kept; the first one kept for a version stays (`{"kept": false}` for later ones).
+pub(crate) async fn put_profile(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(text): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (name, version) = one_version(&caller, &text)?;
+    let profile = read_body(body, st.limits.max_request_bytes).await?;
+    bonsai_core::export::profile::decode(&profile)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let store = st.store.clone();
+    let kept = blocking(
+        &st,
+        move || Ok(store.put_profile(&name, version, &profile)?),
+    )
+    .await?;
+    let status = if kept {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(serde_json::json!({ "kept": kept }))).into_response())
+}
+
+/// `GET /v1/profiles/{name@v}` → the boot profile's bytes, or 404.
+pub(crate) async fn get_profile(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(text): Path<String>,
+) -> Result<Response, ApiError> {
+    let (name, version) = one_version(&caller, &text)?;
+    let store = st.store.clone();
+    let shown = format!("{name}@{version}");
+    match blocking(&st, move || Ok(store.profile(&name, version)?)).await? {
+        Some(bytes) => Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            )],
+            bytes,
+        )
+            .into_response()),
+        None => Err(ApiError::not_found(format!(
+            "no boot profile for {shown:?} (an export records one at its first client's end)"
         ))),
     }
 }

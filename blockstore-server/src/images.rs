@@ -128,6 +128,7 @@ impl Store {
                 let key = manifest::key(&target.name, version);
                 self.backend().delete_manifest(&key)?;
                 self.backend().delete_sealed_recipe(&key)?;
+                self.backend().delete_profile(&key)?;
                 gone.push(VersionRef::exact(&target.name, version));
             }
         }
@@ -176,6 +177,28 @@ impl Store {
             .and_then(|b| manifest::parse(&key, &b))
             .map(|(h, _)| h.by)
             .ok_or_else(|| StorageError::NoImage(label(name, version)))
+    }
+
+    /// Keeps the boot profile of a registered version, once (the first boot recorded
+    /// wins; a later one is accepted and dropped). Any writer may give it: a profile only
+    /// orders prefetching, it never decides a byte. Callers check its format first
+    /// (`bonsai_core::export::profile::decode`). Returns whether it was newly kept.
+    pub fn put_profile(
+        &self,
+        name: &str,
+        version: u64,
+        profile: &[u8],
+    ) -> Result<bool, StorageError> {
+        if self.index().registrant(name, version)?.is_none() {
+            self.shared_registrant(name, version)?;
+        }
+        let key = manifest::key(name, version);
+        Ok(self.backend().put_profile(&key, profile)? == Put::Written)
+    }
+
+    /// The boot profile kept for a version.
+    pub fn profile(&self, name: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.backend().get_profile(&manifest::key(name, version))?)
     }
 
     /// The sealed recipe kept for a version.

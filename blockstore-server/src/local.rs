@@ -143,9 +143,9 @@ fn one_version(store: &str, text: &str) -> Result<(String, u64), StoreError> {
         reason,
     };
     let r = VersionRef::parse(text).map_err(bad)?;
-    let v = r
-        .version
-        .ok_or_else(|| bad("a sealed recipe belongs to one version: NAME@VERSION".into()))?;
+    let v = r.version.ok_or_else(|| {
+        bad("a sealed recipe or boot profile belongs to one version: NAME@VERSION".into())
+    })?;
     Ok((r.name, v))
 }
 
@@ -192,6 +192,22 @@ impl AdminStore for LocalStore {
         self.store
             .sealed_recipe(&name, version)
             .map_err(|e| self.err(e))
+    }
+
+    fn put_profile(&self, name: &str, profile: &[u8]) -> Result<bool, StoreError> {
+        let (name, version) = one_version(&self.name, name)?;
+        bonsai_core::export::profile::decode(profile).map_err(|e| StoreError::BadInput {
+            store: self.name.clone(),
+            reason: e.to_string(),
+        })?;
+        self.store
+            .put_profile(&name, version, profile)
+            .map_err(|e| self.err(e))
+    }
+
+    fn get_profile(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (name, version) = one_version(&self.name, name)?;
+        self.store.profile(&name, version).map_err(|e| self.err(e))
     }
 }
 

@@ -111,6 +111,18 @@ pub fn table() -> Vec<Route> {
             api_ops::put_recipe,
         ),
         route(
+            M::GET,
+            "/v1/profiles/{name}",
+            Needs(Read),
+            api_ops::get_profile,
+        ),
+        route(
+            M::PUT,
+            "/v1/profiles/{name}",
+            Needs(Write),
+            api_ops::put_profile,
+        ),
+        route(
             M::DELETE,
             "/v1/images/{name}",
             Needs(Admin),

@@ -51,6 +51,16 @@ pub(crate) enum Command {
     /// --force (or --in-place, which means to write into it).
     #[command(after_long_help = PULL_EXAMPLES)]
     Pull(PullArgs),
+    /// Serve an image as a network block device (NBD) while it arrives: boot before the
+    /// pull ends.
+    ///
+    /// Reads are answered from LOCAL where the blocks already are and verified; missing
+    /// blocks are fetched first (verified as pull verifies them). Meanwhile the rest is
+    /// fetched in the background; when all is in, LOCAL is verified like a pull and
+    /// published. Read-only: put a qcow2 overlay in front for a VM's writes. Stop it with
+    /// Ctrl-C or SIGTERM; run it again to resume (nothing fetched is fetched twice).
+    #[command(after_long_help = EXPORT_EXAMPLES)]
+    Export(ExportArgs),
     /// Run the block store server.
     ///
     /// Prints `listening on http://ADDR` on stdout once the socket is bound; logs one line
@@ -131,6 +141,19 @@ pub(crate) struct ManArgs {
     /// Existing directory to write the pages into.
     pub dir: PathBuf,
 }
+
+const EXPORT_EXAMPLES: &str = "\
+Examples:
+  # serve a recipe; LOCAL fills in the background
+  bonsai export vm.recipe --store http://store:7412 --socket /run/vm.sock -o /var/lib/vm.raw
+
+  # the VM boots from it, writing into a qcow2 overlay
+  qemu-img create -f qcow2 -b nbd+unix:///bonsai?socket=/run/vm.sock -F raw vm-overlay.qcow2
+  qemu-system-x86_64 -drive file=vm-overlay.qcow2,if=virtio ...
+
+  # once `filled` is said, make the overlay point at the local copy
+  qemu-img rebase -u -b /var/lib/vm.raw -F raw vm-overlay.qcow2
+";
 
 const PUSH_EXAMPLES: &str = "\
 Examples:
@@ -543,6 +566,49 @@ pub(crate) struct PullArgs {
     #[arg(long, value_name = "FILE")]
     pub seed: Vec<PathBuf>,
     /// Print the figures as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// `bonsai export`
+#[derive(Args, Debug)]
+pub(crate) struct ExportArgs {
+    /// Recipe written by `bonsai push` — or, with --recipe-key, an image in the store whose
+    /// sealed recipe it keeps: NAME (the newest version) or NAME@VERSION.
+    pub recipe: PathBuf,
+    #[command(flatten)]
+    pub recipe_key: RecipeKeyArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where the image is made local (a temporary name beside it until it is complete and
+    /// verified, then renamed).
+    #[arg(long, short = 'o', value_name = "LOCAL")]
+    pub output: PathBuf,
+    /// Unix socket to serve on (`nbd+unix:///?socket=PATH`); a stale socket file is replaced.
+    #[arg(long, value_name = "PATH", required_unless_present = "listen")]
+    pub socket: Option<PathBuf>,
+    /// TCP address to serve on as well (`nbd://ADDR`), e.g. 127.0.0.1:10809.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Write straight into an existing LOCAL (an older copy helps: blocks already in place
+    /// are not fetched).
+    #[arg(long)]
+    pub in_place: bool,
+    /// Replace an existing LOCAL once the image is complete and verified.
+    #[arg(long)]
+    pub force: bool,
+    /// Local file whose matching chunks are used instead of downloading (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub seed: Vec<PathBuf>,
+    /// Neither record the first client's reads as the image's boot profile nor keep one.
+    #[arg(long)]
+    pub no_profile: bool,
+    /// Background fetch threads.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub threads: usize,
+    /// Print events (serving, profile, store down/back, filled) as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -39,6 +39,7 @@ fn main() {
     let result = match cli.command {
         Command::Push(a) => cmd::push::run(a, quiet),
         Command::Pull(a) => cmd::pull::run(a, quiet),
+        Command::Export(a) => cmd::export::run(a, quiet),
         Command::Serve(a) => bonsai_blockstore::serve_blocking(a),
         Command::Init(a) => cmd::init::run(a),
         Command::Stats(a) => cmd::stats::run(a),

@@ -29,6 +29,7 @@ pub mod cache;
 pub mod chunk;
 pub mod codec;
 pub mod error;
+pub mod export;
 pub mod id;
 pub mod image;
 pub mod name;

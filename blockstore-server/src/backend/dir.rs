@@ -23,6 +23,7 @@ pub struct DirBackend {
     tmp: PathBuf,
     manifests: PathBuf,
     recipes: PathBuf,
+    profiles: PathBuf,
     counter: AtomicU64,
     /// Held open for the flock; released when the backend is dropped.
     _lock: File,
@@ -60,13 +61,14 @@ impl DirBackend {
         let io = |e| BackendError::io(root.display(), e);
         fs::create_dir_all(root).map_err(io)?;
         let lock = lock_dir(root)?;
-        let (blocks, tmp, manifests, recipes) = (
+        let (blocks, tmp, manifests, recipes, profiles) = (
             root.join("blocks"),
             root.join("tmp"),
             root.join("manifests"),
             root.join("recipes"),
+            root.join("profiles"),
         );
-        for d in [&blocks, &tmp, &manifests, &recipes] {
+        for d in [&blocks, &tmp, &manifests, &recipes, &profiles] {
             fs::create_dir_all(d).map_err(io)?;
         }
         for entry in fs::read_dir(&tmp).map_err(io)? {
@@ -78,6 +80,7 @@ impl DirBackend {
             tmp,
             manifests,
             recipes,
+            profiles,
             counter: AtomicU64::new(0),
             _lock: lock,
         })
@@ -95,6 +98,10 @@ impl DirBackend {
 
     fn recipe_path(&self, name: &str) -> PathBuf {
         self.recipes.join(hex::encode(name.as_bytes()))
+    }
+
+    fn profile_path(&self, name: &str) -> PathBuf {
+        self.profiles.join(hex::encode(name.as_bytes()))
     }
 
     /// Writes a named object create-only: a fsynced temporary is hard-linked to `dest`,
@@ -294,6 +301,18 @@ impl Backend for DirBackend {
 
     fn list_sealed_recipes(&self) -> Result<Vec<String>, BackendError> {
         Self::list_named(&self.recipes)
+    }
+
+    fn put_profile(&self, key: &str, profile: &[u8]) -> Result<Put, BackendError> {
+        self.put_named(&self.profile_path(key), profile)
+    }
+
+    fn get_profile(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        Self::get_named(&self.profile_path(key))
+    }
+
+    fn delete_profile(&self, key: &str) -> Result<bool, BackendError> {
+        Self::delete_named(&self.profile_path(key))
     }
 }
 

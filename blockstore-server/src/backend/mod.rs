@@ -136,6 +136,13 @@ pub trait Backend: Send + Sync {
     fn delete_sealed_recipe(&self, name: &str) -> Result<bool, BackendError>;
     /// Keys of every sealed recipe.
     fn list_sealed_recipes(&self) -> Result<Vec<String>, BackendError>;
+    /// Stores the boot profile of the version `key` names unless one is there
+    /// (create-only: the first boot recorded is kept). Durable on return.
+    fn put_profile(&self, key: &str, profile: &[u8]) -> Result<Put, BackendError>;
+    /// The boot profile under `key`, `None` if none is kept.
+    fn get_profile(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError>;
+    /// Removes the boot profile under `key`; `false` if none was kept.
+    fn delete_profile(&self, key: &str) -> Result<bool, BackendError>;
     /// Whether other servers may write to the same backend (then the local index may lag).
     fn is_shared(&self) -> bool {
         false

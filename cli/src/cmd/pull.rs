@@ -23,7 +23,7 @@ fn prepare(args: &PullArgs) -> anyhow::Result<Prepared> {
     let recipe = match &args.recipe_key.recipe_key {
         None => Recipe::open(&args.recipe)
             .with_context(|| format!("cannot use recipe {}", args.recipe.display()))?,
-        Some(key) => sealed_recipe(args, key, store.as_ref())?,
+        Some(key) => sealed_recipe(&args.recipe, key, store.as_ref())?,
     };
     let mut opts = PullOptions {
         convergence: args.secret.convergence()?,
@@ -130,12 +130,12 @@ fn replaced_copy_is_a_seed(
 /// With --recipe-key, RECIPE names an image (`NAME`, the latest version, or `NAME@V`):
 /// the version is looked up, its sealed recipe fetched, its signature checked, and it must
 /// be bound to exactly that version and the image hash registered with it.
-fn sealed_recipe(
-    args: &PullArgs,
+pub(crate) fn sealed_recipe(
+    recipe: &std::path::Path,
     key: &std::path::Path,
     store: &dyn bonsai_core::BlockStore,
 ) -> anyhow::Result<Recipe> {
-    let asked = bonsai_core::name::VersionRef::parse(&args.recipe.to_string_lossy())
+    let asked = bonsai_core::name::VersionRef::parse(&recipe.to_string_lossy())
         .map_err(|e| Failed::new(Exit::Usage, e))?;
     let key = bonsai_core::seal::RecipeKey::load(key)?;
     let version = chosen_version(&asked, store)?;

@@ -24,7 +24,7 @@ mod dry_run;
 mod fetch;
 mod local;
 pub mod plan;
-mod resume;
+pub(crate) mod resume;
 pub mod target;
 mod verify;
 
@@ -130,7 +130,7 @@ pub fn pull(
 
 /// The checks before anything else: the recipe was made with this convergence secret, and
 /// (version 2) its extents hash to what it says.
-fn check_recipe(recipe: &Recipe, opts: &PullOptions) -> Result<(), Error> {
+pub(crate) fn check_recipe(recipe: &Recipe, opts: &PullOptions) -> Result<(), Error> {
     let conv = &opts.convergence;
     if recipe.header.fingerprint != conv.fingerprint() {
         return Err(Error::WrongSecret {
@@ -202,6 +202,24 @@ fn execute(
         fetched_bytes: bytes,
         ..Default::default()
     })
+}
+
+/// Verifies a target that holds every block (an export's filled LOCAL) exactly as a pull
+/// verifies its own: every extent read back and its key checked, every hole zero.
+pub(crate) fn verify_target(
+    recipe: &Recipe,
+    target: &Target,
+    conv: &Convergence,
+) -> Result<(), Error> {
+    let written = verify::Written::new(recipe.blocks.len());
+    written.mark(0..recipe.blocks.len() as u32);
+    let check = verify::Check {
+        recipe,
+        conv,
+        file: target.file(),
+        path: target.path(),
+    };
+    verify::verify_in_order(&check, &written, &AtomicBool::new(false)).map(|_| ())
 }
 
 /// Runs the fetch workers and the in-order verifier together; returns the blocks and

@@ -26,6 +26,8 @@ use std::time::Duration;
 
 /// Largest JSON reply accepted (stats, upload verdicts, version).
 const MAX_JSON_REPLY: u64 = 1 << 20;
+/// Largest boot profile accepted (its format's own bound).
+const MAX_PROFILE_BYTES: u64 = 12 + 32 * crate::export::profile::MAX_PROFILE_BLOCKS as u64 + 32;
 /// Largest sealed recipe accepted: what a server takes in one request by default.
 const MAX_SEALED_RECIPE: u64 = limits::MAX_REQUEST_BYTES as u64;
 /// Largest image list accepted.
@@ -607,6 +609,25 @@ impl AdminStore for HttpStore {
         let url = self.named_url("recipes/", name)?;
         match self.send(|c| c.get(url.clone())) {
             Ok(resp) => Ok(Some(self.body(resp, MAX_SEALED_RECIPE)?)),
+            Err(StoreError::Refused {
+                code: ErrorCode::NotFound,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn put_profile(&self, name: &str, profile: &[u8]) -> Result<bool, StoreError> {
+        let url = self.named_url("profiles/", name)?;
+        let body = Bytes::copy_from_slice(profile);
+        let resp = self.send(|c| c.put(url.clone()).body(body.clone()))?;
+        Ok(resp.status() == reqwest::StatusCode::CREATED)
+    }
+
+    fn get_profile(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let url = self.named_url("profiles/", name)?;
+        match self.send(|c| c.get(url.clone())) {
+            Ok(resp) => Ok(Some(self.body(resp, MAX_PROFILE_BYTES)?)),
             Err(StoreError::Refused {
                 code: ErrorCode::NotFound,
                 ..

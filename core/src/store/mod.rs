@@ -153,6 +153,17 @@ pub trait AdminStore: ReadStore {
         let _ = name;
         Err(self.unsupported("sealed recipes"))
     }
+    /// Keeps a boot profile (`export::profile`) for version `name` (`NAME@V`) unless one
+    /// is kept already; `true` when this one was kept. Needs a write token on a server.
+    fn put_profile(&self, name: &str, profile: &[u8]) -> Result<bool, StoreError> {
+        let _ = (name, profile);
+        Err(self.unsupported("boot profiles"))
+    }
+    /// The boot profile kept for version `name` (`NAME@V`), if any.
+    fn get_profile(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = name;
+        Err(self.unsupported("boot profiles"))
+    }
     /// The typed refusal for an operation this store does not offer.
     fn unsupported(&self, operation: &'static str) -> StoreError {
         StoreError::Unsupported {

@@ -361,6 +361,23 @@ impl Bucket {
             .collect())
     }
 
+    /// Stores a version's boot profile unless one is kept (create-only).
+    pub fn put_profile(&self, name: &str, bytes: Vec<u8>) -> Result<Created, S3Error> {
+        self.put_named(&self.layout.profile(&manifest_file(name)), bytes)
+    }
+
+    /// A version's boot profile, if kept.
+    pub fn get_profile(&self, name: &str) -> Result<Option<Vec<u8>>, S3Error> {
+        let key = self.layout.profile(&manifest_file(name));
+        self.rt.block_on(self.get_object(&key))
+    }
+
+    /// Removes a version's boot profile.
+    pub fn delete_profile(&self, name: &str) -> Result<(), S3Error> {
+        let key = self.layout.profile(&manifest_file(name));
+        self.rt.block_on(self.delete_object(&key))
+    }
+
     fn put_named(&self, key: &str, bytes: Vec<u8>) -> Result<Created, S3Error> {
         self.rt
             .block_on(self.put_if_absent(key, PutPayload::from(bytes)))

@@ -4,6 +4,7 @@
 //! PREFIX/blocks/ab/abcdef…(64 hex)   one object per block, its bytes exactly as uploaded
 //! PREFIX/images/HEX(NAME)             manifest of a registered image (the register body)
 //! PREFIX/recipes/HEX(NAME)            sealed recipe of an image (opaque, client-encrypted)
+//! PREFIX/profiles/HEX(NAME)           boot profile of an image version (block ids in read order)
 //! ```
 //!
 //! One object per block was chosen by measurement (see README "Running a store on S3"):
@@ -75,6 +76,11 @@ impl Layout {
     /// Key of an image's sealed recipe.
     pub fn recipe(&self, name: &str) -> String {
         format!("{}recipes/{name}", self.base)
+    }
+
+    /// Key of a version's boot profile.
+    pub fn profile(&self, name: &str) -> String {
+        format!("{}profiles/{name}", self.base)
     }
 
     /// The file name a sealed recipe's key names.

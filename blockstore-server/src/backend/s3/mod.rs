@@ -175,6 +175,20 @@ impl Backend for S3Backend {
         Ok(self.bucket.list_recipes()?)
     }
 
+    fn put_profile(&self, key: &str, profile: &[u8]) -> Result<Put, BackendError> {
+        Ok(put_of(self.bucket.put_profile(key, profile.to_vec())?))
+    }
+
+    fn get_profile(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self.bucket.get_profile(key)?)
+    }
+
+    fn delete_profile(&self, key: &str) -> Result<bool, BackendError> {
+        let existed = self.bucket.get_profile(key)?.is_some();
+        self.bucket.delete_profile(key)?;
+        Ok(existed)
+    }
+
     fn is_shared(&self) -> bool {
         true
     }
