@@ -3,6 +3,7 @@
 
 mod analyze;
 mod conveniences;
+mod export;
 mod failures;
 mod formats;
 mod integrity;

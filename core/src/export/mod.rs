@@ -147,6 +147,10 @@ pub struct ExportReport {
     pub output: String,
     /// Size of the image.
     pub logical_bytes: u64,
+    /// Distinct blocks of the image.
+    pub blocks: u64,
+    /// Blocks found already in LOCAL at start (a restarted export fetches none of them).
+    pub resumed_blocks: u64,
     /// Plaintext bytes found already in LOCAL at start.
     pub resumed_bytes: u64,
     /// Plaintext bytes copied from seeds.
@@ -200,6 +204,8 @@ pub fn export(
     let mut report = ExportReport {
         output: out.display().to_string(),
         logical_bytes: recipe.logical_size,
+        blocks: recipe.blocks.len() as u64,
+        resumed_blocks: img.blocks.counts().0 as u64,
         resumed_bytes: resumed,
         ..Default::default()
     };
