@@ -461,3 +461,53 @@ fn the_first_clients_reads_become_a_boot_profile_the_next_export_fetches_first()
     assert_eq!(code, 200);
     assert_eq!(&body[..4], b"BNSP");
 }
+
+#[test]
+fn a_qcow2_overlay_takes_the_writes_and_is_rebased_onto_local_after_the_fill() {
+    let d = Dir::new();
+    let img = test_image(&d);
+    let store = d.store("st");
+    push(&img, &store, &d.s("vm.recipe"));
+    let local = d.s("l.raw");
+    let e = Export::start(&d.s("vm.recipe"), &store, &d.s("s.sock"), &local, &[]);
+    let ov = d.s("ov.qcow2");
+    qemu_img(&[
+        "create", "-q", "-f", "qcow2", "-b", &e.uri, "-F", "raw", &ov,
+    ]);
+    let w = tool("qemu-io", &["-f", "qcow2", &ov, "-c", "write -P 171 0 64k"]);
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    e.wait_for("filled", 60);
+    e.kill();
+    // the export is gone: the overlay now reads through LOCAL
+    qemu_img(&["rebase", "-u", "-b", &local, "-F", "raw", &ov]);
+    let r = tool(
+        "qemu-io",
+        &[
+            "-r",
+            "-f",
+            "qcow2",
+            &ov,
+            "-c",
+            "read -P 171 0 64k",
+            "-c",
+            "read -P 0 40M 1M",
+        ],
+    );
+    let said = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        r.status.success() && !said.contains("fail") && !said.contains("error"),
+        "{said}"
+    );
+    let mut want = std::fs::read(&img).unwrap();
+    want[..64 << 10].fill(171);
+    let flat = d.s("flat.raw");
+    qemu_img(&["convert", "-O", "raw", &ov, &flat]);
+    assert!(
+        std::fs::read(&flat).unwrap() == want,
+        "the overlay is the image plus the VM's write"
+    );
+    assert!(
+        same_file(&d.path("l.raw"), &d.path("vm.raw")),
+        "LOCAL itself was never written"
+    );
+}
