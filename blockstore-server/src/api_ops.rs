@@ -145,6 +145,12 @@ pub(crate) async fn put_recipe(
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "bytes": n }))).into_response())
 }
 
+/// Opaque bytes as a reply (a sealed recipe, a boot profile).
+fn octets(bytes: Vec<u8>) -> Response {
+    let kind = HeaderValue::from_static("application/octet-stream");
+    ([(header::CONTENT_TYPE, kind)], bytes).into_response()
+}
+
 /// `GET /v1/recipes/{name@v}` → the sealed bytes, or 404.
 pub(crate) async fn get_recipe(
     State(st): State<AppState>,
@@ -155,14 +161,7 @@ pub(crate) async fn get_recipe(
     let store = st.store.clone();
     let shown = format!("{name}@{version}");
     match blocking(&st, move || Ok(store.sealed_recipe(&name, version)?)).await? {
-        Some(bytes) => Ok((
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            )],
-            bytes,
-        )
-            .into_response()),
+        Some(bytes) => Ok(octets(bytes)),
         None => Err(ApiError::not_found(format!(
             "no sealed recipe for {shown:?} (push it with --keep-recipe)"
         ))),
@@ -205,14 +204,7 @@ pub(crate) async fn get_profile(
     let store = st.store.clone();
     let shown = format!("{name}@{version}");
     match blocking(&st, move || Ok(store.profile(&name, version)?)).await? {
-        Some(bytes) => Ok((
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            )],
-            bytes,
-        )
-            .into_response()),
+        Some(bytes) => Ok(octets(bytes)),
         None => Err(ApiError::not_found(format!(
             "no boot profile for {shown:?} (an export records one at its first client's end)"
         ))),

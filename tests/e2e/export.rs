@@ -169,6 +169,11 @@ fn push(img: &str, store: &str, recipe: &str) {
     );
 }
 
+/// Everything a tool printed, stdout then stderr.
+fn said(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
 fn tool(program: &str, args: &[&str]) -> std::process::Output {
     Command::new(program)
         .args(args)
@@ -229,8 +234,7 @@ fn real_clients_read_the_exact_image_while_it_fills_and_local_becomes_it() {
     io.extend(["-c".into(), "aio_flush".into()]);
     let io: Vec<&str> = io.iter().map(|s| s.as_str()).collect();
     let out = tool("qemu-io", &io);
-    let said =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let said = said(&out);
     assert!(
         out.status.success() && !said.contains("error"),
         "qemu-io: {said}"
@@ -281,8 +285,7 @@ fn a_dead_store_fails_reads_of_absent_blocks_with_eio_and_the_export_recovers() 
     );
     let started = Instant::now();
     let out = tool("qemu-io", &["-r", "-f", "raw", &e.uri, "-c", "read 1M 64k"]);
-    let said =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let said = said(&out);
     assert!(
         said.contains("Input/output error"),
         "EIO, not bytes: {said}"
@@ -366,8 +369,7 @@ fn a_tampered_block_is_an_io_error_on_its_range_only() {
         &[],
     );
     let bad = tool("qemu-io", &["-r", "-f", "raw", &e.uri, "-c", "read 0 4k"]);
-    let said =
-        String::from_utf8_lossy(&bad.stdout).to_string() + &String::from_utf8_lossy(&bad.stderr);
+    let said = said(&bad);
     assert!(
         said.contains("Input/output error"),
         "the tampered block is EIO: {said}"

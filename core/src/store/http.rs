@@ -606,15 +606,7 @@ impl AdminStore for HttpStore {
     }
 
     fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let url = self.named_url("recipes/", name)?;
-        match self.send(|c| c.get(url.clone())) {
-            Ok(resp) => Ok(Some(self.body(resp, MAX_SEALED_RECIPE)?)),
-            Err(StoreError::Refused {
-                code: ErrorCode::NotFound,
-                ..
-            }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.get_named("recipes/", name, MAX_SEALED_RECIPE)
     }
 
     fn put_profile(&self, name: &str, profile: &[u8]) -> Result<bool, StoreError> {
@@ -625,9 +617,16 @@ impl AdminStore for HttpStore {
     }
 
     fn get_profile(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let url = self.named_url("profiles/", name)?;
+        self.get_named("profiles/", name, MAX_PROFILE_BYTES)
+    }
+}
+
+impl HttpStore {
+    /// The object at `PREFIX/NAME` (a sealed recipe, a boot profile), `None` on 404.
+    fn get_named(&self, prefix: &str, name: &str, max: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let url = self.named_url(prefix, name)?;
         match self.send(|c| c.get(url.clone())) {
-            Ok(resp) => Ok(Some(self.body(resp, MAX_PROFILE_BYTES)?)),
+            Ok(resp) => Ok(Some(self.body(resp, max)?)),
             Err(StoreError::Refused {
                 code: ErrorCode::NotFound,
                 ..
@@ -635,9 +634,7 @@ impl AdminStore for HttpStore {
             Err(e) => Err(e),
         }
     }
-}
 
-impl HttpStore {
     /// `PREFIX/NAME` with the name as one escaped path segment.
     fn named_url(&self, prefix: &str, name: &str) -> Result<reqwest::Url, StoreError> {
         let mut url =
