@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bonsai against casync, restic and borg on real VM images; writes bench/RESULTS.md.
 #
-#   bench/run.sh [CORPUS_DIR]   full run (~15-25 min on 2 cores; builds the corpus with
+#   bench/run.sh [CORPUS_DIR]   full run (~20-30 min on 2 cores, boot included; builds the corpus with
 #                               ../shared/bench/make-corpus.sh if missing, installs peers
 #                               from Debian's packages, needs root for namespaces)
 #   bench/run.sh --smoke        seconds: tiny synthetic images, whatever peers are
@@ -52,4 +52,8 @@ python3 bench/run.py --bonsai "$bonsai" --corpus "$corpus" --out bench/RESULTS.m
   echo
   echo "FastCDC with a 64 KiB average stays the default: 16 KiB sends 3.6% less for C, but its recipe"
   echo "is 3.7x larger and its push slower; fixed-size 64 KiB chunks send a third more (shifted files)."
+} >> bench/RESULTS.md
+{
+  echo
+  bash bench/boot.sh "$corpus"
 } >> bench/RESULTS.md

@@ -605,6 +605,11 @@ pub(crate) struct ExportArgs {
     /// Neither record the first client's reads as the image's boot profile nor keep one.
     #[arg(long)]
     pub no_profile: bool,
+    /// Fetch only what clients read (with read-ahead and the boot profile), not the whole
+    /// image: for a short-lived VM or a metered link. LOCAL stays partial; a later export
+    /// or `bonsai pull -o LOCAL` finishes it without fetching anything twice.
+    #[arg(long)]
+    pub no_fill: bool,
     /// Background fetch threads.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub threads: usize,

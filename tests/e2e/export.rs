@@ -419,6 +419,8 @@ fn the_first_clients_reads_become_a_boot_profile_the_next_export_fetches_first()
         &d.s("a.raw"),
         &[],
     );
+    // a probe first, as `qemu-img create -b` is before a boot: it must not become the profile
+    assert!(tool("nbdinfo", &[&e.uri]).status.success());
     let out = tool(
         "qemu-io",
         &[
@@ -511,5 +513,61 @@ fn a_qcow2_overlay_takes_the_writes_and_is_rebased_onto_local_after_the_fill() {
     assert!(
         same_file(&d.path("l.raw"), &d.path("vm.raw")),
         "LOCAL itself was never written"
+    );
+}
+
+#[test]
+fn without_the_fill_only_reads_are_fetched_sigusr1_says_so_and_pull_finishes_local() {
+    let d = Dir::new();
+    let img = test_image(&d);
+    let server = Server::start(&d.path("data"), &[]);
+    push(&img, &server.url, &d.s("vm.recipe"));
+    let e = Export::start(
+        &d.s("vm.recipe"),
+        &server.url,
+        &d.s("a.sock"),
+        &d.s("a.raw"),
+        &["--no-fill", "--no-profile"],
+    );
+    let out = tool(
+        "qemu-io",
+        &["-r", "-f", "raw", &e.uri, "-c", "read 12M 64k"],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(unsafe { libc::kill(e.child.id() as i32, libc::SIGUSR1) }, 0);
+    let st = e.wait_for("status", 30);
+    assert_eq!(st["filling"], false, "{st}");
+    assert_eq!(st["failed_reads"], 0, "{st}");
+    let (local, data) = (
+        st["local_bytes"].as_u64().unwrap(),
+        st["data_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        (26 << 20..32 << 20).contains(&data),
+        "the image's 26 MiB of data and the zeros its chunks hold, not its holes: {st}"
+    );
+    assert!(local > 0 && local < 1 << 20, "only the read's blocks: {st}");
+    assert!(st["read_fetched_bytes"].as_u64().unwrap() > 0, "{st}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(e.seen("filled").is_none(), "no fill, so never filled");
+    e.kill();
+    let out = bonsai(&[
+        "pull",
+        &d.s("vm.recipe"),
+        "--store",
+        &server.url,
+        "-o",
+        &d.s("a.raw"),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", said(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        r["resumed_bytes"].as_u64().unwrap() > 0,
+        "the export's blocks are reused: {r}"
+    );
+    assert_eq!(
+        std::fs::read(d.path("a.raw")).unwrap(),
+        std::fs::read(&img).unwrap()
     );
 }

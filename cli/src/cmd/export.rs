@@ -5,14 +5,16 @@ use crate::exit::{Exit, Failed};
 use crate::progress::Bar;
 use crate::store::Access;
 use anyhow::Context;
-use bonsai_core::export::{Event, ExportOptions, Listeners};
+use bonsai_core::export::{Control, Event, ExportOptions, Listeners, Status};
 use bonsai_core::{BlockStore, Recipe};
 use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
-/// Runs the command until SIGINT or SIGTERM.
+/// The running export's requests; SIGUSR1 asks it for its figures.
+static CONTROL: Control = Control::new();
+
+/// Runs the command until SIGINT or SIGTERM; SIGUSR1 prints the figures of the moment.
 pub(crate) fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<()> {
     crate::preflight::pull_output(&args.output, args.force, args.in_place)?;
     crate::preflight::seeds(&args.seed)?;
@@ -37,6 +39,7 @@ pub(crate) fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<()> {
         version,
         profile_fallbacks: fallbacks,
         record_profile: !args.no_profile,
+        fill: !args.no_fill,
         export_name: "bonsai".into(),
     };
     let listeners = listen(&args)?;
@@ -44,7 +47,7 @@ pub(crate) fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<()> {
     let say = move |e: Event| say(&e, json, quiet);
     let bar = Bar::new(quiet || json, Some(recipe.logical_size));
     announce(&args, &recipe, json, quiet);
-    let stop = AtomicBool::new(false);
+    status_on_sigusr1();
     let report = bonsai_core::export::export(
         &recipe,
         store.as_ref(),
@@ -53,11 +56,21 @@ pub(crate) fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<()> {
         listeners,
         &bar,
         &say,
-        &stop,
+        &CONTROL,
     )
     .with_context(|| format!("export to {} failed", args.output.display()))?;
     drop(report);
     Ok(())
+}
+
+/// SIGUSR1 → one status event (the handler only sets a flag the export polls).
+fn status_on_sigusr1() {
+    extern "C" fn on_usr1(_: libc::c_int) {
+        CONTROL.request_status();
+    }
+    let handler: extern "C" fn(libc::c_int) = on_usr1;
+    // SAFETY: the handler does one atomic store, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGUSR1, handler as libc::sighandler_t) };
 }
 
 /// The registered version this recipe is (by image hash), and the image's other versions
@@ -188,9 +201,35 @@ fn say(e: &Event, json: bool, quiet: bool) {
             r.fill_seconds
         ),
         Event::FillFailed { reason } => format!("fill incomplete: {reason}"),
+        Event::Status(s) => status_line(s),
     };
-    let important = matches!(e, Event::FillFailed { .. } | Event::StoreDown { .. });
+    let important = matches!(
+        e,
+        Event::FillFailed { .. } | Event::StoreDown { .. } | Event::Status(_)
+    );
     if !quiet || important {
         crate::progress::suspend(|| eprintln!("bonsai: {line}"));
     }
+}
+
+/// The answer to SIGUSR1, one line.
+fn status_line(s: &Status) -> String {
+    let h = bonsai_core::stats::human_bytes;
+    let pct = match s.data_bytes {
+        0 => 100.0,
+        d => s.local_bytes as f64 * 100.0 / d as f64,
+    };
+    format!(
+        "status after {:.1} s: {} of {} local ({pct:.1}%); fetched {} ({} for reads, in {} requests), {} from seeds; {} failed reads; store {}; fill {}",
+        s.seconds,
+        h(s.local_bytes),
+        h(s.data_bytes),
+        h(s.fetched_bytes),
+        h(s.read_fetched_bytes),
+        s.read_requests,
+        h(s.seeded_bytes),
+        s.failed_reads,
+        if s.store_down { "unreachable" } else { "reachable" },
+        if s.filling { "running" } else { "off or done" }
+    )
 }

@@ -23,8 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How far past a read the fill is asked to go next.
-pub(crate) const READ_AHEAD: u64 = 4 << 20;
+/// The read-ahead window: it starts at the first size when a read continues where the
+/// previous one ended and doubles with each such read up to the second; a read elsewhere
+/// (a booting system's reads mostly are) gets none, so it costs only what it asks for.
+pub(crate) const READ_AHEAD: (u64, u64) = (256 << 10, 4 << 20);
 /// Longest a read waits for a block someone else is fetching.
 const WAIT_FOR_OTHERS: Duration = Duration::from_secs(120);
 
@@ -36,6 +38,8 @@ pub(crate) struct Counters {
     pub(crate) fetched_bytes: AtomicU64,
     /// Plaintext bytes copied from seeds.
     pub(crate) seeded_bytes: AtomicU64,
+    /// Object bytes fetched because a client read them (not read-ahead, not the fill).
+    pub(crate) read_fetched_bytes: AtomicU64,
     /// Store requests made for a client's read (not the fill).
     pub(crate) read_requests: AtomicU64,
     /// Reads answered with an error.
@@ -55,6 +59,8 @@ pub(crate) struct LazyImage<'a> {
     pub(crate) seeds: Vec<File>,
     pub(crate) seed_hits: HashMap<u32, SeedHit>,
     pub(crate) blocks: Blocks,
+    /// Where the last read ended, and the read-ahead window it earned.
+    pub(crate) sequential: Mutex<(u64, u64)>,
     /// Blocks the fill should take next (read-ahead, the boot profile), in order.
     pub(crate) hints: Mutex<VecDeque<u32>>,
     pub(crate) counters: Counters,
@@ -62,7 +68,20 @@ pub(crate) struct LazyImage<'a> {
     pub(crate) progress: &'a dyn Progress,
     /// The store failed the last request (cleared by the next success).
     pub(crate) store_down: AtomicBool,
+    /// When a client's read last had to fetch (ms since `born`; 0: never): the fill
+    /// yields the link while reads are waiting for it.
+    pub(crate) read_fetched_at: AtomicU64,
+    pub(crate) born: Instant,
     pub(crate) last_store_error: Mutex<Option<String>>,
+}
+
+/// On whose behalf blocks are fetched (for the figures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// A client is waiting for them.
+    Read,
+    /// The fill: read-ahead, the boot profile, the rest of the image.
+    Fill,
 }
 
 /// Why a fetch failed as a whole (single blocks that fail verification become BAD).
@@ -114,8 +133,10 @@ impl LazyImage<'_> {
                 .collect();
             let mut fault = None;
             if !mine.is_empty() {
+                let ms = self.born.elapsed().as_millis() as u64;
+                self.read_fetched_at.store(ms.max(1), Ordering::Relaxed);
                 self.counters.read_requests.fetch_add(1, Ordering::Relaxed);
-                fault = self.fetch(&mine).err();
+                fault = self.fetch(&mine, Why::Read).err();
             }
             let deadline = Instant::now() + WAIT_FOR_OTHERS;
             let mut absent = false;
@@ -155,7 +176,7 @@ impl LazyImage<'_> {
 
     /// Fetches claimed blocks: seeds first, the store for the rest, in batches. Every
     /// claim is settled before this returns, whatever happens.
-    pub(crate) fn fetch(&self, claimed: &[u32]) -> Result<(), FetchFault> {
+    pub(crate) fn fetch(&self, claimed: &[u32], why: Why) -> Result<(), FetchFault> {
         let mut from_store = Vec::with_capacity(claimed.len());
         for &i in claimed {
             if !self.copy_from_seed(i) {
@@ -180,7 +201,7 @@ impl LazyImage<'_> {
                 batch.iter().for_each(|&i| self.blocks.settle(i, ABSENT));
                 continue;
             }
-            result = self.fetch_batch(batch);
+            result = self.fetch_batch(batch, why);
         }
         result
     }
@@ -217,7 +238,7 @@ impl LazyImage<'_> {
 
     /// One store request: every good block written and PRESENT, every bad one BAD; a
     /// failed request (or a failed write) leaves the blocks ABSENT.
-    fn fetch_batch(&self, batch: &[u32]) -> Result<(), FetchFault> {
+    fn fetch_batch(&self, batch: &[u32], why: Why) -> Result<(), FetchFault> {
         let blocks = &self.recipe.blocks;
         let ids: Vec<BlockId> = batch.iter().map(|&i| blocks[i as usize].id).collect();
         let objects = match self.store.get(&ids) {
@@ -275,20 +296,43 @@ impl LazyImage<'_> {
         self.counters
             .fetched_bytes
             .fetch_add(bytes, Ordering::Relaxed);
+        if why == Why::Read {
+            self.counters
+                .read_fetched_bytes
+                .fetch_add(bytes, Ordering::Relaxed);
+        }
         match write_error {
             Some(e) => Err(FetchFault(e)),
             None => Ok(()),
         }
     }
 
-    /// Asks the fill to take the blocks just past `end` next.
-    fn read_ahead(&self, end: u64) {
+    /// Whether a client's read fetched within the last `quiet`.
+    pub(crate) fn reads_waiting(&self, quiet: Duration) -> bool {
+        let at = self.read_fetched_at.load(Ordering::Relaxed);
+        at != 0 && self.born.elapsed().as_millis() as u64 <= at + quiet.as_millis() as u64
+    }
+
+    /// The read-ahead window a read of `[offset, end)` earns (0 unless it is sequential).
+    fn window(&self, offset: u64, end: u64) -> u64 {
+        let mut g = self.sequential.lock().unwrap_or_else(|p| p.into_inner());
+        let (last_end, window) = *g;
+        let next = match offset == last_end {
+            true => (window * 2).clamp(READ_AHEAD.0, READ_AHEAD.1),
+            false => 0,
+        };
+        *g = (end, next);
+        next
+    }
+
+    /// Asks the fill to take the blocks just past `end` next (`window` bytes of them).
+    fn read_ahead(&self, end: u64, window: u64) {
         let size = self.recipe.logical_size;
-        if end >= size {
+        if end >= size || window == 0 {
             return;
         }
         let ahead: Vec<u32> = self
-            .blocks_in(end, READ_AHEAD.min(size - end))
+            .blocks_in(end, window.min(size - end))
             .into_iter()
             .filter(|&i| self.blocks.get(i) == ABSENT)
             .collect();
@@ -334,8 +378,9 @@ impl Device for LazyImage<'_> {
                     .map_err(|e| ReadFault(format!("cannot read {}: {e}", self.path.display())))?,
             }
         }
+        let window = self.window(offset, offset + len);
         if !missing.is_empty() {
-            self.read_ahead(offset + len);
+            self.read_ahead(offset + len, window);
         }
         Ok(())
     }

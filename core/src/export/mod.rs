@@ -7,6 +7,7 @@
 //! blocks.rs   the block table: absent / fetching / present / bad; one fetch per block
 //! fill.rs     the background fill: hinted blocks first, then image order; store retries
 //! profile.rs  boot profiles: the first client's reads, kept in the store, prefetched
+//! status.rs   Control (stop, status requests) and the Status figures
 //! ```
 //!
 //! LOCAL is written exactly as pull writes OUT: a partial file beside it
@@ -21,6 +22,9 @@ mod fill;
 mod lazy;
 pub mod nbd;
 pub mod profile;
+mod status;
+
+pub use status::{Control, Status};
 
 use crate::codec::Convergence;
 use crate::error::Error;
@@ -34,7 +38,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -61,6 +65,10 @@ pub struct ExportOptions {
     pub profile_fallbacks: Vec<String>,
     /// Record the first client's reads and keep them as `version`'s boot profile.
     pub record_profile: bool,
+    /// Fetch the whole image in the background (false: only what clients read, their
+    /// read-ahead and the boot profile; LOCAL then stays partial, for a later export or
+    /// pull to finish).
+    pub fill: bool,
     /// The NBD export name served (clients may also ask for the default, "").
     pub export_name: String,
 }
@@ -77,6 +85,7 @@ impl Default for ExportOptions {
             version: None,
             profile_fallbacks: Vec::new(),
             record_profile: true,
+            fill: true,
             export_name: "bonsai".into(),
         }
     }
@@ -130,6 +139,8 @@ pub enum Event {
     },
     /// The store answers again.
     StoreBack,
+    /// The figures of the moment, when asked ([`Control::request_status`]).
+    Status(Status),
     /// Every block is in LOCAL, verified as a pull verifies, and LOCAL is published.
     Filled(ExportReport),
     /// The fill ended without a complete image (blocks failed verification, or the final
@@ -169,8 +180,8 @@ pub struct ExportReport {
     pub fill_seconds: f64,
 }
 
-/// Serves `recipe` on `listeners` until `stop` is set, filling `out` meanwhile; events go
-/// to `events` as they happen. Returns the figures when stopped.
+/// Serves `recipe` on `listeners` until `control` says stop, filling `out` meanwhile;
+/// events go to `events` as they happen. Returns the figures when stopped.
 #[allow(clippy::too_many_arguments)]
 pub fn export(
     recipe: &Recipe,
@@ -180,7 +191,7 @@ pub fn export(
     listeners: Listeners,
     progress: &dyn Progress,
     events: &(dyn Fn(Event) + Sync),
-    stop: &AtomicBool,
+    control: &Control,
 ) -> Result<ExportReport, Error> {
     let started = Instant::now();
     let pull_opts = PullOptions {
@@ -211,7 +222,9 @@ pub fn export(
     };
     let run = Run {
         img: &img,
-        stop,
+        stop: control.stop_flag(),
+        control,
+        started,
         events,
         conns: Mutex::new(Vec::new()),
         fill_left: AtomicUsize::new(opts.network_threads.max(1)),
@@ -229,10 +242,10 @@ pub fn export(
             let run = &run;
             s.spawn(move || run.accept(s, l, &opts.export_name));
         }
-        for _ in 0..opts.network_threads.max(1) {
+        for k in 0..opts.network_threads.max(1) {
             let (run, cursor) = (&run, &cursor);
             s.spawn(move || {
-                fill::worker(run.img, cursor, run.stop);
+                fill::worker(run.img, cursor, k, opts.fill, run.stop);
                 run.fill_left.fetch_sub(1, Ordering::AcqRel);
             });
         }
@@ -314,6 +327,9 @@ fn open_lazy<'a>(
         seeds,
         seed_hits,
         blocks,
+        sequential: Mutex::new((u64::MAX, 0)),
+        read_fetched_at: AtomicU64::new(0),
+        born: Instant::now(),
         hints: Mutex::new(VecDeque::new()),
         counters: Default::default(),
         recorder: profile::Recorder::new(opts.record_profile && opts.version.is_some()),
@@ -391,6 +407,8 @@ enum Listener {
 struct Run<'a> {
     img: &'a LazyImage<'a>,
     stop: &'a AtomicBool,
+    control: &'a Control,
+    started: Instant,
     events: &'a (dyn Fn(Event) + Sync),
     /// Open client connections, to shut down on stop.
     conns: Mutex<Vec<nbd::Stream>>,
@@ -483,6 +501,10 @@ impl<'a> Run<'a> {
                     },
                     false => Event::StoreBack,
                 });
+            }
+            if self.control.take_status_request() {
+                let filling = opts.fill && self.fill_left.load(Ordering::Acquire) > 0;
+                (self.events)(Event::Status(Status::of(self.img, self.started, filling)));
             }
             if let Some(order) = self.img.recorder.take_finished() {
                 self.save_profile(store, opts, &order);

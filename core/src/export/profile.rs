@@ -99,7 +99,12 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<BlockId>, ProfileError> {
     Ok(ids)
 }
 
-/// Records the blocks the first client session reads, in first-read order.
+/// Fewer blocks than this read by a session make it a probe rather than a boot.
+const MIN_SESSION_BLOCKS: usize = 8;
+
+/// Records the blocks the first client session that reads at least [`MIN_SESSION_BLOCKS`]
+/// reads, in first-read order: tools that only connect to learn the size (`qemu-img create
+/// -b nbd+unix://…` for an overlay, `nbdinfo`) before the VM boots do not take its place.
 pub(crate) struct Recorder {
     enabled: bool,
     /// 0 before the first session, 1 during it, 2 after.
@@ -142,13 +147,18 @@ impl Recorder {
                     .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire);
             }
             false => {
-                if self
-                    .phase
-                    .compare_exchange(1, 2, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    self.ended.store(true, Ordering::Release);
+                let mut g = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+                if self.phase.load(Ordering::Acquire) != 1 {
+                    return;
                 }
+                if g.1.len() < MIN_SESSION_BLOCKS {
+                    // a probe (`qemu-img create -b`, `nbdinfo`), not a boot: record the next
+                    *g = (HashSet::new(), Vec::new());
+                    self.phase.store(0, Ordering::Release);
+                    return;
+                }
+                self.phase.store(2, Ordering::Release);
+                self.ended.store(true, Ordering::Release);
             }
         }
     }
@@ -215,14 +225,28 @@ mod tests {
         let r = Recorder::new(true);
         r.touch(&[9]);
         r.session(true);
-        r.touch(&[3, 1]);
-        r.touch(&[1, 2]);
+        r.touch(&[3, 1, 4, 5, 6]);
+        r.touch(&[1, 2, 8, 10, 4]);
         r.session(true);
         r.session(false);
         r.touch(&[7]);
         r.session(false);
-        assert_eq!(r.take_finished(), Some(vec![3, 1, 2]));
+        assert_eq!(r.take_finished(), Some(vec![3, 1, 4, 5, 6, 2, 8, 10]));
         assert_eq!(r.take_finished(), None, "given once");
+    }
+
+    #[test]
+    fn a_probe_before_the_boot_does_not_take_its_place() {
+        let r = Recorder::new(true);
+        r.session(true);
+        r.touch(&[0]);
+        r.session(false);
+        assert_eq!(r.take_finished(), None, "a session of one block is a probe");
+        r.session(true);
+        let boot: Vec<u32> = (20..40).collect();
+        r.touch(&boot);
+        r.session(false);
+        assert_eq!(r.take_finished(), Some(boot));
     }
 
     proptest! {
