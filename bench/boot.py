@@ -209,6 +209,16 @@ def write(args, res):
         fetched = f"{run.mb(st['fetched_bytes'])} ({100 * st['local_bytes'] / st['data_bytes']:.1f}% of B's data)"
         rows.append([labels[name], f"{r['first']:.1f}", f"{r['login']:.1f}", f"{r['login'] / local_login:.2f}",
                      run.mb(r["wire"]), fetched, f"{r['filled']:.1f} (filled, verified)" if r["filled"] else "-"])
+    def share(name):
+        st = res[name]["status"]
+        return 100 * st["local_bytes"] / st["data_bytes"]
+
+    goals = [run.goal_line("boot from the export, no profile: login: / local copy's",
+                           res["fill"]["login"] / local_login, 1.2),
+             run.goal_line("boot from the export with the profile: login: / local copy's",
+                           res["fill+profile"]["login"] / local_login, 1.05),
+             run.goal_line("share of B's data fetched by login: (--no-fill, no profile), %", share("demand"), 10),
+             run.goal_line("share of B's data fetched by login: (--no-fill, profile), %", share("demand+profile"), 10)]
     text = "\n".join([
         f"## 7. Boot while it arrives: B booted from `bonsai export` over the shaped link ({args.rate} Mbit/s)",
         "",
@@ -218,7 +228,8 @@ def write(args, res):
         "",
         run.table(["how", "first kernel message s", "login: s", "vs local copy", "wire MiB at login:",
                    "fetched by login: MiB", "then"], rows),
-    ]) + "\n"
+        "", "Goals (this run):", "",
+    ] + goals) + "\n"
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

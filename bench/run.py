@@ -191,6 +191,16 @@ def mb(n):
     return f"{n / MIB:.1f}"
 
 
+def goal_line(what, ratio, limit, sense="<="):
+    """One goal line: the measured ratio, the goal, met or not (bench/run.sh repeats them)."""
+    met = ratio <= limit if sense == "<=" else ratio >= limit
+    return f"- {what}: {ratio:.2f} (goal {sense} {limit}): {'met' if met else 'NOT met'}"
+
+
+def goal(goals, what, ratio, limit, sense="<="):
+    goals.append(goal_line(what, ratio, limit, sense))
+
+
 # ---- shaped link ---------------------------------------------------------------------
 
 class Link:
@@ -229,7 +239,7 @@ class Link:
         return int(s) + int(r)
 
 
-def wan(args, bonsai, corpus, work, lines):
+def wan(args, bonsai, corpus, work, lines, goals):
     link = Link(args.rate, args.delay)
     link.down()
     try:
@@ -273,6 +283,10 @@ def wan(args, bonsai, corpus, work, lines):
                f"s=socket.create_connection(('10.77.0.2',7413));\nwhile True:\n b=sys.stdin.buffer.read(1<<20)\n if not b: break\n s.sendall(b)\ns.close()\"")
             zbytes = int(sink.communicate()[0].strip())
             zwall = time.time() - t0
+            if img == "C":
+                goal(goals, "C to a site with A, B over the link, bonsai / link time", wall / link_time, 1.05)
+            else:
+                goal(goals, "Cip to a site with A, B, C, bonsai / zstd+copy", wall / zwall, 0.1)
             rows.append([f"{img} to a site with {holds}", f"{wall:.1f}", mb(r["sent_bytes"]), mb(wire),
                          f"{link_time:.1f}", f"{wall / link_time:.2f}", f"{zwall:.1f}", mb(zbytes), f"{wall / zwall:.2f}"])
         shape = f"{args.rate} Mbit/s" + (f", {args.delay} ms RTT (netem)" if link.netem else
@@ -321,6 +335,7 @@ def main():
         "Commands: see bench/run.py (`Tool.push`, `Tool.restore`).",
     ]
 
+    goals = []
     # 1. A, B, C, D into one store, interleaved
     repos = {t.name: os.path.join(work, t.name + "-all") for t in tools}
     for t in tools:
@@ -356,6 +371,9 @@ def main():
             res.append((t.name, wall, cpu, rss, t.store_bytes(repo)))
             shutil.rmtree(repo, ignore_errors=True)
         fastest_peer = min((r[1] for r in res if r[0] != "bonsai"), default=None)
+        walls = {r[0]: r[1] for r in res}
+        if "borg" in walls and "bonsai" in walls:
+            goal(goals, "cold push of C, bonsai / borg wall", walls["bonsai"] / walls["borg"], 0.5)
         for name, wall, cpu, rss, size in res:
             ratio = f"{wall / fastest_peer:.2f}" if fastest_peer else "-"
             rows.append([name, f"{wall:.1f}", ratio, f"{cpu:.1f}", f"{rss:.0f}", mb(size)])
@@ -372,6 +390,9 @@ def main():
             res.append((t.name, wall, cpu, rss, same))
             os.remove(out)
         restic = next((r[1] for r in res if r[0] == "restic"), None)
+        walls = {r[0]: r[1] for r in res}
+        if "borg" in walls and "bonsai" in walls:
+            goal(goals, "restore of C, bonsai / borg wall", walls["bonsai"] / walls["borg"], 0.5)
         for name, wall, cpu, rss, same in res:
             rows.append([name, f"{wall:.1f}", f"{wall / restic:.2f}" if restic else "-", f"{cpu:.1f}", f"{rss:.0f}",
                          "yes" if same else "NO"])
@@ -393,7 +414,9 @@ def main():
                       table(["tool", "fetched MiB", "chunks", "wall s", "peak RSS MiB"], rows)]
 
     if not args.no_wan and {"A", "B", "C", "Cip"} <= set(images + ["Cip"]) and os.path.exists(f"{args.corpus}/Cip.raw"):
-        wan(args, args.bonsai, args.corpus, work, lines)
+        wan(args, args.bonsai, args.corpus, work, lines, goals)
+    if goals:
+        lines += ["", "## Goals (ratios measured in this run)", ""] + goals
 
     text = "\n".join(lines) + "\n"
     if args.out:

@@ -57,3 +57,6 @@ python3 bench/run.py --bonsai "$bonsai" --corpus "$corpus" --out bench/RESULTS.m
   echo
   bash bench/boot.sh "$corpus"
 } >> bench/RESULTS.md
+echo
+echo "Goals, as measured in this run (bench/RESULTS.md):"
+grep -E '^- .*\(goal' bench/RESULTS.md
