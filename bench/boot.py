@@ -230,10 +230,7 @@ def write(args, res):
                    "fetched by login: MiB", "then"], rows),
         "", "Goals (this run):", "",
     ] + goals) + "\n"
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    print(text)
+    run.emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -191,6 +191,14 @@ def mb(n):
     return f"{n / MIB:.1f}"
 
 
+def emit(text, out):
+    """Prints a results text, and writes it to `out` if given."""
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+    print(text)
+
+
 def goal_line(what, ratio, limit, sense="<="):
     """One goal line: the measured ratio, the goal, met or not (bench/run.sh repeats them)."""
     met = ratio <= limit if sense == "<=" else ratio >= limit
@@ -418,11 +426,7 @@ def main():
     if goals:
         lines += ["", "## Goals (ratios measured in this run)", ""] + goals
 
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    print(text)
+    emit("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

@@ -205,7 +205,8 @@ pub fn export(
     let target = Target::open(out, recipe, &pull_opts)?;
     target.clear_holes(recipe, true)?;
     let (img, resumed) = open_lazy(recipe, store, &target, opts, progress)?;
-    let to_fetch = bytes_absent(&img);
+    let (local, data) = status::local_and_data(&img);
+    let to_fetch = data - local;
     events(Event::Serving {
         local_bytes: resumed,
         to_fetch_bytes: to_fetch,
@@ -338,14 +339,6 @@ fn open_lazy<'a>(
         last_store_error: Mutex::new(None),
     };
     Ok((img, resumed))
-}
-
-/// Plaintext bytes of the blocks not yet in LOCAL, at every use.
-fn bytes_absent(img: &LazyImage<'_>) -> u64 {
-    (0..img.blocks.len() as u32)
-        .filter(|&i| img.blocks.get(i) != blocks::PRESENT)
-        .map(|i| img.recipe.blocks[i as usize].len as u64 * img.uses[i as usize].len() as u64)
-        .sum()
 }
 
 /// Puts the blocks of the first boot profile found (this version's, else another's)

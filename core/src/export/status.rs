@@ -42,6 +42,19 @@ impl Control {
     }
 }
 
+/// Plaintext bytes of the image's data (at every use): those in LOCAL, and all.
+pub(crate) fn local_and_data(img: &LazyImage<'_>) -> (u64, u64) {
+    let (mut local, mut data) = (0u64, 0u64);
+    for i in 0..img.blocks.len() as u32 {
+        let n = img.recipe.blocks[i as usize].len as u64 * img.uses[i as usize].len() as u64;
+        data += n;
+        if img.blocks.get(i) == PRESENT {
+            local += n;
+        }
+    }
+    (local, data)
+}
+
 /// Figures of a running export at one moment.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Status {
@@ -70,14 +83,7 @@ pub struct Status {
 impl Status {
     /// The figures of `img` now.
     pub(crate) fn of(img: &LazyImage<'_>, started: Instant, filling: bool) -> Status {
-        let (mut local, mut data) = (0u64, 0u64);
-        for i in 0..img.blocks.len() as u32 {
-            let n = img.recipe.blocks[i as usize].len as u64 * img.uses[i as usize].len() as u64;
-            data += n;
-            if img.blocks.get(i) == PRESENT {
-                local += n;
-            }
-        }
+        let (local, data) = local_and_data(img);
         let c = &img.counters;
         Status {
             seconds: started.elapsed().as_secs_f64(),
