@@ -20,8 +20,7 @@
 //! the key. See docs/FORMAT.md for the reasons.
 
 use crate::id::{BlockId, BlockKey};
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 
 /// Magic bytes opening every block object.
 pub const OBJECT_MAGIC: &[u8; 4] = b"BNSB";
@@ -278,17 +277,46 @@ impl Encoder {
         object.extend_from_slice(&nonce);
         object.extend_from_slice(payload);
         let (header, body) = object.split_at_mut(HEADER_LEN);
-        let tag = cipher(&key)
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), header, body)
-            .expect("AES-GCM encryption of a bounded buffer cannot fail");
+        let tag = seal_in_place(&key, nonce, header, body);
         object.extend_from_slice(&tag);
         let id = BlockId(*blake3::hash(&object).as_bytes());
         EncodedBlock { key, id, object }
     }
 }
 
-fn cipher(key: &BlockKey) -> Aes256Gcm {
-    Aes256Gcm::new_from_slice(key.as_bytes()).expect("32-byte key")
+/// AES-256-GCM through ring, whose VAES/AVX2 and AES-NI/CLMUL code runs several GB/s a
+/// core (the portable GHASH it replaced cost a tenth of a pull's CPU).
+fn cipher(key: &BlockKey) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.as_bytes()).expect("32-byte key"))
+}
+
+/// Encrypts `body` in place with `header` as associated data; returns the tag.
+fn seal_in_place(key: &BlockKey, nonce: [u8; 12], header: &[u8], body: &mut [u8]) -> [u8; 16] {
+    let tag = cipher(key)
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(header), body)
+        .expect("AES-GCM encryption of a bounded buffer cannot fail");
+    tag.as_ref().try_into().expect("16-byte tag")
+}
+
+/// Decrypts `body` in place if `tag` authenticates it and `header`.
+fn open_in_place(
+    key: &BlockKey,
+    nonce: [u8; 12],
+    header: &[u8],
+    body: &mut [u8],
+    tag: &[u8],
+) -> Result<(), ()> {
+    let tag = Tag::try_from(tag).map_err(|_| ())?;
+    cipher(key)
+        .open_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(header),
+            tag,
+            body,
+            0..,
+        )
+        .map(|_| ())
+        .map_err(|_| ())
 }
 
 /// Nonce from the key and the exact payload: a (key, nonce) pair never meets two messages,
@@ -423,7 +451,23 @@ fn decode_checked(
     expected: Option<usize>,
     object: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
-    verify_object(id, object)?;
+    // A plaintext whose keyed hash is the recipe's key is the pushed plaintext, whatever
+    // object carried it: the id adds nothing to an accepted block, so its hash is computed
+    // only when something failed, to report the first rule broken in the documented order.
+    open_object(conv, id, key, expected, object).or_else(|e| {
+        verify_object(id, object)?;
+        Err(e)
+    })
+}
+
+/// The rules after the id, in order: header, entry length, tag, decompression, key.
+fn open_object(
+    conv: &Convergence,
+    id: &BlockId,
+    key: &BlockKey,
+    expected: Option<usize>,
+    object: &[u8],
+) -> Result<Vec<u8>, CodecError> {
     let (codec, plain_len) = parse_header(id, object)?;
     if let Some(expected) = expected.filter(|&e| e != plain_len) {
         return Err(CodecError::RecipeLength {
@@ -435,14 +479,9 @@ fn decode_checked(
     let (header, rest) = object.split_at(HEADER_LEN);
     let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
     let mut payload = ct.to_vec();
-    cipher(key)
-        .decrypt_in_place_detached(
-            Nonce::from_slice(&header[12..24]),
-            header,
-            &mut payload,
-            tag.into(),
-        )
-        .map_err(|_| CodecError::Decrypt { id: *id })?;
+    let nonce: [u8; 12] = header[12..24].try_into().expect("12-byte nonce");
+    open_in_place(key, nonce, header, &mut payload, tag)
+        .map_err(|()| CodecError::Decrypt { id: *id })?;
     let plain = match codec {
         Codec::Stored => payload,
         Codec::Zstd => decompress(id, &payload, plain_len)?,
@@ -609,9 +648,7 @@ mod tests {
         object.extend(nonce);
         object.extend(payload);
         let (header, body) = object.split_at_mut(HEADER_LEN);
-        let tag = cipher(key)
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), header, body)
-            .unwrap();
+        let tag = seal_in_place(key, nonce, header, body);
         object.extend(tag);
         (BlockId(*blake3::hash(&object).as_bytes()), object)
     }

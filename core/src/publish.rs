@@ -211,6 +211,30 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// An unnamed file in `dir` (`O_TMPFILE`, `mode`), or `None` where the filesystem has
+/// none. Nothing of it is on disk until [`link_file`] names it: a crash leaves nothing.
+pub fn open_unnamed(dir: &Path, mode: u32) -> io::Result<Option<File>> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(mode)
+        .open(dir)
+    {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if tmpfile_unsupported(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Names an unnamed file at `dest`, atomically; `AlreadyExists` if `dest` exists.
+pub fn link_file(file: &File, dest: &Path) -> io::Result<()> {
+    link(
+        Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())),
+        dest,
+    )
+}
+
 fn tmpfile_unsupported(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),

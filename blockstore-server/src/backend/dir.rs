@@ -1,7 +1,9 @@
 //! The directory backend: one file per block, fanned out over two levels of 256
 //! directories (`blocks/ab/cd/abcd…`), so ten million blocks make ~150 files per directory.
-//! Writes go to `tmp/` and are renamed into place; [`Backend::flush`] makes them durable
-//! with one `syncfs` per batch. Manifests are files under `manifests/` (named by the hex
+//! A block is written to an unnamed file (`O_TMPFILE`) in its own directory and linked
+//! into place, so writers take only that directory's lock and a crash leaves nothing;
+//! otherwise (no `O_TMPFILE`, or a leftover file in the way) it goes to `tmp/` and is
+//! renamed into place. [`Backend::flush`] makes them durable with one `syncfs` per batch. Manifests are files under `manifests/` (named by the hex
 //! of the image name, so any name is a safe file name).
 //!
 //! The directory is locked (`flock` on `lock`) for as long as the backend lives: a second
@@ -9,12 +11,13 @@
 //! under the first. This module moves bytes and never parses them.
 
 use super::{Backend, BackendError, Put};
+use bonsai_core::publish::{link_file, open_unnamed};
 use bonsai_core::BlockId;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A store directory's blocks and manifests.
 pub struct DirBackend {
@@ -25,6 +28,8 @@ pub struct DirBackend {
     recipes: PathBuf,
     profiles: PathBuf,
     counter: AtomicU64,
+    /// The filesystem refused `O_TMPFILE` once: use `tmp/` and rename.
+    no_unnamed: AtomicBool,
     /// Held open for the flock; released when the backend is dropped.
     _lock: File,
 }
@@ -82,6 +87,7 @@ impl DirBackend {
             recipes,
             profiles,
             counter: AtomicU64::new(0),
+            no_unnamed: AtomicBool::new(false),
             _lock: lock,
         })
     }
@@ -163,6 +169,40 @@ impl DirBackend {
         Ok(names)
     }
 
+    /// Writes a block file at `dest` whole or not at all: unnamed in `dest`'s directory,
+    /// then linked. Falls back to [`Self::write_via_tmp`], which renames over a leftover.
+    fn write_block(&self, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+        match self.write_unnamed(dest, bytes)? {
+            true => Ok(()),
+            false => self.write_via_tmp(dest, bytes, false),
+        }
+    }
+
+    /// `Ok(false)`: not written (no `O_TMPFILE` here, or a file already at `dest`).
+    fn write_unnamed(&self, dest: &Path, bytes: &[u8]) -> io::Result<bool> {
+        if self.no_unnamed.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let dir = dest.parent().expect("parent");
+        let opened = match open_unnamed(dir, 0o666) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir)?;
+                open_unnamed(dir, 0o666)
+            }
+            r => r,
+        }?;
+        let Some(mut file) = opened else {
+            self.no_unnamed.store(true, Ordering::Relaxed);
+            return Ok(false);
+        };
+        file.write_all(bytes)?;
+        match link_file(&file, dest) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes `bytes` to a fresh temporary file and renames it to `dest`, creating the
     /// parent on demand. With `sync`, the file is fsynced before the rename.
     fn write_via_tmp(&self, dest: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
@@ -215,7 +255,7 @@ impl Backend for DirBackend {
     /// Renaming over it is safe: both hold the same verified bytes or the old one is torn.
     fn put_if_absent(&self, id: &BlockId, bytes: &[u8]) -> Result<Put, BackendError> {
         let dest = self.path_of(id);
-        self.write_via_tmp(&dest, bytes, false)
+        self.write_block(&dest, bytes)
             .map_err(|e| BackendError::io(dest.display(), e))?;
         Ok(Put::Written)
     }

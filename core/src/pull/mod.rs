@@ -11,8 +11,8 @@
 //! plan.rs     PullPlan: each distinct block's source, and the store's fetch batches
 //! local.rs    copy blocks from the target itself and from seeds to every use
 //! fetch.rs    fetch batches, several in flight; verify each object; write every use
-//! verify.rs   beside the fetch: read every extent back, check its key; holes read zero;
-//!             recipe v1: the whole-image BLAKE3
+//! verify.rs   beside the fetch: every block landed, holes read zero; recipe v1: every
+//!             extent read back and the whole-image BLAKE3
 //! ```
 //!
 //! A failed pull never leaves a file at OUT. Its error says what was left: a partial file
@@ -218,6 +218,7 @@ pub(crate) fn verify_target(
         conv,
         file: target.file(),
         path: target.path(),
+        read_blocks: true,
     };
     verify::verify_in_order(&check, &written, &AtomicBool::new(false)).map(|_| ())
 }
@@ -255,12 +256,10 @@ fn fetch_and_verify(
         conv: &opts.convergence,
         file: target.file(),
         path: target.path(),
+        read_blocks: verify::reads_blocks_back(recipe),
     };
-    let queue = Mutex::new(batches.into_iter());
     std::thread::scope(|s| {
-        for _ in 0..opts.network_threads.max(1) {
-            s.spawn(|| fetch.worker(&queue));
-        }
+        s.spawn(|| fetch.run(batches, opts.network_threads));
         if let Err(e) = verify::verify_in_order(&check, written, &failed) {
             fetch.fail(e);
         }

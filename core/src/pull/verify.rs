@@ -1,17 +1,18 @@
 //! Pull, verification: "verified" means the bytes in the target are exactly the image the
-//! recipe describes. Checked against the target itself, after the blocks are written, so
-//! whatever wrote them (fetch, seed, resume, an older copy in place) is covered:
+//! recipe describes. Every block a pull writes is key-checked in memory just before it is
+//! written (fetch.rs, local.rs) or where it lies (resume.rs); this pass checks the rest:
 //!
-//! - every block extent is read back and its key re-derived from exactly `len` bytes
-//!   (keys on all cores, a batch at a time);
+//! - every block has landed at every use ([`Written`]);
 //! - every hole reads as zero: `SEEK_DATA` finds the data inside a hole's range (a fresh
 //!   partial file has none), and only that is read and must be zero — a block device
 //!   reports all data, so its holes are read;
-//! - for recipe v1, the whole-image BLAKE3 over the same bytes (holes as zeros); recipe
-//!   v2's hash over the extents was checked by the recipe reader, so holes cost nothing.
+//! - for recipe v1, and for an export's filled LOCAL, every block extent is read back and
+//!   its key re-derived from exactly `len` bytes (keys on all cores, a batch at a time);
+//!   recipe v1 also gets the whole-image BLAKE3 over the same bytes (holes as zeros).
+//!   Recipe v2's hash over the extents was checked by the recipe reader.
 //!
 //! It runs beside the fetch, walking the extents in order and waiting for each block to
-//! land ([`Written`]), so extents are read back while still in the page cache.
+//! land, so extents read back are still in the page cache.
 
 use crate::batch::BATCH_BYTES;
 use crate::chunk::is_zero;
@@ -81,6 +82,19 @@ pub(crate) struct Check<'a> {
     pub(crate) conv: &'a Convergence,
     pub(crate) file: &'a File,
     pub(crate) path: &'a Path,
+    /// Read every block extent back and re-derive its key. A pull that wrote each block
+    /// from a buffer it had just verified (fetch, seed, resume) needs this only for recipe
+    /// v1, whose whole-image hash is over the bytes; see [`reads_blocks_back`].
+    pub(crate) read_blocks: bool,
+}
+
+/// Whether a pull's verifier must read blocks back: only for recipe v1's whole-image hash.
+/// Every byte a pull writes comes from a buffer whose key was re-derived just before
+/// (fetched: decoded and key-checked; seeded or resumed: re-read and key-checked), and a
+/// resumed block left at its first use was key-checked where it lies, so a second pass
+/// over the target would hash the same bytes again.
+pub(crate) fn reads_blocks_back(recipe: &Recipe) -> bool {
+    whole_image_hash(recipe).is_some()
 }
 
 /// One extent of the read-back buffer, in image order.
@@ -115,6 +129,9 @@ pub(crate) fn verify_in_order(
             Extent::Block { index } => {
                 if !written.wait(index, failed) {
                     return Ok(false);
+                }
+                if !c.read_blocks {
+                    continue;
                 }
                 let at = buf.len();
                 buf.resize(at + len as usize, 0);
