@@ -71,24 +71,13 @@ impl Pending {
     /// Starts a file that will appear at `dest` on [`commit`](Self::commit).
     pub fn create(dest: &Path, opts: PublishOptions) -> Result<Pending, Error> {
         check_destination(dest, opts.force)?;
-        let dir = parent_dir(dest);
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_TMPFILE)
-            .mode(opts.mode)
-            .open(&dir)
-        {
-            Ok(file) => {
-                return Ok(Pending {
-                    file,
-                    dest: dest.to_path_buf(),
-                    named: None,
-                    force: opts.force,
-                })
-            }
-            Err(e) if !tmpfile_unsupported(&e) => return Err(e).at(dest),
-            Err(_) => {}
+        if let Some(file) = open_unnamed(&parent_dir(dest), opts.mode).at(dest)? {
+            return Ok(Pending {
+                file,
+                dest: dest.to_path_buf(),
+                named: None,
+                force: opts.force,
+            });
         }
         let (file, named) = create_exclusive(dest, opts.mode)?;
         Ok(Pending {
@@ -123,10 +112,10 @@ impl Pending {
     }
 
     fn link_anonymous(&self) -> Result<(), Error> {
-        let proc_path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
         if !self.force {
-            return link(Path::new(&proc_path), &self.dest).map_err(|e| exists_or(e, &self.dest));
+            return link_file(&self.file, &self.dest).map_err(|e| exists_or(e, &self.dest));
         }
+        let proc_path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
         // Forced: link under a fresh temporary name, then rename over the destination.
         for attempt in 0..16 {
             let tmp = temp_name(&self.dest, attempt);

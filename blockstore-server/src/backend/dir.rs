@@ -174,7 +174,7 @@ impl DirBackend {
     fn write_block(&self, dest: &Path, bytes: &[u8]) -> io::Result<()> {
         match self.write_unnamed(dest, bytes)? {
             true => Ok(()),
-            false => self.write_via_tmp(dest, bytes, false),
+            false => self.write_via_tmp(dest, bytes),
         }
     }
 
@@ -204,16 +204,13 @@ impl DirBackend {
     }
 
     /// Writes `bytes` to a fresh temporary file and renames it to `dest`, creating the
-    /// parent on demand. With `sync`, the file is fsynced before the rename.
-    fn write_via_tmp(&self, dest: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+    /// parent on demand.
+    fn write_via_tmp(&self, dest: &Path, bytes: &[u8]) -> io::Result<()> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = self.tmp.join(format!("{}.{n}", std::process::id()));
         let result = (|| {
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
-            if sync {
-                f.sync_all()?;
-            }
             match fs::rename(&tmp, dest) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     fs::create_dir_all(dest.parent().expect("parent"))?;
@@ -377,6 +374,22 @@ mod tests {
         drop(first);
         DirBackend::open(dir.path()).expect("free after drop");
         assert!(!dir.path().join("tmp/inflight").exists());
+    }
+
+    #[test]
+    fn a_leftover_block_file_is_replaced_whole_and_nothing_stays_in_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = DirBackend::open(dir.path()).unwrap();
+        let id = BlockId([7; 32]);
+        let path = b.path_of(&id);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, b"torn").unwrap();
+        b.put_if_absent(&id, b"the whole object").unwrap();
+        assert_eq!(b.get(&id).unwrap().unwrap(), b"the whole object");
+        let fresh = BlockId([8; 32]);
+        b.put_if_absent(&fresh, b"new").unwrap();
+        assert_eq!(fs::read(b.path_of(&fresh)).unwrap(), b"new");
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 
     #[test]
