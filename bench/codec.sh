@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Single-core encode/decode throughput on 256 MiB of real data: the system's binaries and
+# Single-core cost of each push and pull stage on 256 MiB of real data: the system's binaries and
 # libraries, concatenated (cached in ${BONSAI_BENCH_DIR:-/var/tmp/bonsai-bench}).
 set -euo pipefail
 cd "$(dirname "$0")/.."

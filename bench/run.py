@@ -4,12 +4,14 @@
 Called by bench/run.sh; see that file for usage. Writes bench/RESULTS.md (or --out).
 
 Questions answered, one table each:
+  0. what each stage of push and pull costs on one core (cargo bench, on C's data)
   1. store growth as images A, B, C, D are pushed in order into one store (per tool)
   2. cold push of C into an empty store: wall, CPU, peak RSS, bytes stored
   3. restore of C from the A-D store: wall, peak RSS
   4. bonsai pull of C seeded with B: bytes fetched
   5. moving C to a site holding A and B, and Cip to a site holding A, B, C, over a
-     shaped link (network namespaces + veth + tc), against zstd -3 -T0 + plain copy
+     shaped link (network namespaces + veth + tc), against zstd -3 -T0 + plain copy;
+     5b. C again with 0, 40, 80 and 160 ms of round-trip time added (bench/delay.py)
 Tools run interleaved (the order rotates per image) so machine noise hits all alike.
 """
 
@@ -247,6 +249,31 @@ class Link:
         return int(s) + int(r)
 
 
+def start_site(bonsai, data):
+    """`bonsai serve` in the site namespace; returns once it listens."""
+    # `exec` twice over (the shell, then `ip netns exec`): the Popen is the server itself,
+    # so terminate() stops it rather than the shell that started it
+    p = subprocess.Popen(f"exec ip netns exec bz-site {bonsai} serve --listen 10.77.0.2:7412 --data {data}",
+                         shell=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    p.stdout.readline()
+    return p
+
+
+def start_delay(rtt):
+    """bench/delay.py in the client namespace: 127.0.0.1:7420 to the site, `rtt` ms added."""
+    relay = os.path.join(os.path.dirname(os.path.abspath(__file__)), "delay.py")
+    p = subprocess.Popen(f"exec ip netns exec bz-client python3 {relay} --listen 127.0.0.1:7420 "
+                         f"--to 10.77.0.2:7412 --rtt {rtt}", shell=True, stdout=subprocess.PIPE, text=True)
+    p.stdout.readline()
+    return p
+
+
+def stop(p):
+    if p is not None:
+        p.terminate()
+        p.wait()
+
+
 def wan(args, bonsai, corpus, work, lines, goals):
     link = Link(args.rate, args.delay)
     link.down()
@@ -263,50 +290,141 @@ def wan(args, bonsai, corpus, work, lines, goals):
         # the site already holds A and B (and C for the Cip question): filled locally
         for img in ("A", "B"):
             sh(f"{bonsai} push {corpus}/{img}.raw --store {data} -o {work}/wan-{img}.recipe --quiet --no-cache")
-        # `exec` twice over (the shell, then `ip netns exec`): the Popen is the server itself,
-        # so terminate() below stops it rather than the shell that started it
-        server = subprocess.Popen(f"exec ip netns exec bz-site {bonsai} serve --listen 10.77.0.2:7412 --data {data}",
-                                  shell=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        server.stdout.readline()
-        rows = []
-        for img, holds in (("C", "A, B"), ("Cip", "A, B, C")):
-            if img == "Cip":
-                sh(f"ip netns exec bz-client {bonsai} push {corpus}/C.raw --store http://10.77.0.2:7412 -o {work}/wan-C2.recipe --quiet --no-cache")
+        template = data + "-AB"
+        shutil.rmtree(template, ignore_errors=True)
+        sh(f"cp -a {data} {template}")
+        server = start_site(bonsai, data)
+        link_section(args, bonsai, corpus, work, link, lines, goals)
+        stop(server)
+        server = None
+        rtt_section(args, bonsai, corpus, work, link, data, template, lines, goals)
+        shutil.rmtree(template, ignore_errors=True)
+    finally:
+        stop(server)
+        link.down()
+
+
+def link_section(args, bonsai, corpus, work, link, lines, goals):
+    """Section 5: C to a site with A, B, and Cip to a site with A, B, C, against zstd+copy."""
+    rows = []
+    for img, holds in (("C", "A, B"), ("Cip", "A, B, C")):
+        if img == "Cip":
+            sh(f"ip netns exec bz-client {bonsai} push {corpus}/C.raw --store http://10.77.0.2:7412 -o {work}/wan-C2.recipe --quiet --no-cache")
+        before = link.tx_bytes()
+        t0 = time.time()
+        out = sh(f"ip netns exec bz-client {bonsai} push {corpus}/{img}.raw --store http://10.77.0.2:7412 "
+                 f"-o {work}/wan-{img}.recipe --json --quiet --no-cache").stdout
+        wall = time.time() - t0
+        wire = link.tx_bytes() - before
+        r = json.loads(out)
+        link_time = wire * 8 / (args.rate * 1e6)
+        zwall, zbytes = zstd_copy(f"{corpus}/{img}.raw")
+        if img == "C":
+            goal(goals, "C to a site with A, B over the link, bonsai / link time", wall / link_time, 1.05)
+        else:
+            goal(goals, "Cip to a site with A, B, C, bonsai / zstd+copy", wall / zwall, 0.1)
+        rows.append([f"{img} to a site with {holds}", f"{wall:.1f}", mb(r["sent_bytes"]), mb(wire),
+                     f"{link_time:.1f}", f"{wall / link_time:.2f}", f"{zwall:.1f}", mb(zbytes), f"{wall / zwall:.2f}"])
+    shape = f"{args.rate} Mbit/s" + (f", {args.delay} ms RTT (netem)" if link.netem else
+                                      " (tbf; this kernel has no netem, so no added delay)")
+    lines.append(f"\n## 5. Over a shaped link ({shape})\n")
+    lines.append(table(["move", "bonsai s", "bonsai sent MiB", "wire MiB (both ways)", "link time for wire bytes s",
+                        "bonsai / link time", "zstd -3 -T0 + copy s", "zstd bytes MiB", "bonsai / zstd+copy"], rows))
+
+
+def zstd_copy(image):
+    """zstd -3 -T0 of `image` sent over the link to a counting sink: (seconds, bytes)."""
+    sink = subprocess.Popen("ip netns exec bz-site python3 -c \"import socket;s=socket.socket();"
+                            "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('10.77.0.2',7413));"
+                            "s.listen(1);c,_=s.accept();n=0\nwhile True:\n b=c.recv(1<<20)\n if not b: break\n n+=len(b)\n"
+                            "print(n)\"", shell=True, stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    t0 = time.time()
+    sh(f"zstd -3 -T0 -q -c {image} | ip netns exec bz-client python3 -c \"import socket,sys;"
+       f"s=socket.create_connection(('10.77.0.2',7413));\nwhile True:\n b=sys.stdin.buffer.read(1<<20)\n if not b: break\n s.sendall(b)\ns.close()\"")
+    zbytes = int(sink.communicate()[0].strip())
+    return time.time() - t0, zbytes
+
+
+def rtt_section(args, bonsai, corpus, work, link, data, template, lines, goals):
+    """Section 5b: C to a site with A, B through bench/delay.py at each round-trip time."""
+    rows = []
+    for rtt in [int(x) for x in args.rtts.split(",") if x]:
+        shutil.rmtree(data, ignore_errors=True)
+        sh(f"cp -a {template} {data}")
+        server, relay = start_site(bonsai, data), None
+        try:
+            relay = start_delay(rtt)
             before = link.tx_bytes()
             t0 = time.time()
-            out = sh(f"ip netns exec bz-client {bonsai} push {corpus}/{img}.raw --store http://10.77.0.2:7412 "
-                     f"-o {work}/wan-{img}.recipe --json --quiet --no-cache").stdout
+            out = sh(f"ip netns exec bz-client {bonsai} push {corpus}/C.raw --store http://127.0.0.1:7420 "
+                     f"-o {work}/wan-rtt.recipe --force --json --quiet --no-cache").stdout
             wall = time.time() - t0
             wire = link.tx_bytes() - before
-            r = json.loads(out)
-            link_time = wire * 8 / (args.rate * 1e6)
-            # zstd -3 -T0 + plain copy over the same link
-            sink = subprocess.Popen("ip netns exec bz-site python3 -c \"import socket;s=socket.socket();"
-                                    "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('10.77.0.2',7413));"
-                                    "s.listen(1);c,_=s.accept();n=0\nwhile True:\n b=c.recv(1<<20)\n if not b: break\n n+=len(b)\n"
-                                    "print(n)\"", shell=True, stdout=subprocess.PIPE, text=True)
-            time.sleep(0.5)
-            t0 = time.time()
-            sh(f"zstd -3 -T0 -q -c {corpus}/{img}.raw | ip netns exec bz-client python3 -c \"import socket,sys;"
-               f"s=socket.create_connection(('10.77.0.2',7413));\nwhile True:\n b=sys.stdin.buffer.read(1<<20)\n if not b: break\n s.sendall(b)\ns.close()\"")
-            zbytes = int(sink.communicate()[0].strip())
-            zwall = time.time() - t0
-            if img == "C":
-                goal(goals, "C to a site with A, B over the link, bonsai / link time", wall / link_time, 1.05)
-            else:
-                goal(goals, "Cip to a site with A, B, C, bonsai / zstd+copy", wall / zwall, 0.1)
-            rows.append([f"{img} to a site with {holds}", f"{wall:.1f}", mb(r["sent_bytes"]), mb(wire),
-                         f"{link_time:.1f}", f"{wall / link_time:.2f}", f"{zwall:.1f}", mb(zbytes), f"{wall / zwall:.2f}"])
-        shape = f"{args.rate} Mbit/s" + (f", {args.delay} ms RTT (netem)" if link.netem else
-                                          " (tbf; this kernel has no netem, so no added delay)")
-        lines.append(f"\n## 5. Over a shaped link ({shape})\n")
-        lines.append(table(["move", "bonsai s", "bonsai sent MiB", "wire MiB (both ways)", "link time for wire bytes s",
-                            "bonsai / link time", "zstd -3 -T0 + copy s", "zstd bytes MiB", "bonsai / zstd+copy"], rows))
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait()
-        link.down()
+        finally:
+            stop(relay)
+            stop(server)
+        link_time = wire * 8 / (args.rate * 1e6)
+        if rtt == 80:
+            goal(goals, "C to a site with A, B over the link with 80 ms RTT, bonsai / link time", wall / link_time, 1.05)
+        rows.append([str(rtt), f"{wall:.1f}", mb(json.loads(out)["sent_bytes"]), mb(wire), f"{link_time:.1f}",
+                     f"{wall / link_time:.2f}"])
+    lines.append(f"\n## 5b. C to a site with A, B over the {args.rate} Mbit/s link, with added round-trip time\n")
+    lines.append("The push goes through `bench/delay.py`, a TCP relay in the client's namespace that holds every "
+                 "chunk RTT/2 in each direction (this kernel has no netem). Link time: wire bytes at the link's rate.\n")
+    lines.append(table(["RTT ms", "bonsai s", "bonsai sent MiB", "wire MiB (both ways)", "link time s",
+                        "bonsai / link time"], rows))
+
+
+# ---- cost per stage ------------------------------------------------------------------
+
+def data_sample(image, dest):
+    """The data extents of a sparse raw image, concatenated (what push chunks)."""
+    if os.path.exists(dest) and os.path.getmtime(dest) >= os.path.getmtime(image):
+        return dest
+    with open(image, "rb") as src, open(dest + ".part", "wb") as out:
+        fd, end, pos = src.fileno(), os.fstat(src.fileno()).st_size, 0
+        while pos < end:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            stop = os.lseek(fd, start, os.SEEK_HOLE)
+            src.seek(start)
+            left = stop - start
+            while left:
+                b = src.read(min(left, 8 * MIB))
+                out.write(b)
+                left -= len(b)
+            pos = stop
+    os.replace(dest + ".part", dest)
+    return dest
+
+
+def stages(corpus, work):
+    """Seconds per GiB of each stage, one thread (core/benches/codec.rs), on C's data."""
+    sample = data_sample(f"{corpus}/C.raw", os.path.join(os.path.dirname(work.rstrip("/")), "C-data.bin"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = sh(f"cargo bench -q -p bonsai-core --bench codec -- {sample} 0 --json", cwd=root).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def stage_section(st, lines):
+    """Section 0: the table of stage costs, and each side's sum."""
+    rows, sums = [], {"push": 0.0, "pull": 0.0}
+    for s in st["stages"]:
+        if s["side"] in sums:
+            sums[s["side"]] += s["seconds_per_gib"]
+        rows.append([s["stage"], s["side"].replace("-whole", " (whole)"), f"{1024 / s['seconds_per_gib']:.0f}",
+                     f"{s['seconds_per_gib']:.2f}"])
+    rows += [["sum of push stages", "push", "-", f"{sums['push']:.2f}"],
+             ["sum of pull stages", "pull", "-", f"{sums['pull']:.2f}"]]
+    lines += ["", "## 0. Cost of each stage on one core (C's data)", "",
+              f"`cargo bench -p bonsai-core --bench codec -- C-data.bin 0` on the {st['input_bytes'] / (1 << 30):.2f} GiB "
+              "of data in C (its data extents, concatenated): each stage alone over every chunk, then the encoder "
+              "and decoder as push and pull run them. CPU seconds per GiB of data.", "",
+              table(["stage", "side", "MiB/s", "CPU s per GiB"], rows)]
+    return sums
 
 
 def main():
@@ -318,8 +436,10 @@ def main():
     ap.add_argument("--tools", default="bonsai,casync,restic,borg")
     ap.add_argument("--out", default=None)
     ap.add_argument("--rate", type=int, default=100)
-    ap.add_argument("--delay", type=int, default=40)
+    ap.add_argument("--delay", type=int, default=0, help="netem delay on the link, ms, where the kernel has netem")
+    ap.add_argument("--rtts", default="0,40,80,160", help="round-trip times for section 5b, ms (bench/delay.py)")
     ap.add_argument("--no-wan", action="store_true")
+    ap.add_argument("--no-stages", action="store_true", help="skip section 0 (cargo bench of each stage)")
     args = ap.parse_args()
 
     work = args.work
@@ -344,6 +464,9 @@ def main():
     ]
 
     goals = []
+    sums = None
+    if "C" in images and not args.no_stages:
+        sums = stage_section(stages(args.corpus, work), lines)
     # 1. A, B, C, D into one store, interleaved
     repos = {t.name: os.path.join(work, t.name + "-all") for t in tools}
     for t in tools:
@@ -375,8 +498,13 @@ def main():
         for t in tools:
             repo = os.path.join(work, t.name + "-conly")
             t.init(repo)
-            wall, cpu, rss, _ = t.push(repo, f"{args.corpus}/C.raw", "C")
+            wall, cpu, rss, out = t.push(repo, f"{args.corpus}/C.raw", "C")
             res.append((t.name, wall, cpu, rss, t.store_bytes(repo)))
+            if t.name == "bonsai":
+                c_data = json.loads(out)["data_bytes"] / (1 << 30)
+                if sums:
+                    goal(goals, "cold push of C, bonsai CPU s per GiB of data / sum of push stages",
+                         cpu / c_data / sums["push"], 1.3)
             shutil.rmtree(repo, ignore_errors=True)
         fastest_peer = min((r[1] for r in res if r[0] != "bonsai"), default=None)
         walls = {r[0]: r[1] for r in res}
@@ -401,6 +529,9 @@ def main():
         walls = {r[0]: r[1] for r in res}
         if "borg" in walls and "bonsai" in walls:
             goal(goals, "restore of C, bonsai / borg wall", walls["bonsai"] / walls["borg"], 0.5)
+        if sums and "bonsai" in walls:
+            cpu = next(r[2] for r in res if r[0] == "bonsai")
+            goal(goals, "restore of C, bonsai CPU s per GiB of data / sum of pull stages", cpu / c_data / sums["pull"], 1.3)
         for name, wall, cpu, rss, same in res:
             rows.append([name, f"{wall:.1f}", f"{wall / restic:.2f}" if restic else "-", f"{cpu:.1f}", f"{rss:.0f}",
                          "yes" if same else "NO"])

@@ -31,7 +31,8 @@ img("Cip", [(M, os_), (8 * M, rnd.randbytes(M)), (20 * M, rnd.randbytes(2 * M))]
 img("D", [(M, rnd.randbytes(3 * M))])
 PY
   python3 bench/run.py --bonsai "$bonsai" --corpus "$tmp" --work "$tmp/work" --no-wan --out "$tmp/RESULTS.md" > /dev/null
-  grep -q "## 1. Store growth" "$tmp/RESULTS.md" && grep -q "## 3. Restore of C" "$tmp/RESULTS.md"
+  grep -q "## 0. Cost of each stage" "$tmp/RESULTS.md" && grep -q "## 1. Store growth" "$tmp/RESULTS.md" \
+    && grep -q "## 3. Restore of C" "$tmp/RESULTS.md"
   echo "bench smoke: ok"
   exit 0
 fi

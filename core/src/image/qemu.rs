@@ -363,12 +363,14 @@ fn opened_files(sock: UnixStream) -> io::Result<Vec<PathBuf>> {
     let mut reader = BufReader::new(sock.try_clone()?);
     let mut writer = sock;
     let mut line = String::new();
-    reader.read_line(&mut line)?; // greeting
+    // The monitor takes commands as soon as the connection is open; its greeting is one
+    // more line without "return", skipped below, not waited for first (under load it was
+    // seen not to come within the timeout).
     let mut call = |cmd: Value| -> io::Result<Value> {
         writeln!(writer, "{cmd}")?;
         loop {
             line.clear();
-            if reader.read_line(&mut line)? == 0 {
+            if reader.read_line(&mut line).map_err(no_answer)? == 0 {
                 return Err(io::Error::other("monitor closed"));
             }
             let v: Value = serde_json::from_str(&line).map_err(io::Error::other)?;
@@ -394,6 +396,21 @@ fn opened_files(sock: UnixStream) -> io::Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
+}
+
+/// A read timeout reads as "Resource temporarily unavailable"; say what it means.
+fn no_answer(e: io::Error) -> io::Error {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "its monitor did not answer within 30 s",
+        )
+    } else {
+        e
+    }
 }
 
 impl Disk for QemuDisk {
