@@ -4,6 +4,7 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::images::Exact;
 use crate::ingest::IngestOutcome;
 use crate::state::AppState;
 use axum::body::Body;
@@ -196,6 +197,8 @@ pub(crate) fn name_for(caller: &Caller, name: &str) -> Result<(), ApiError> {
 pub(crate) struct RegisterQuery {
     zero_bytes: Option<u64>,
     image_hash: Option<String>,
+    /// Register exactly this version (a copy by `bonsai sync`), never renumbered.
+    version: Option<u64>,
 }
 
 /// `PUT /v1/images/{name}`: registers a new version of `name`.
@@ -227,6 +230,9 @@ pub(crate) async fn register(
             "zero_bytes exceeds the logical size {logical}"
         )));
     }
+    if let Some(version) = figures.version {
+        return register_exact(st, caller, name, logical, ids, figures, version).await;
+    }
     let store = st.store.clone();
     let n = ids.len();
     let outcome = blocking(&st, move || {
@@ -252,6 +258,56 @@ pub(crate) async fn register(
         )
             .into_response()),
         Err(id) => Err(ApiError::block_missing(
+            StatusCode::CONFLICT,
+            id,
+            format!("block {id} not found; upload every block before registering the image"),
+        )),
+    }
+}
+
+/// `PUT /v1/images/{name}?version=V`: registers exactly version V, or finds it there.
+async fn register_exact(
+    st: AppState,
+    caller: Caller,
+    name: String,
+    logical: u64,
+    ids: Vec<BlockId>,
+    figures: RegisterQuery,
+    version: u64,
+) -> Result<Response, ApiError> {
+    if version == 0 {
+        return Err(ApiError::bad_request("version must be 1 or more"));
+    }
+    let store = st.store.clone();
+    let n = ids.len();
+    let shown = format!("{name}@{version}");
+    let outcome = blocking(&st, move || {
+        let v = crate::images::NewVersion {
+            name: &name,
+            logical_bytes: logical,
+            ids: &ids,
+            zero_bytes: figures.zero_bytes,
+            image_hash: figures.image_hash.as_deref(),
+            by: &caller.by,
+        };
+        Ok(store.register_exact(&v, version)?)
+    })
+    .await?;
+    let reply = |status, existed| {
+        let body = serde_json::json!({"blocks": n, "version": version, "existed": existed});
+        Ok((status, Json(body)).into_response())
+    };
+    match outcome {
+        Exact::Created => reply(StatusCode::CREATED, false),
+        Exact::Existed => reply(StatusCode::OK, true),
+        Exact::Taken => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!(
+                "{shown} is another image here; a copied version is never renumbered or replaced"
+            ),
+        )),
+        Exact::Missing(id) => Err(ApiError::block_missing(
             StatusCode::CONFLICT,
             id,
             format!("block {id} not found; upload every block before registering the image"),

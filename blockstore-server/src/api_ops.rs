@@ -32,7 +32,7 @@ fn one_version(caller: &Caller, text: &str) -> Result<(String, u64), ApiError> {
     match r.version {
         Some(v) => Ok((r.name, v)),
         None => Err(ApiError::bad_request(
-            "a sealed recipe or boot profile belongs to one version: NAME@VERSION (see GET /v1/images)",
+            "a sealed recipe, boot profile or manifest belongs to one version: NAME@VERSION (see GET /v1/images)",
         )),
     }
 }
@@ -208,5 +208,21 @@ pub(crate) async fn get_profile(
         None => Err(ApiError::not_found(format!(
             "no boot profile for {shown:?} (an export records one at its first client's end)"
         ))),
+    }
+}
+
+/// `GET /v1/manifests/{name@v}` → the version's manifest object (docs/FORMAT.md
+/// "Manifest"), what `bonsai sync` copies; or 404.
+pub(crate) async fn get_manifest(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(text): Path<String>,
+) -> Result<Response, ApiError> {
+    let (name, version) = one_version(&caller, &text)?;
+    let store = st.store.clone();
+    let shown = format!("{name}@{version}");
+    match blocking(&st, move || Ok(store.manifest(&name, version)?)).await? {
+        Some(bytes) => Ok(octets(bytes)),
+        None => Err(ApiError::not_found(format!("no image version {shown:?}"))),
     }
 }

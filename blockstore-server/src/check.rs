@@ -106,6 +106,9 @@ fn examine_part(
 impl Store {
     /// Checks every indexed block; quarantines and unindexes the damaged ones.
     pub fn check(&self, opts: &CheckOptions) -> Result<CheckReport, StorageError> {
+        if self.upstream.is_some() {
+            return Err(StorageError::Unsupported(crate::cache::NO_ADMIN));
+        }
         let started = Instant::now();
         let read_data = opts.read_data;
         let backend = self.backend().as_ref();

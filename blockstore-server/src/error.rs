@@ -101,6 +101,11 @@ impl From<StorageError> for ApiError {
             StorageError::Conflict(_) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
             }
+            StorageError::Upstream(_) => {
+                tracing::warn!(cause = %e, "upstream failed");
+                ApiError::new(StatusCode::BAD_GATEWAY, ErrorCode::Upstream, e.to_string())
+            }
+            StorageError::Forwarded(f) => forwarded(f),
             StorageError::Lost(id) => {
                 tracing::error!(cause = %e, "indexed block lost");
                 let id = *id;
@@ -124,5 +129,37 @@ impl IntoResponse for ApiError {
             id: self.id,
         };
         (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// An upstream's answer to a request a site cache forwarded, passed on with its meaning:
+/// its refusals keep their code, its failures are the upstream's (502).
+fn forwarded(e: &bonsai_core::store::StoreError) -> ApiError {
+    use bonsai_core::store::StoreError as E;
+    let status = |code: ErrorCode| match code {
+        ErrorCode::BadRequest | ErrorCode::BadId => StatusCode::BAD_REQUEST,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Conflict | ErrorCode::BlockMissing => StatusCode::CONFLICT,
+        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorCode::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    match e {
+        E::Refused { code, reason, .. } => ApiError::new(status(*code), *code, reason.clone()),
+        E::BadInput { reason, .. } => ApiError::bad_request(reason.clone()),
+        E::NotFound(id) => ApiError::block_missing(
+            StatusCode::CONFLICT,
+            *id,
+            format!(
+                "block {id} not found upstream; upload every block before registering the image"
+            ),
+        ),
+        other => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::Upstream,
+            format!("upstream store: {other}"),
+        ),
     }
 }

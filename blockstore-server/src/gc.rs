@@ -183,6 +183,9 @@ impl Store {
     /// Collects unreferenced blocks: mark, then sweep those marked at least
     /// `grace_seconds` ago and not confirmed since.
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport, StorageError> {
+        if self.upstream.is_some() {
+            return Err(StorageError::Unsupported(crate::cache::NO_ADMIN));
+        }
         if self.backend().is_shared() {
             // Another server's index holds registrations and "present" answers this one
             // never saw: marking from this index alone could free a live block.

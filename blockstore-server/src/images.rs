@@ -12,7 +12,7 @@ use crate::ingest::{StorageError, Store};
 use crate::versions::label;
 use bonsai_core::name::VersionRef;
 use bonsai_core::store::manifest::{self, VersionHeader};
-use bonsai_core::store::{ImageInfo, Registered};
+use bonsai_core::store::{AdminStore, ImageInfo, Registered};
 use bonsai_core::BlockId;
 
 /// Most version numbers tried when other servers take them first.
@@ -35,9 +35,25 @@ pub struct NewVersion<'a> {
     pub by: &'a str,
 }
 
+/// What registering an exact version did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exact {
+    /// The version is new here.
+    Created,
+    /// The same version, with the same blocks, was registered already.
+    Existed,
+    /// Another image holds that version number here; nothing was changed.
+    Taken,
+    /// The store does not hold this block; nothing was registered.
+    Missing(BlockId),
+}
+
 impl Store {
     /// Registered versions with their figures, and whether a sealed recipe is kept for each.
     pub fn image_infos(&self) -> Result<Vec<ImageInfo>, StorageError> {
+        if let Some(up) = self.upstream() {
+            return up.client().images().map_err(StorageError::Forwarded);
+        }
         let mut infos = self.index().image_infos()?;
         let sealed: std::collections::HashSet<String> =
             self.backend().list_sealed_recipes()?.into_iter().collect();
@@ -53,6 +69,9 @@ impl Store {
         &self,
         v: &NewVersion<'_>,
     ) -> Result<Result<Registered, BlockId>, StorageError> {
+        if let Some(up) = self.upstream() {
+            return up.register(v);
+        }
         if let Some(id) = self.missing(v.ids)?.first() {
             return Ok(Err(*id));
         }
@@ -99,6 +118,63 @@ impl Store {
         ))
     }
 
+    /// Registers `v` as exactly `version` (a copy of another store's version, which its
+    /// sealed recipe is bound to). The same version with the same blocks already here is
+    /// [`Exact::Existed`]; another manifest under that number is [`Exact::Taken`]: a copy
+    /// is never renumbered and nothing registered is replaced.
+    pub fn register_exact(&self, v: &NewVersion<'_>, version: u64) -> Result<Exact, StorageError> {
+        if let Some(up) = self.upstream() {
+            return up.register_exact(v, version);
+        }
+        if let Some(id) = self.missing(v.ids)?.first() {
+            return Ok(Exact::Missing(*id));
+        }
+        let _one = self.registering.lock().unwrap_or_else(|p| p.into_inner());
+        let key = manifest::key(v.name, version);
+        let mut header = crate::versions::header_now(v.name, version, v.logical_bytes, v.by);
+        header.zero_bytes = v.zero_bytes;
+        header.image_hash = v.image_hash.map(str::to_string);
+        if self
+            .backend()
+            .put_manifest(&key, &manifest::encode(&header, v.ids))?
+            == Put::Present
+        {
+            return self.already_there(&key, v);
+        }
+        match self.index().register_version(&header, v.ids)? {
+            Ok(_) => Ok(Exact::Created),
+            Err(id) => {
+                self.backend().delete_manifest(&key)?;
+                Ok(Exact::Missing(id))
+            }
+        }
+    }
+
+    /// A manifest was already kept under `key`: the same version if it holds the same
+    /// image (then indexed here too, if another server over the bucket wrote it).
+    fn already_there(&self, key: &str, v: &NewVersion<'_>) -> Result<Exact, StorageError> {
+        let kept = self.backend().get_manifest(key)?;
+        let Some((header, ids)) = kept.and_then(|b| manifest::parse(key, &b)) else {
+            return Ok(Exact::Taken);
+        };
+        let same = header.logical_bytes == v.logical_bytes
+            && header.image_hash.as_deref() == v.image_hash
+            && ids == v.ids;
+        if !same {
+            return Ok(Exact::Taken);
+        }
+        if self
+            .index()
+            .registrant(&header.name, header.version)?
+            .is_none()
+        {
+            if let Err(id) = self.index().register_version(&header, &ids)? {
+                return Ok(Exact::Missing(id));
+            }
+        }
+        Ok(Exact::Existed)
+    }
+
     /// Registers a version as an unnamed caller (tests and tools).
     pub fn register(
         &self,
@@ -122,6 +198,9 @@ impl Store {
     /// changed), then its manifest and sealed recipe leave the backend. Should that fail,
     /// the version is no longer listed and a rebuild would bring it back: nothing is lost.
     pub fn forget(&self, target: &VersionRef) -> Result<Vec<VersionRef>, StorageError> {
+        if self.upstream().is_some() {
+            return Err(StorageError::Unsupported(crate::cache::NO_ADMIN));
+        }
         let mut gone = Vec::new();
         for version in self.index().versions_of(&target.name, target.version)? {
             if self.index().forget_version(&target.name, version)? {
@@ -145,6 +224,13 @@ impl Store {
         by: &str,
         sealed: &[u8],
     ) -> Result<(), StorageError> {
+        if let Some(up) = self.upstream() {
+            let label = label(name, version);
+            return up
+                .client()
+                .put_sealed_recipe(&label, sealed)
+                .map_err(StorageError::Forwarded);
+        }
         let vlabel = label(name, version);
         let owner = match self.index().registrant(name, version)? {
             Some(o) => o,
@@ -189,6 +275,13 @@ impl Store {
         version: u64,
         profile: &[u8],
     ) -> Result<bool, StorageError> {
+        if let Some(up) = self.upstream() {
+            let label = label(name, version);
+            return up
+                .client()
+                .put_profile(&label, profile)
+                .map_err(StorageError::Forwarded);
+        }
         if self.index().registrant(name, version)?.is_none() {
             self.shared_registrant(name, version)?;
         }
@@ -198,11 +291,37 @@ impl Store {
 
     /// The boot profile kept for a version.
     pub fn profile(&self, name: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        if let Some(up) = self.upstream() {
+            return up
+                .client()
+                .get_profile(&label(name, version))
+                .map_err(StorageError::Forwarded);
+        }
         Ok(self.backend().get_profile(&manifest::key(name, version))?)
+    }
+
+    /// The manifest object of a registered version, as the backend keeps it.
+    pub fn manifest(&self, name: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        if let Some(up) = self.upstream() {
+            return up
+                .client()
+                .get_manifest(&label(name, version))
+                .map_err(StorageError::Forwarded);
+        }
+        if self.index().registrant(name, version)?.is_none() {
+            return Ok(None);
+        }
+        Ok(self.backend().get_manifest(&manifest::key(name, version))?)
     }
 
     /// The sealed recipe kept for a version.
     pub fn sealed_recipe(&self, name: &str, version: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        if let Some(up) = self.upstream() {
+            return up
+                .client()
+                .get_sealed_recipe(&label(name, version))
+                .map_err(StorageError::Forwarded);
+        }
         Ok(self
             .backend()
             .get_sealed_recipe(&manifest::key(name, version))?)

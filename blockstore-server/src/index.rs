@@ -197,6 +197,7 @@ impl Index {
             images,
             logical_bytes: logical,
             dedup_ratio: 0.0,
+            cache: None,
         }
         .with_ratio())
     }

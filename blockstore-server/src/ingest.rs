@@ -37,6 +37,12 @@ pub enum StorageError {
     /// The request would replace something that is never replaced.
     #[error("{0}")]
     Conflict(String),
+    /// A site cache's upstream failed or refused a block it sent (one line for clients).
+    #[error("upstream store: {0}")]
+    Upstream(String),
+    /// A site cache forwarded a request and the upstream answered with this.
+    #[error(transparent)]
+    Forwarded(bonsai_core::store::StoreError),
     /// The index lists a block the backend no longer has.
     #[error("block {0} is indexed but its data is gone; run `bonsai check` on the store")]
     Lost(BlockId),
@@ -76,6 +82,8 @@ pub struct Store {
     /// Held while a registration picks its version number and writes its manifest, so two
     /// pushes of one name through this server take consecutive numbers.
     pub(crate) registering: std::sync::Mutex<()>,
+    /// The store this one caches (`serve --upstream`), if it is a site cache.
+    pub(crate) upstream: Option<Arc<crate::cache::Upstream>>,
 }
 
 impl Store {
@@ -108,7 +116,22 @@ impl Store {
             index,
             gc_lock: std::sync::RwLock::new(()),
             registering: std::sync::Mutex::new(()),
+            upstream: None,
         })
+    }
+
+    /// Makes this store a site cache of `up` (cache.rs): reads it lacks are fetched there,
+    /// writes go through to it.
+    pub fn with_upstream(mut self, up: crate::cache::Upstream) -> Result<Self, StorageError> {
+        let last = self.ensure_cache_schema()?;
+        up.tick(last);
+        self.upstream = Some(Arc::new(up));
+        Ok(self)
+    }
+
+    /// The upstream of a site cache.
+    pub fn upstream(&self) -> Option<&crate::cache::Upstream> {
+        self.upstream.as_deref()
     }
 
     /// The directory holding the index (and, for a directory backend, the blocks).
@@ -138,8 +161,35 @@ impl Store {
     }
 
     /// Verifies and stores a batch. Bad blocks are reported, good ones kept.
-    /// Invalid objects are refused before the index is asked about anything.
+    /// Invalid objects are refused before the index is asked about anything. A site cache
+    /// sends the good ones to its upstream first and keeps them only once it has them.
     pub fn put_many(&self, items: &[(BlockId, &[u8])]) -> Result<IngestOutcome, StorageError> {
+        if let Some(up) = &self.upstream {
+            let good: Vec<(BlockId, &[u8])> = items
+                .iter()
+                .filter(|(id, b)| Self::refusal(id, b).is_none())
+                .copied()
+                .collect();
+            if !good.is_empty() {
+                use bonsai_core::store::WriteStore;
+                up.client()
+                    .put(&good)
+                    .map_err(crate::cache::upstream_error)?;
+            }
+            let out = self.put_local(items)?;
+            let ids: Vec<BlockId> = good.iter().map(|(id, _)| *id).collect();
+            self.record_use(up, &ids)?;
+            self.evict_if_over(up)?;
+            return Ok(out);
+        }
+        self.put_local(items)
+    }
+
+    /// [`Store::put_many`] into this store's own backend and index.
+    pub(crate) fn put_local(
+        &self,
+        items: &[(BlockId, &[u8])],
+    ) -> Result<IngestOutcome, StorageError> {
         let mut out = IngestOutcome::default();
         let mut valid = Vec::with_capacity(items.len());
         for (id, bytes) in items {
@@ -197,6 +247,9 @@ impl Store {
     /// Which ids are absent. On a shared backend an index miss is confirmed with the
     /// backend (another server may have stored it) and indexed if found.
     pub fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StorageError> {
+        if let Some(up) = &self.upstream {
+            return self.missing_via(up, ids);
+        }
         let _shared = self.shared();
         let absent = self.index.missing(ids)?;
         if !self.backend.is_shared() {
@@ -223,8 +276,39 @@ impl Store {
         Ok(ids.iter().filter(|i| gone.contains(i)).copied().collect())
     }
 
-    /// A block's bytes, if stored.
+    /// A site cache's answer: what neither it nor its upstream holds.
+    fn missing_via(
+        &self,
+        up: &crate::cache::Upstream,
+        ids: &[BlockId],
+    ) -> Result<Vec<BlockId>, StorageError> {
+        use bonsai_core::store::ReadStore;
+        let absent = distinct(self.index.missing(ids)?.iter());
+        if absent.is_empty() {
+            return Ok(Vec::new());
+        }
+        let gone: HashSet<BlockId> = up
+            .client()
+            .missing(&absent)
+            .map_err(crate::cache::upstream_error)?
+            .into_iter()
+            .collect();
+        Ok(ids.iter().filter(|i| gone.contains(i)).copied().collect())
+    }
+
+    /// A block's bytes, if stored (for a site cache: held, or fetched from its upstream).
     pub fn get(&self, id: &BlockId) -> Result<Option<Vec<u8>>, StorageError> {
+        match &self.upstream {
+            Some(up) => Ok(self
+                .cached_get_many(up, std::slice::from_ref(id))?
+                .pop()
+                .flatten()),
+            None => self.get_local(id),
+        }
+    }
+
+    /// A block's bytes from this store's own backend, if indexed here.
+    pub(crate) fn get_local(&self, id: &BlockId) -> Result<Option<Vec<u8>>, StorageError> {
         if self.index.size_of(id)?.is_none() {
             if self.backend.is_shared() {
                 return Ok(self.backend.get(id)?);
@@ -240,15 +324,20 @@ impl Store {
     /// Blocks' bytes in order, `None` where absent: [`Store::get`] for a batch download, in
     /// one backend call on a shared backend (concurrent requests to the bucket).
     pub fn get_many(&self, ids: &[BlockId]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        if let Some(up) = &self.upstream {
+            return self.cached_get_many(up, ids);
+        }
         if !self.backend.is_shared() {
-            return ids.iter().map(|id| self.get(id)).collect();
+            return ids.iter().map(|id| self.get_local(id)).collect();
         }
         Ok(self.backend.get_many(ids)?)
     }
 
     /// Store-wide figures.
     pub fn stats(&self) -> Result<StoreStats, StorageError> {
-        Ok(self.index.stats()?)
+        let mut stats = self.index.stats()?;
+        stats.cache = self.upstream.as_ref().map(|up| up.stats());
+        Ok(stats)
     }
 
     /// Records an image's zero bytes for reports (after [`Store::register`]).
@@ -261,6 +350,9 @@ impl Store {
         &self,
         opts: &bonsai_core::report::ReportOptions,
     ) -> Result<bonsai_core::report::StoreReport, StorageError> {
+        if self.upstream.is_some() {
+            return Err(StorageError::Unsupported(crate::cache::NO_ADMIN));
+        }
         Ok(self.index.report(opts)?)
     }
 

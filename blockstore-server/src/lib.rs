@@ -48,6 +48,7 @@ mod api_ops;
 mod auth;
 mod backend;
 mod batch;
+mod cache;
 mod check;
 mod conn;
 mod dashboard;
@@ -75,6 +76,7 @@ mod versions;
 pub use auth::{bearer_token, Access, Role, Tokens};
 pub use backend::s3::{Bucket, Created, S3Backend, S3Error, S3Location, S3Settings};
 pub use backend::{Backend, BackendError, DirBackend, Put};
+pub use cache::Upstream;
 pub use error::ApiError;
 pub use guard::Peer;
 pub use images::NewVersion;
@@ -146,6 +148,23 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Be a site cache of the store at URL (`http(s)://host:port`, a `bonsai serve`):
+    /// answer reads from --data and fetch what it lacks there (verified, kept, each block
+    /// once however many ask); pass uploads and registrations through, acknowledged only
+    /// once the upstream has them. Images, sealed recipes and profiles are the upstream's.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// File holding the token this cache presents to its upstream (read, or write to let
+    /// pushes through).
+    #[arg(long, value_name = "FILE", requires = "upstream")]
+    pub upstream_token_file: Option<PathBuf>,
+    /// PEM file of a private CA to trust for an `https://` upstream.
+    #[arg(long, value_name = "FILE", requires = "upstream")]
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Most bytes of blocks the cache holds (500M, 20G, 1T: powers of 1024); the least
+    /// recently used are evicted beyond it. Without it the cache only grows.
+    #[arg(long, value_name = "SIZE", requires = "upstream", value_parser = cache::parse_size)]
+    pub cache_size: Option<u64>,
     /// Log lines on stderr as text, or as one JSON object each (for a log pipeline).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -191,9 +210,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.index_dir.clone(),
         args.rebuild_index,
     );
-    let store =
-        tokio::task::spawn_blocking(move || data::open_data(&data, index_dir.as_deref(), rebuild))
-            .await??;
+    let cache = args.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        let store = data::open_data(&data, index_dir.as_deref(), rebuild)?;
+        cache::attach(store, &cache)
+    })
+    .await??;
     let limits = state::Limits {
         max_request_bytes: args.max_request_bytes,
         max_ids: args.max_ids,

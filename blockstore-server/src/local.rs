@@ -4,12 +4,12 @@
 //! a directory a running server holds.
 
 use crate::backend::BackendError;
-use crate::images::NewVersion;
+use crate::images::{Exact, NewVersion};
 use crate::ingest::{StorageError, Store};
 use bonsai_core::name::VersionRef;
 use bonsai_core::report::{Registration, ReportOptions, StoreReport};
 use bonsai_core::store::{
-    AdminStore, CheckOptions, CheckReport, ForgetReport, GcOptions, GcReport, ImageInfo,
+    AdminStore, CheckOptions, CheckReport, ErrorCode, ForgetReport, GcOptions, GcReport, ImageInfo,
     PutOutcome, ReadStore, Registered, StoreError, StoreStats, WriteStore,
 };
 use bonsai_core::BlockId;
@@ -131,6 +131,37 @@ impl WriteStore for LocalStore {
             Err(id) => Err(StoreError::NotFound(id)),
         }
     }
+
+    fn register_copy(&self, reg: &Registration<'_>, version: u64) -> Result<bool, StoreError> {
+        if let Some(p) = bonsai_core::name::name_problem(reg.name) {
+            return Err(StoreError::BadInput {
+                store: self.name.clone(),
+                reason: p,
+            });
+        }
+        let hash = reg.image_hash.map(|h| h.to_string());
+        let v = NewVersion {
+            name: reg.name,
+            logical_bytes: reg.logical_bytes,
+            ids: reg.ids,
+            zero_bytes: Some(reg.zero_bytes),
+            image_hash: hash.as_deref(),
+            by: LOCAL,
+        };
+        match self.store.register_exact(&v, version).map_err(|e| self.err(e))? {
+            Exact::Created => Ok(false),
+            Exact::Existed => Ok(true),
+            Exact::Taken => Err(StoreError::Refused {
+                store: self.name.clone(),
+                code: ErrorCode::Conflict,
+                reason: format!(
+                    "{}@{version} is another image here; a copied version is never renumbered or replaced",
+                    reg.name
+                ),
+            }),
+            Exact::Missing(id) => Err(StoreError::NotFound(id)),
+        }
+    }
 }
 
 /// Who registers through an embedded store (whoever can open the directory).
@@ -144,7 +175,7 @@ fn one_version(store: &str, text: &str) -> Result<(String, u64), StoreError> {
     };
     let r = VersionRef::parse(text).map_err(bad)?;
     let v = r.version.ok_or_else(|| {
-        bad("a sealed recipe or boot profile belongs to one version: NAME@VERSION".into())
+        bad("a sealed recipe, boot profile or manifest belongs to one version: NAME@VERSION".into())
     })?;
     Ok((r.name, v))
 }
@@ -192,6 +223,11 @@ impl AdminStore for LocalStore {
         self.store
             .sealed_recipe(&name, version)
             .map_err(|e| self.err(e))
+    }
+
+    fn get_manifest(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (name, version) = one_version(&self.name, name)?;
+        self.store.manifest(&name, version).map_err(|e| self.err(e))
     }
 
     fn put_profile(&self, name: &str, profile: &[u8]) -> Result<bool, StoreError> {

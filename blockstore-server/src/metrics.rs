@@ -286,6 +286,7 @@ mod tests {
             images: 2,
             logical_bytes: 5000,
             dedup_ratio: 5.0,
+            cache: None,
         };
         let text = m.encode(&stats).unwrap();
         for line in [

@@ -16,12 +16,14 @@
 //! POST /v1/blocks            write   body: frames id ‖ u32 LE len ‖ object → verdicts
 //! PUT  /v1/blocks/{id}       write   upload one object
 //! PUT  /v1/images/{name}     write   body: u64 LE logical size ‖ ids → a new version
-//!                                    (`?zero_bytes=N&image_hash=HEX`)
+//!                                    (`?zero_bytes=N&image_hash=HEX`; `&version=V`
+//!                                    registers exactly V: a copy, never renumbered)
 //! GET  /v1/report            read    the dedup report, JSON (`?matrix=N`)
 //! GET  /                     page    the dashboard: read token, also as the Basic password
 //! GET  /dashboard/generation page    what the dashboard polls to reload on change
 //! GET  /v1/recipes/{name@v} read    a version's sealed recipe (opaque bytes)
 //! PUT  /v1/recipes/{name@v} write   keep it, once (only the version's registrant)
+//! GET  /v1/manifests/{name@v} read  a version's manifest object (what sync copies)
 //! DELETE /v1/images/{ref}    admin   forget NAME@V, or every version of NAME
 //! POST /v1/gc                admin   collect garbage (?grace_seconds=N&dry_run=true)
 //! POST /v1/check             admin   verify blocks (?read_data=true)
@@ -109,6 +111,12 @@ pub fn table() -> Vec<Route> {
             "/v1/recipes/{name}",
             Needs(Write),
             api_ops::put_recipe,
+        ),
+        route(
+            M::GET,
+            "/v1/manifests/{name}",
+            Needs(Read),
+            api_ops::get_manifest,
         ),
         route(
             M::GET,

@@ -114,6 +114,16 @@ pub(crate) enum Command {
     ///
     /// Example: bonsai check --store http://store:7412 --read-data
     Check(crate::cmd::check::CheckArgs),
+    /// Copy image versions to another store, sending only the blocks it lacks.
+    ///
+    /// Manifests, blocks, sealed recipes and boot profiles; each version keeps its number
+    /// and is registered at the target only once all its blocks are there. Run it again
+    /// after an interruption: it sends only what is still missing.
+    ///
+    /// Examples:
+    ///   bonsai sync --from http://eu:7412 --to http://us:7412 web@3 db
+    ///   bonsai sync --from /srv/bonsai --to https://far:7412 --all --limit-rate 20M
+    Sync(crate::cmd::sync::SyncArgs),
     /// Print a shell completion script on stdout.
     ///
     /// Examples:

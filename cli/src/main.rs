@@ -50,6 +50,7 @@ fn main() {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Images(a) => cmd::images::run(a),
         Command::Forget(a) => cmd::forget::run(a),
+        Command::Sync(a) => cmd::sync::run(a),
         Command::Gc(a) => cmd::gc::run(a, quiet),
         Command::Check(a) => cmd::check::run(a, quiet),
         Command::Completions(a) => cmd::completions::completions(a),

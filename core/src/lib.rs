@@ -43,6 +43,7 @@ pub mod seal;
 pub mod seed;
 pub mod stats;
 pub mod store;
+pub mod sync;
 #[cfg(test)]
 pub(crate) mod test_tools;
 

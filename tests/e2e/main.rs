@@ -18,6 +18,7 @@ mod report;
 mod s3;
 #[path = "../../blockstore-server/tests/support/serving.rs"]
 mod serving;
+mod sync;
 #[path = "../../core/src/test_tools.rs"]
 mod tools;
 mod truncated;

@@ -15,3 +15,4 @@ pub(crate) mod push;
 pub(crate) mod recipe;
 pub(crate) mod report;
 pub(crate) mod stats;
+pub(crate) mod sync;

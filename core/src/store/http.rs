@@ -32,6 +32,8 @@ const MAX_PROFILE_BYTES: u64 = 12 + 32 * crate::export::profile::MAX_PROFILE_BLO
 const MAX_SEALED_RECIPE: u64 = limits::MAX_REQUEST_BYTES as u64;
 /// Largest image list accepted.
 const MAX_IMAGES_REPLY: u64 = 64 << 20;
+/// Largest manifest object: the ids a registration can carry, and its header line.
+const MAX_MANIFEST: u64 = limits::MAX_REQUEST_BYTES as u64 + 8192;
 /// Largest error body read.
 const MAX_ERROR_REPLY: u64 = 64 << 10;
 
@@ -525,6 +527,26 @@ impl WriteStore for HttpStore {
         }
         self.register_with(reg.name, reg.logical_bytes, reg.ids, &query)
     }
+
+    fn register_copy(
+        &self,
+        reg: &crate::report::Registration<'_>,
+        version: u64,
+    ) -> Result<bool, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            existed: bool,
+        }
+        let zeros = reg.zero_bytes.to_string();
+        let hash = reg.image_hash.map(|h| h.to_string());
+        let number = version.to_string();
+        let mut query = vec![("zero_bytes", zeros.as_str()), ("version", number.as_str())];
+        if let Some(h) = &hash {
+            query.push(("image_hash", h.as_str()));
+        }
+        let resp = self.put_manifest(reg.name, reg.logical_bytes, reg.ids, &query)?;
+        Ok(self.json::<Reply>(resp)?.existed)
+    }
 }
 
 impl HttpStore {
@@ -537,6 +559,18 @@ impl HttpStore {
         ids: &[BlockId],
         query: &[(&str, &str)],
     ) -> Result<super::Registered, StoreError> {
+        let resp = self.put_manifest(name, logical, ids, query)?;
+        self.json(resp)
+    }
+
+    /// The `PUT /v1/images/{name}` request itself.
+    fn put_manifest(
+        &self,
+        name: &str,
+        logical: u64,
+        ids: &[BlockId],
+        query: &[(&str, &str)],
+    ) -> Result<Response, StoreError> {
         let mut body = Vec::with_capacity(8 + ids.len() * 32);
         body.extend_from_slice(&logical.to_le_bytes());
         body.extend_from_slice(&ids_body(ids));
@@ -545,8 +579,7 @@ impl HttpStore {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let resp = self.send(|c| c.put(url.clone()).body(body.clone()))?;
-        self.json(resp)
+        self.send(|c| c.put(url.clone()).body(body.clone()))
     }
 }
 
@@ -607,6 +640,10 @@ impl AdminStore for HttpStore {
 
     fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.get_named("recipes/", name, MAX_SEALED_RECIPE)
+    }
+
+    fn get_manifest(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_named("manifests/", name, MAX_MANIFEST)
     }
 
     fn put_profile(&self, name: &str, profile: &[u8]) -> Result<bool, StoreError> {

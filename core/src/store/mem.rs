@@ -60,6 +60,7 @@ impl ReadStore for MemStore {
                 .values()
                 .fold(0u64, |a, i| a.saturating_add(i.logical_bytes)),
             dedup_ratio: 0.0,
+            cache: None,
         }
         .with_ratio())
     }

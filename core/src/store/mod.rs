@@ -48,6 +48,32 @@ pub struct StoreStats {
     pub logical_bytes: u64,
     /// `logical_bytes / stored_bytes` (0 when empty).
     pub dedup_ratio: f64,
+    /// A site cache's figures (`serve --upstream`); absent for any other store. A cache's
+    /// `blocks` and `stored_bytes` are what it holds; `images` and `logical_bytes` are 0
+    /// (its images are the upstream's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStats>,
+}
+
+/// What a site cache has done since it started, as `GET /v1/stats` reports it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CacheStats {
+    /// The upstream's address.
+    pub upstream: String,
+    /// The size limit in bytes, if any.
+    pub limit_bytes: Option<u64>,
+    /// Blocks served from the cache's own copy.
+    pub hit_blocks: u64,
+    /// Bytes of those: what the cache saved on the link to its upstream.
+    pub hit_bytes: u64,
+    /// Blocks fetched from the upstream.
+    pub fetched_blocks: u64,
+    /// Bytes fetched from the upstream.
+    pub fetched_bytes: u64,
+    /// Blocks evicted to stay under the size limit.
+    pub evicted_blocks: u64,
+    /// `hit_blocks / (hit_blocks + fetched_blocks)`, 0 before any read.
+    pub hit_rate: f64,
 }
 
 impl StoreStats {
@@ -116,6 +142,21 @@ pub trait WriteStore: ReadStore {
         self.register(reg.name, reg.logical_bytes, reg.ids)?;
         Ok(Registered::default())
     }
+    /// Registers exactly `version` of `reg.name`: a copy of another store's version (its
+    /// sealed recipe is bound to the number), what `bonsai sync` does. `Ok(true)` when that
+    /// version with the same blocks was registered already; another image under that
+    /// number is refused with [`ErrorCode::Conflict`] and nothing changes.
+    fn register_copy(
+        &self,
+        reg: &crate::report::Registration<'_>,
+        version: u64,
+    ) -> Result<bool, StoreError> {
+        let _ = (reg, version);
+        Err(StoreError::Unsupported {
+            store: self.describe(),
+            operation: "copying image versions",
+        })
+    }
 }
 
 /// Operating the store over time. Defaults refuse with [`StoreError::Unsupported`].
@@ -152,6 +193,13 @@ pub trait AdminStore: ReadStore {
     fn get_sealed_recipe(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let _ = name;
         Err(self.unsupported("sealed recipes"))
+    }
+    /// The manifest object (docs/FORMAT.md "Manifest") of registered version `name`
+    /// (`NAME@V`), if there is one: what `bonsai sync` copies. Needs a read token on a
+    /// server. Callers parse it with [`manifest::parse`], which is strict.
+    fn get_manifest(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = name;
+        Err(self.unsupported("reading manifests"))
     }
     /// Keeps a boot profile (`export::profile`) for version `name` (`NAME@V`) unless one
     /// is kept already; `true` when this one was kept. Needs a write token on a server.

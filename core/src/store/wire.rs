@@ -88,6 +88,8 @@ pub enum ErrorCode {
     Unsupported,
     /// The request would replace what is never replaced (a kept sealed recipe).
     Conflict,
+    /// A site cache's upstream store failed or could not be reached.
+    Upstream,
     /// A code this client does not know (a newer server).
     #[serde(other)]
     Unknown,
