@@ -150,7 +150,7 @@ fn read_step(st: &AppState, ids: &[BlockId], mut pos: usize) -> Result<(Vec<u8>,
     let mut out = Vec::new();
     while pos < ids.len() && (out.is_empty() || out.len() < FETCH_STEP) {
         let id = ids[pos];
-        match st.store.get(&id)? {
+        match st.store.get_for_download(&id)? {
             Some(obj) => write_frame(&mut out, &id, &obj),
             None => {
                 return Err(ApiError::block_missing(
@@ -171,7 +171,7 @@ pub(crate) async fn fetch(State(st): State<AppState>, body: Body) -> Result<Resp
     let body = read_body(body, st.limits.max_ids * 32).await?;
     let ids = Arc::new(parse_ids(&body, st.limits.max_ids)?);
     let (store, check) = (st.store.clone(), ids.clone());
-    let absent = blocking(&st, move || Ok(store.missing(&check)?)).await?;
+    let absent = blocking(&st, move || Ok(store.prepare_download(&check)?)).await?;
     if let Some(id) = absent.first() {
         return Err(ApiError::block_missing(
             StatusCode::NOT_FOUND,

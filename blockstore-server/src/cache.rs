@@ -543,6 +543,59 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Readies a batch download: the ids neither held nor anywhere to be had, which the
+    /// download refuses before it starts. A cache first fetches what it lacks (in batches,
+    /// kept on disk, not in memory), so the stream that follows reads from here and any
+    /// upstream failure is the request's error, not a cut-off stream.
+    pub(crate) fn prepare_download(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StorageError> {
+        let Some(up) = &self.upstream else {
+            return self.missing(ids);
+        };
+        let absent: HashSet<BlockId> = self.index().missing(ids)?.into_iter().collect();
+        let mut seen = HashSet::new();
+        let hits: Vec<BlockId> = ids
+            .iter()
+            .filter(|i| !absent.contains(i) && seen.insert(**i))
+            .copied()
+            .collect();
+        let bytes: u64 = self.index().sizes_of(&hits)?.iter().sum();
+        up.counters
+            .hit_blocks
+            .fetch_add(hits.len() as u64, Ordering::Relaxed);
+        up.counters.hit_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.record_use(up, &hits)?;
+        let lacking: Vec<BlockId> = absent.into_iter().collect();
+        let mut gone: HashSet<BlockId> = HashSet::new();
+        for chunk in lacking.chunks(FETCH_BATCH) {
+            let got = self.fetch_upstream(up, chunk)?;
+            gone.extend(
+                chunk
+                    .iter()
+                    .filter(|id| got.get(id).is_none_or(Option::is_none))
+                    .copied(),
+            );
+        }
+        Ok(ids.iter().filter(|i| gone.contains(i)).copied().collect())
+    }
+
+    /// One block of a download [`Store::prepare_download`] readied (counted there): from
+    /// here, or fetched again if it was evicted since.
+    pub(crate) fn get_for_download(&self, id: &BlockId) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some(up) = &self.upstream else {
+            return self.get(id);
+        };
+        match self.get_local(id) {
+            Ok(Some(bytes)) => Ok(Some(bytes)),
+            Ok(None) | Err(StorageError::Lost(_)) => Ok(self
+                .fetch_upstream(up, std::slice::from_ref(id))?
+                .remove(id)
+                .flatten()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_size;

@@ -2,6 +2,7 @@
 //! on loopback, or an embedded store directory. One test binary; helpers in `util`.
 
 mod analyze;
+mod cache;
 mod conveniences;
 mod export;
 mod failures;

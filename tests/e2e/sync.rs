@@ -277,7 +277,7 @@ fn a_damaged_block_or_a_taken_version_number_is_refused() {
     fails_as(&out, "no image named nope", EXIT_NOT_FOUND);
 }
 
-fn first_block_file(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn first_block_file(dir: &Path) -> std::path::PathBuf {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(p) = stack.pop() {
         for e in std::fs::read_dir(&p).unwrap() {

@@ -80,7 +80,7 @@ pub enum StoreError {
         /// The store address.
         store: String,
         /// The operation asked for.
-        operation: &'static str,
+        operation: std::borrow::Cow<'static, str>,
     },
     /// The address names the store wrongly (`http://` to a TLS port, `https://` to a plain
     /// one, a certificate the client does not trust): a usage error, never retried.
@@ -136,6 +136,11 @@ impl StoreError {
             StoreError::NotFound(_) => StoreErrorKind::NotFound,
             StoreError::Rejected { .. } => StoreErrorKind::Rejected,
             StoreError::Protocol { .. } => StoreErrorKind::Protocol,
+            // a site cache whose upstream failed: the network's fault, as if unreachable
+            StoreError::Refused {
+                code: ErrorCode::Upstream,
+                ..
+            } => StoreErrorKind::Network,
             StoreError::Refused { .. } | StoreError::Storage { .. } => StoreErrorKind::Refused,
             StoreError::BadInput { .. } => StoreErrorKind::BadInput,
             StoreError::Unsupported { .. } => StoreErrorKind::Unsupported,

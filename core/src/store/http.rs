@@ -217,7 +217,7 @@ impl HttpStore {
             }
             (ErrorCode::Unsupported, _) => StoreError::Unsupported {
                 store,
-                operation: "this operation",
+                operation: format!("this operation ({reason})").into(),
             },
             (code, _) => StoreError::Refused {
                 store,

@@ -119,7 +119,7 @@ pub trait ReadStore: Send + Sync {
         let _ = opts;
         Err(StoreError::Unsupported {
             store: self.describe(),
-            operation: "report",
+            operation: "report".into(),
         })
     }
 }
@@ -154,7 +154,7 @@ pub trait WriteStore: ReadStore {
         let _ = (reg, version);
         Err(StoreError::Unsupported {
             store: self.describe(),
-            operation: "copying image versions",
+            operation: "copying image versions".into(),
         })
     }
 }
@@ -216,7 +216,7 @@ pub trait AdminStore: ReadStore {
     fn unsupported(&self, operation: &'static str) -> StoreError {
         StoreError::Unsupported {
             store: self.describe(),
-            operation,
+            operation: operation.into(),
         }
     }
 }
