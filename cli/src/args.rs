@@ -313,9 +313,11 @@ pub(crate) enum RecipeCommand {
 #[derive(Args, Debug, Clone)]
 pub(crate) struct StoreArgs {
     /// `http(s)://host:port` (a `bonsai serve`) or an existing store directory (default:
-    /// `store` in the config file, ~/.config/bonsai/config.toml).
-    #[arg(long, short = 's', value_name = "STORE", env = "BONSAI_STORE", value_parser = crate::store::parse_store)]
-    pub store: StoreSpec,
+    /// `store` in the config file, ~/.config/bonsai/config.toml). pull, export and
+    /// `recipe check` take it more than once, nearest first: each block comes from the first
+    /// store holding it (the same token is shown to each); push uploads to the first.
+    #[arg(long, short = 's', value_name = "STORE", env = "BONSAI_STORE", value_parser = crate::store::parse_store, required = true, action = clap::ArgAction::Append)]
+    pub store: Vec<StoreSpec>,
     /// File holding the bearer token (else the BONSAI_TOKEN environment variable, else the
     /// file BONSAI_TOKEN_FILE names, else `token_file` in the config file); http(s)
     /// stores only.
@@ -332,7 +334,56 @@ impl StoreArgs {
     /// environment or the config file apply to http(s) stores and are ignored for a
     /// directory; only the flags, given for a directory, are refused.
     pub(crate) fn open(&self, access: Access) -> anyhow::Result<Box<dyn bonsai_core::BlockStore>> {
-        let http = matches!(self.store, StoreSpec::Http(_));
+        if self.store.len() > 1 {
+            return Err(crate::exit::Failed::new(
+                crate::exit::Exit::Usage,
+                format!(
+                    "--store is given {} times; only pull, export and `recipe check` read from several stores (nearest first)",
+                    self.store.len()
+                ),
+            )
+            .into());
+        }
+        self.open_one(&self.store[0], access)
+    }
+
+    /// The first store alone (push: uploads go to the nearest store, which must then hold
+    /// every block it registers).
+    pub(crate) fn open_first(
+        &self,
+        access: Access,
+    ) -> anyhow::Result<Box<dyn bonsai_core::BlockStore>> {
+        self.open_one(&self.store[0], access)
+    }
+
+    /// Every store given, as one: blocks from the first that holds each.
+    pub(crate) fn open_tiered(
+        &self,
+        access: Access,
+    ) -> anyhow::Result<Box<dyn bonsai_core::BlockStore>> {
+        if self.store.len() == 1 {
+            return self.open(access);
+        }
+        let stores = self
+            .store
+            .iter()
+            .map(|s| self.open_one(s, access))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Box::new(bonsai_core::store::tiered::Tiered::new(stores)))
+    }
+
+    /// The stores as the user named them, for messages and `--json`.
+    pub(crate) fn shown(&self) -> String {
+        let names: Vec<String> = self.store.iter().map(ToString::to_string).collect();
+        names.join(", then ")
+    }
+
+    fn open_one(
+        &self,
+        spec: &StoreSpec,
+        access: Access,
+    ) -> anyhow::Result<Box<dyn bonsai_core::BlockStore>> {
+        let http = matches!(spec, StoreSpec::Http(_));
         let token = if http { self.token()? } else { None };
         let env_ca = || std::env::var_os("BONSAI_CA_FILE").filter(|v| !v.is_empty());
         let ca_file = match (&self.ca_file, http) {
@@ -342,10 +393,12 @@ impl StoreArgs {
         };
         let client = crate::store::Client {
             token,
-            token_file_given: self.token_file.is_some(),
+            // with several stores the token is for the http(s) ones among them
+            token_file_given: self.token_file.is_some()
+                && !self.store.iter().any(|s| matches!(s, StoreSpec::Http(_))),
             ca_file,
         };
-        self.store.open(access, &client)
+        spec.open(access, &client)
     }
 
     /// The token: from `--token-file`, else `BONSAI_TOKEN`, else the file

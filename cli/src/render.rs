@@ -193,7 +193,30 @@ pub(crate) fn stats(out: &mut dyn Write, store: &str, s: &StoreStats) -> io::Res
         "  overall       {} (logical / stored; `bonsai report` splits it)",
         fmt_ratio((s.stored_bytes > 0).then_some(s.dedup_ratio))
     )?;
+    if let Some(c) = &s.cache {
+        cache_stats(out, c)?;
+    }
     Ok(())
+}
+
+/// A site cache's lines of `bonsai stats`: its upstream, hits and what they saved.
+fn cache_stats(out: &mut dyn Write, c: &bonsai_core::store::CacheStats) -> io::Result<()> {
+    let limit = c.limit_bytes.map_or("none".to_string(), human_bytes);
+    writeln!(out, "  site cache of {} (limit {limit})", c.upstream)?;
+    writeln!(
+        out,
+        "  hits          {} blocks, {} not fetched over the WAN ({:.0}% of blocks read)",
+        c.hit_blocks,
+        human_bytes(c.hit_bytes),
+        c.hit_rate * 100.0
+    )?;
+    writeln!(
+        out,
+        "  fetched       {} blocks, {} from the upstream; {} evicted",
+        c.fetched_blocks,
+        human_bytes(c.fetched_bytes),
+        c.evicted_blocks
+    )
 }
 
 /// The three savings and their product (docs/RATIOS.md); `-` for an infinite or

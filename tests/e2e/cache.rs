@@ -114,6 +114,12 @@ fn the_second_pull_through_a_cache_asks_the_upstream_for_nothing() {
         "the second pull fetched upstream"
     );
     assert!(second["hit_rate"].as_f64().unwrap() > 0.49);
+    let text = bonsai(&["stats", "--store", &site.url]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("site cache of") && text.contains("not fetched over the WAN"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -256,4 +262,71 @@ fn a_tampered_block_from_the_upstream_is_refused_and_not_kept() {
         .flat_map(|e| std::fs::read_dir(e.unwrap().path()).into_iter().flatten())
         .any(|e| e.unwrap().file_name() == name);
     assert!(!kept, "the damaged block was kept");
+}
+
+/// `--store` twice, nearest first: a pull takes what the near directory holds and the rest
+/// from the far server; with the far one down, an image the near one holds whole still
+/// pulls; commands that administer one store refuse two.
+#[test]
+fn several_stores_nearest_first() {
+    let d = Dir::new();
+    let (mut far, write, read) = upstream(&d);
+    let far_url = far.url.clone();
+    let near = d.store("near");
+    crate::ops::sibling(&d.path("a.raw"), 91);
+    crate::ops::sibling(&d.path("c.raw"), 92);
+    push(&d, &d.path("a.raw"), "a", &far_url, &write);
+    push(&d, &d.path("c.raw"), "c", &far_url, &write);
+    let a = d.s("a.raw");
+    ok(&bonsai(&[
+        "push",
+        &a,
+        "--store",
+        &near,
+        "-o",
+        &d.s("near-a.recipe"),
+        "--quiet",
+    ]));
+    let both = |recipe: &str, out: &str| {
+        bonsai(&[
+            "pull",
+            &d.s(recipe),
+            "--store",
+            &near,
+            "--store",
+            &far_url,
+            "--token-file",
+            &read,
+            "-o",
+            &d.s(out),
+            "--json",
+            "--quiet",
+            "--no-cache",
+            "--force",
+        ])
+    };
+    let r = both("c.recipe", "c.out");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(same_file(&d.path("c.raw"), &d.path("c.out")));
+    let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert!(
+        report["store"].as_str().unwrap().contains(", then "),
+        "{report}"
+    );
+    far.kill();
+    let r = both("a.recipe", "a.out");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(same_file(&d.path("a.raw"), &d.path("a.out")));
+    let r = both("c.recipe", "c2.out");
+    assert!(!r.status.success(), "c needs the far store");
+    let out = bonsai(&["stats", "--store", &near, "--store", &near]);
+    fails_as(&out, "only pull, export", EXIT_USAGE);
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

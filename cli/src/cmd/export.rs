@@ -19,7 +19,7 @@ pub(crate) fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<()> {
     crate::preflight::pull_output(&args.output, args.force, args.in_place)?;
     crate::preflight::seeds(&args.seed)?;
     anyhow::ensure!(args.threads > 0, "--threads must be at least 1");
-    let store = args.store.open(Access::Existing)?;
+    let store = args.store.open_tiered(Access::Existing)?;
     let recipe = match &args.recipe_key.recipe_key {
         None => Recipe::open(&args.recipe)
             .with_context(|| format!("cannot use recipe {}", args.recipe.display()))?,

@@ -19,7 +19,7 @@ struct Prepared {
 fn prepare(args: &PullArgs) -> anyhow::Result<Prepared> {
     preflight::pull_output(&args.output, args.force, args.in_place)?;
     preflight::seeds(&args.seed)?;
-    let store = args.store.open(Access::Existing)?;
+    let store = args.store.open_tiered(Access::Existing)?;
     let recipe = match &args.recipe_key.recipe_key {
         None => Recipe::open(&args.recipe)
             .with_context(|| format!("cannot use recipe {}", args.recipe.display()))?,
@@ -94,7 +94,7 @@ fn dry_run(args: &PullArgs) -> anyhow::Result<()> {
     let p = prepare(args)?;
     let run = bonsai_core::pull::dry_run(&p.recipe, p.store.as_ref(), &args.output, &p.opts)
         .with_context(|| format!("pull to {} cannot run", args.output.display()))?;
-    let store = args.store.store.to_string();
+    let store = args.store.shown();
     if args.json {
         render::json_with_store(&run, &store)?;
     } else {
@@ -210,7 +210,7 @@ pub(crate) fn run(args: PullArgs, quiet: bool) -> anyhow::Result<()> {
         return dry_run(&args);
     }
     let report = pull(&args, quiet)?;
-    let store = args.store.store.to_string();
+    let store = args.store.shown();
     if args.json {
         render::json_with_store(&report, &store)
     } else {

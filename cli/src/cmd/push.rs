@@ -39,7 +39,7 @@ pub(crate) fn push(args: &PushArgs, quiet: bool) -> anyhow::Result<PushReport> {
         .with_context(|| format!("cannot read image {}", args.image.display()))?;
     let logical_size = image.disk.size();
     preflight::image_not_empty_device(&args.image, logical_size)?;
-    let store = args.store.open(Access::ExistingOrEmpty)?;
+    let store = args.store.open_first(Access::ExistingOrEmpty)?;
     let key = match (&args.recipe_key.recipe_key, args.keep_recipe) {
         (Some(path), true) => Some(bonsai_core::seal::RecipeKey::load(path)?),
         _ => None,
@@ -134,7 +134,7 @@ fn private(recipe: &Path) -> anyhow::Result<()> {
 /// Runs the command.
 pub(crate) fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let report = push(&args, quiet)?;
-    let store = args.store.store.to_string();
+    let store = args.store.shown();
     if args.json {
         render::json_with_store(&report, &store)
     } else {

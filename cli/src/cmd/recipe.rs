@@ -64,7 +64,7 @@ fn check(
 ) -> anyhow::Result<()> {
     let r =
         Recipe::open(recipe).with_context(|| format!("cannot use recipe {}", recipe.display()))?;
-    let store = store.open(Access::Existing)?;
+    let store = store.open_tiered(Access::Existing)?;
     let ids: Vec<_> = r.blocks.iter().map(|b| b.id).collect();
     let missing = store.missing(&ids)?;
     if json {

@@ -57,7 +57,7 @@ pub(crate) struct SyncArgs {
 /// Runs the command: the versions meant are all checked before anything is copied.
 pub(crate) fn run(args: SyncArgs) -> anyhow::Result<()> {
     let side = |store: &StoreSpec, token_file: &Option<PathBuf>| StoreArgs {
-        store: store.clone(),
+        store: vec![store.clone()],
         token_file: token_file.clone(),
         ca_file: args.ca_file.clone(),
     };

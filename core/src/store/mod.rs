@@ -24,6 +24,7 @@ pub mod http;
 pub mod manifest;
 pub mod mem;
 pub mod retention;
+pub mod tiered;
 pub mod wire;
 
 pub use admin::{
