@@ -12,6 +12,7 @@ Questions answered, one table each:
   5. moving C to a site holding A and B, and Cip to a site holding A, B, C, over a
      shaped link (network namespaces + veth + tc), against zstd -3 -T0 + plain copy;
      5b. C again with 0, 40, 80 and 160 ms of round-trip time added (bench/delay.py)
+  5c. sites: pulls through a site cache and a store-to-store sync over the same link
 Tools run interleaved (the order rotates per image) so machine noise hits all alike.
 """
 
@@ -376,6 +377,78 @@ def rtt_section(args, bonsai, corpus, work, link, data, template, lines, goals):
                         "bonsai / link time"], rows))
 
 
+# ---- sites: a cache and a sync across the link -------------------------------------
+
+def over_link(link, cmd, out=None):
+    """Runs cmd in the client namespace; returns (wall seconds, bytes on the link). `out`
+    is removed before and after: a pull onto an existing file would reuse its blocks."""
+    def drop():
+        if out and os.path.exists(out):
+            os.remove(out)
+    drop()
+    before = link.tx_bytes()
+    t0 = time.time()
+    sh(f"ip netns exec bz-client {cmd}")
+    took, wire = time.time() - t0, link.tx_bytes() - before
+    drop()
+    return took, wire
+
+
+def sites(args, bonsai, corpus, work, lines):
+    """Section 5c: site 2 (the client namespace) reaches site 1's store over the link."""
+    link = Link(args.rate, 0)
+    link.down()
+    try:
+        link.up()
+    except Exception as e:
+        lines.append(f"\nSite runs skipped: could not build namespaces ({e}).\n")
+        return
+    far, near, cache_dir = (os.path.join(work, f"sites-{x}") for x in ("far", "near", "cache"))
+    for d in (far, near, cache_dir):
+        shutil.rmtree(d, ignore_errors=True)
+        sh(f"{bonsai} init {d}")
+    for img in ("A", "B", "C"):
+        sh(f"{bonsai} push {corpus}/{img}.raw --store {far} --name {img} -o {work}/sites-{img}.recipe "
+           "--quiet --no-cache --force")
+    for img in ("A", "B"):  # site 2's own store already holds A and B
+        sh(f"{bonsai} push {corpus}/{img}.raw --store {near} --name {img} -o {work}/sites-near-{img}.recipe "
+           "--quiet --no-cache --force")
+    out, url = os.path.join(work, "sites-out.raw"), "http://10.77.0.2:7412"
+    pull = lambda img, store: (f"{bonsai} pull {work}/sites-{img}.recipe --store {store} -o {out} --quiet --no-cache",
+                               out)
+    server, cache, rows = start_site(bonsai, far), None, []
+    try:
+        direct = over_link(link, *pull("C", url))
+        rows.append(["C pulled from site 1's store directly", direct])
+        cache = subprocess.Popen(f"exec ip netns exec bz-client {bonsai} serve --listen 127.0.0.1:7430 "
+                                 f"--data {cache_dir} --upstream {url}", shell=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cache.stdout.readline()
+        for img in ("A", "B"):
+            rows.append([f"{img} through site 2's cold cache (first use)", over_link(link, *pull(img, "http://127.0.0.1:7430"))])
+        rows.append(["B again through the cache", over_link(link, *pull("B", "http://127.0.0.1:7430"))])
+        rows.append(["C through the cache (after A, B)", over_link(link, *pull("C", "http://127.0.0.1:7430"))])
+        stop(cache)
+        cache = None
+        rows.append(["`bonsai sync` of C to site 2's store holding A, B",
+                     over_link(link, f"{bonsai} sync --from {url} --to {near} C --quiet")])
+    finally:
+        stop(cache)
+        stop(server)
+        link.down()
+        for d in (far, near, cache_dir):
+            shutil.rmtree(d, ignore_errors=True)
+        if os.path.exists(out):
+            os.remove(out)
+    base_wall, base_wire = direct
+    table_rows = [[what, f"{w:.1f}", mb(b), f"{w / base_wall:.2f}", f"{b / base_wire:.2f}"] for what, (w, b) in rows]
+    lines.append(f"\n## 5c. Sites: a cache and a sync over the {args.rate} Mbit/s link\n")
+    lines.append("Site 1's store holds A, B, C; site 2 is the other end of the link. Pulls through site 2's cache "
+                 "(`serve --upstream`), against pulling C from site 1 directly; `bonsai sync` of C into a site-2 store "
+                 "that holds A and B. WAN: bytes on the link, both ways.\n")
+    lines.append(table(["move", "s", "WAN MiB", "time vs direct pull of C", "WAN vs direct pull of C"], table_rows))
+
+
 # ---- cost per stage ------------------------------------------------------------------
 
 def data_sample(image, dest):
@@ -440,6 +513,7 @@ def main():
     ap.add_argument("--rtts", default="0,40,80,160", help="round-trip times for section 5b, ms (bench/delay.py)")
     ap.add_argument("--no-wan", action="store_true")
     ap.add_argument("--no-stages", action="store_true", help="skip section 0 (cargo bench of each stage)")
+    ap.add_argument("--only-sites", action="store_true", help="run section 5c alone")
     args = ap.parse_args()
 
     work = args.work
@@ -463,6 +537,10 @@ def main():
         "Commands: see bench/run.py (`Tool.push`, `Tool.restore`).",
     ]
 
+    if args.only_sites:
+        sites(args, args.bonsai, args.corpus, work, lines)
+        emit("\n".join(lines) + "\n", args.out)
+        return
     goals = []
     sums = None
     if "C" in images and not args.no_stages:
@@ -554,6 +632,8 @@ def main():
 
     if not args.no_wan and {"A", "B", "C", "Cip"} <= set(images + ["Cip"]) and os.path.exists(f"{args.corpus}/Cip.raw"):
         wan(args, args.bonsai, args.corpus, work, lines, goals)
+    if not args.no_wan and {"A", "B", "C"} <= set(images):
+        sites(args, args.bonsai, args.corpus, work, lines)
     if goals:
         lines += ["", "## Goals (ratios measured in this run)", ""] + goals
 
