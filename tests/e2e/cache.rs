@@ -330,3 +330,119 @@ fn ok(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A private CA's certificate for 127.0.0.1, written as ca.pem, cert.pem, key.pem in `d`.
+fn private_ca(d: &Dir) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = params
+        .signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key))
+        .unwrap();
+    std::fs::write(d.path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(d.path("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(d.path("key.pem"), key.serialize_pem()).unwrap();
+}
+
+/// Tokens and TLS on every hop: an https upstream with tokens, an https cache of it with
+/// its own tokens, a pull through the cache and a sync from the upstream.
+#[test]
+fn tokens_and_tls_on_every_hop() {
+    let d = Dir::new();
+    private_ca(&d);
+    let tls = ["--tls-cert", &d.s("cert.pem"), "--tls-key", &d.s("key.pem")].map(String::from);
+    let (w, r) = ("uw".repeat(12), "ur".repeat(12));
+    std::fs::write(
+        d.path("u.tokens"),
+        format!("write {w} label=site\nread {r}\n"),
+    )
+    .unwrap();
+    std::fs::write(d.path("u.w"), &w).unwrap();
+    std::fs::write(d.path("u.r"), &r).unwrap();
+    std::fs::write(d.path("c.tokens"), format!("read {}\n", "cr".repeat(12))).unwrap();
+    std::fs::write(d.path("c.r"), "cr".repeat(12)).unwrap();
+    let up = Server::start(
+        &d.path("up"),
+        &[&tls[..], &["--token-file".into(), d.s("u.tokens")]]
+            .concat()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(up.url.starts_with("https://"));
+    crate::ops::sibling(&d.path("vm.raw"), 95);
+    let (img, recipe, ca) = (d.s("vm.raw"), d.s("vm.recipe"), d.s("ca.pem"));
+    ok(&bonsai(&[
+        "push",
+        &img,
+        "--store",
+        &up.url,
+        "--token-file",
+        &d.s("u.w"),
+        "--ca-file",
+        &ca,
+        "-o",
+        &recipe,
+        "--name",
+        "vm",
+        "--quiet",
+    ]));
+    let cache_args: Vec<String> = [
+        &tls[..],
+        &[
+            "--token-file",
+            &d.s("c.tokens"),
+            "--upstream",
+            &up.url,
+            "--upstream-token-file",
+            &d.s("u.r"),
+            "--upstream-ca-file",
+            &ca,
+        ]
+        .map(String::from)[..],
+    ]
+    .concat();
+    let site = Server::start(
+        &d.path("cache"),
+        &cache_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    crate::ops::pull_same(
+        &recipe,
+        &site.url,
+        &d.path("vm.raw"),
+        &d.path("o.raw"),
+        &["--token-file", &d.s("c.r"), "--ca-file", &ca],
+    );
+    let target = d.store("dst");
+    let v = bonsai_json(&[
+        "sync",
+        "--from",
+        &site.url,
+        "--from-token-file",
+        &d.s("c.r"),
+        "--ca-file",
+        &ca,
+        "--to",
+        &target,
+        "vm",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(v["versions"][0]["version"], "vm@1", "{v}");
+    crate::ops::pull_same(&recipe, &target, &d.path("vm.raw"), &d.path("o2.raw"), &[]);
+    // the cache's own token is not the upstream's
+    let out = bonsai(&[
+        "images",
+        "--store",
+        &site.url,
+        "--token-file",
+        &d.s("u.r"),
+        "--ca-file",
+        &ca,
+    ]);
+    fails_as(&out, "token", EXIT_AUTH);
+}

@@ -59,7 +59,11 @@ pub(crate) fn run(args: SyncArgs) -> anyhow::Result<()> {
     let side = |store: &StoreSpec, token_file: &Option<PathBuf>| StoreArgs {
         store: vec![store.clone()],
         token_file: token_file.clone(),
-        ca_file: args.ca_file.clone(),
+        // one --ca-file for both ends: given to whichever is https
+        ca_file: args
+            .ca_file
+            .clone()
+            .filter(|_| matches!(store, StoreSpec::Http(_))),
     };
     let from = side(&args.from, &args.from_token_file).open(Access::Existing)?;
     let to = side(&args.to, &args.to_token_file).open(Access::Existing)?;
