@@ -282,40 +282,53 @@ impl Store {
     ) -> Result<HashMap<BlockId, Option<Vec<u8>>>, StorageError> {
         let mut mine = Vec::new();
         let mut theirs = Vec::new();
-        let mut out = HashMap::new();
+        let mut held = Vec::new();
+        let mut failed: Option<String> = None;
         {
             let mut inflight = up.inflight.lock().unwrap_or_else(|p| p.into_inner());
             let mut seen = HashSet::new();
             for id in ids.iter().filter(|i| seen.insert(**i)) {
                 // kept by a fetch that ended after the caller looked: read it from here
-                if self.index().size_of(id)?.is_some() {
-                    out.insert(*id, self.get_local(id)?);
-                    continue;
-                }
-                match inflight.get(id) {
-                    Some(slot) => theirs.push((*id, slot.clone())),
-                    None => {
-                        let slot = Arc::new(Slot::default());
-                        inflight.insert(*id, slot.clone());
-                        mine.push((*id, slot));
+                match self.index().size_of(id) {
+                    Ok(Some(_)) => held.push(*id),
+                    Ok(None) => match inflight.get(id) {
+                        Some(slot) => theirs.push((*id, slot.clone())),
+                        None => {
+                            let slot = Arc::new(Slot::default());
+                            inflight.insert(*id, slot.clone());
+                            mine.push((*id, slot));
+                        }
+                    },
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
                     }
                 }
             }
         }
+        // every block claimed is published, fetched or failed, so no waiter is left hanging
+        let mut out = HashMap::new();
         for batch in mine.chunks(FETCH_BATCH) {
-            let result = self.fetch_batch(up, batch);
+            let result = match &failed {
+                Some(e) => Err(e.clone()),
+                None => self.fetch_batch(up, batch),
+            };
             let mut inflight = up.inflight.lock().unwrap_or_else(|p| p.into_inner());
             for (i, (id, slot)) in batch.iter().enumerate() {
-                let r = match &result {
-                    Ok(objects) => Ok(objects[i].clone()),
-                    Err(e) => Err(e.clone()),
-                };
-                slot.publish(r);
+                slot.publish(result.as_ref().map(|o| o[i].clone()).map_err(Clone::clone));
                 inflight.remove(id);
             }
             drop(inflight);
-            let objects = result.map_err(StorageError::Upstream)?;
-            out.extend(batch.iter().map(|(id, _)| *id).zip(objects));
+            match result {
+                Ok(objects) => out.extend(batch.iter().map(|(id, _)| *id).zip(objects)),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(StorageError::Upstream(e));
+        }
+        for id in held {
+            out.insert(id, self.get_local(&id)?);
         }
         for (id, slot) in theirs {
             out.insert(id, slot.wait().map_err(StorageError::Upstream)?);
