@@ -294,10 +294,11 @@ def wan(args, bonsai, corpus, work, lines, goals):
         template = data + "-AB"
         shutil.rmtree(template, ignore_errors=True)
         sh(f"cp -a {data} {template}")
-        server = start_site(bonsai, data)
-        link_section(args, bonsai, corpus, work, link, lines, goals)
-        stop(server)
-        server = None
+        if not args.only_rtt:
+            server = start_site(bonsai, data)
+            link_section(args, bonsai, corpus, work, link, lines, goals)
+            stop(server)
+            server = None
         rtt_section(args, bonsai, corpus, work, link, data, template, lines, goals)
         shutil.rmtree(template, ignore_errors=True)
     finally:
@@ -514,6 +515,7 @@ def main():
     ap.add_argument("--no-wan", action="store_true")
     ap.add_argument("--no-stages", action="store_true", help="skip section 0 (cargo bench of each stage)")
     ap.add_argument("--only-sites", action="store_true", help="run section 5c alone")
+    ap.add_argument("--only-rtt", action="store_true", help="run section 5b alone")
     args = ap.parse_args()
 
     work = args.work
@@ -537,6 +539,10 @@ def main():
         "Commands: see bench/run.py (`Tool.push`, `Tool.restore`).",
     ]
 
+    if args.only_rtt:
+        wan(args, args.bonsai, args.corpus, work, lines, [])
+        emit("\n".join(lines) + "\n", args.out)
+        return
     if args.only_sites:
         sites(args, args.bonsai, args.corpus, work, lines)
         emit("\n".join(lines) + "\n", args.out)

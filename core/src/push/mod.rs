@@ -54,7 +54,8 @@ pub struct PushOptions {
     pub name: String,
     /// What the image was read from (recorded in the recipe).
     pub source_format: SourceFormat,
-    /// Concurrent upload requests.
+    /// Concurrent upload requests (default 8: each asks "which are missing?" before it
+    /// uploads, so with fewer a long round trip leaves the link idle; bench section 5b).
     pub network_threads: usize,
     /// Key → id cache: known chunks are neither compressed nor encrypted again.
     pub cache: Option<Arc<KeyCache>>,
@@ -71,7 +72,7 @@ impl Default for PushOptions {
             convergence: Convergence::public(),
             name: "image".into(),
             source_format: SourceFormat::Raw,
-            network_threads: 4,
+            network_threads: 8,
             cache: None,
             force: false,
             image_path: PathBuf::from("image"),
