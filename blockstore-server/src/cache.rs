@@ -327,8 +327,20 @@ impl Store {
         if let Some(e) = failed {
             return Err(StorageError::Upstream(e));
         }
+        let mut gone = Vec::new();
         for id in held {
-            out.insert(id, self.get_local(&id)?);
+            match self.get_local(&id) {
+                Ok(Some(bytes)) => {
+                    out.insert(id, Some(bytes));
+                }
+                // evicted between the look and the read: fetched like any other miss
+                Ok(None) | Err(StorageError::Lost(_)) => gone.push(id),
+                Err(e) => return Err(e),
+            }
+        }
+        if !gone.is_empty() {
+            self.forget_lost(&gone)?;
+            out.extend(self.fetch_upstream(up, &gone)?);
         }
         for (id, slot) in theirs {
             out.insert(id, slot.wait().map_err(StorageError::Upstream)?);
@@ -460,11 +472,13 @@ impl Store {
                     return Ok(());
                 }
                 self.drop_cached(&victims)?;
+                // files go inside the exclusive section too: an upload seeing the row gone
+                // and the file still there would index a file about to be deleted
+                for (id, _) in &victims {
+                    self.backend().delete(id)?;
+                }
                 victims
             };
-            for (id, _) in &victims {
-                self.backend().delete(id)?;
-            }
             up.counters
                 .evicted_blocks
                 .fetch_add(victims.len() as u64, Ordering::Relaxed);
@@ -494,6 +508,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Drops the index rows of blocks whose files are gone (a cache refetches them).
+    fn forget_lost(&self, ids: &[BlockId]) -> Result<(), StorageError> {
+        let _excl = self.gc_lock.write().unwrap_or_else(|p| p.into_inner());
+        let lost: Vec<(BlockId, u64)> = ids
+            .iter()
+            .filter(|id| matches!(self.backend().stat(id), Ok(None)))
+            .map(|id| (*id, self.index().size_of(id).ok().flatten().unwrap_or(0)))
+            .collect();
+        self.drop_cached(&lost)
+    }
+
     /// Drops evicted blocks' index rows and last uses, in one transaction.
     fn drop_cached(&self, victims: &[(BlockId, u64)]) -> Result<(), StorageError> {
         let mut db = self.index().conn();
@@ -521,7 +546,10 @@ impl Store {
         for id in ids {
             let held = match self.get_local(id) {
                 Ok(b) => b,
-                Err(StorageError::Lost(_)) => None, // evicted under us: fetch it again
+                Err(StorageError::Lost(_)) => {
+                    self.forget_lost(std::slice::from_ref(id))?; // evicted under us: fetch it again
+                    None
+                }
                 Err(e) => return Err(e),
             };
             if held.is_none() {

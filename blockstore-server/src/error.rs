@@ -149,6 +149,22 @@ fn forwarded(e: &bonsai_core::store::StoreError) -> ApiError {
     match e {
         E::Refused { code, reason, .. } => ApiError::new(status(*code), *code, reason.clone()),
         E::BadInput { reason, .. } => ApiError::bad_request(reason.clone()),
+        E::Unauthorized { reason, .. } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            format!("the upstream refused this cache's token: {reason}"),
+        ),
+        E::Unsupported { operation, .. } => ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            ErrorCode::Unsupported,
+            format!("the upstream does not offer {operation}"),
+        ),
+        E::Rejected { id, reason } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::BlockRejected,
+            format!("block {id}: {reason}"),
+        )
+        .with_id(*id),
         E::NotFound(id) => ApiError::block_missing(
             StatusCode::CONFLICT,
             *id,

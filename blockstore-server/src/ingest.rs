@@ -123,6 +123,12 @@ impl Store {
     /// Makes this store a site cache of `up` (cache.rs): reads it lacks are fetched there,
     /// writes go through to it.
     pub fn with_upstream(mut self, up: crate::cache::Upstream) -> Result<Self, StorageError> {
+        if self.backend.is_shared() {
+            // eviction would delete objects other servers over the bucket still list
+            return Err(StorageError::Unsupported(
+                "a site cache keeps its blocks in a directory of its own, not in a shared bucket",
+            ));
+        }
         let last = self.ensure_cache_schema()?;
         up.tick(last);
         self.upstream = Some(Arc::new(up));
@@ -283,13 +289,11 @@ impl Store {
         ids: &[BlockId],
     ) -> Result<Vec<BlockId>, StorageError> {
         use bonsai_core::store::ReadStore;
-        let absent = distinct(self.index.missing(ids)?.iter());
-        if absent.is_empty() {
-            return Ok(Vec::new());
-        }
+        // the upstream decides: a block held here may have been collected there, and a
+        // push told "present" would then fail to register (asking also confirms it there)
         let gone: HashSet<BlockId> = up
             .client()
-            .missing(&absent)
+            .missing(&distinct(ids.iter()))
             .map_err(crate::cache::upstream_error)?
             .into_iter()
             .collect();

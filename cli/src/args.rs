@@ -387,6 +387,8 @@ impl StoreArgs {
         let token = if http { self.token()? } else { None };
         let env_ca = || std::env::var_os("BONSAI_CA_FILE").filter(|v| !v.is_empty());
         let ca_file = match (&self.ca_file, http) {
+            // with several stores the CA is for the https ones among them
+            (Some(_), false) if self.store.len() > 1 => None,
             (Some(f), _) => Some(f.clone()),
             (None, true) => env_ca().map(PathBuf::from),
             (None, false) => None,
