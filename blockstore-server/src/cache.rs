@@ -426,7 +426,11 @@ impl Store {
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS cache_use(id BLOB PRIMARY KEY, used INTEGER NOT NULL)
                  WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS cache_use_by_time ON cache_use(used);",
+             CREATE INDEX IF NOT EXISTS cache_use_by_time ON cache_use(used);
+             CREATE TABLE IF NOT EXISTS cache_registrants(
+                 name TEXT NOT NULL, version INTEGER NOT NULL, by_whom TEXT NOT NULL,
+                 PRIMARY KEY(name, version)
+             ) WITHOUT ROWID;",
         )?;
         let last: i64 = db.query_row("SELECT coalesce(max(used), 0) FROM cache_use", [], |r| {
             r.get(0)
@@ -506,6 +510,40 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Records who registered a version through this cache: at the upstream every such
+    /// version is the cache's token's, so the cache keeps the "only its registrant may
+    /// keep its sealed recipe" rule itself.
+    pub(crate) fn note_registrant(
+        &self,
+        name: &str,
+        version: u64,
+        by: &str,
+    ) -> Result<(), StorageError> {
+        self.index().conn().execute(
+            "INSERT OR IGNORE INTO cache_registrants(name, version, by_whom) VALUES (?1, ?2, ?3)",
+            rusqlite::params![name, version as i64, by],
+        )?;
+        Ok(())
+    }
+
+    /// Who registered `name@version` through this cache, if it was registered here.
+    pub(crate) fn cache_registrant(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<String>, StorageError> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .index()
+            .conn()
+            .query_row(
+                "SELECT by_whom FROM cache_registrants WHERE name = ?1 AND version = ?2",
+                rusqlite::params![name, version as i64],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Drops the index rows of blocks whose files are gone (a cache refetches them).

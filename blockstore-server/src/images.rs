@@ -70,7 +70,11 @@ impl Store {
         v: &NewVersion<'_>,
     ) -> Result<Result<Registered, BlockId>, StorageError> {
         if let Some(up) = self.upstream() {
-            return up.register(v);
+            let reg = up.register(v)?;
+            if let Ok(r) = &reg {
+                self.note_registrant(v.name, r.version, v.by)?;
+            }
+            return Ok(reg);
         }
         if let Some(id) = self.missing(v.ids)?.first() {
             return Ok(Err(*id));
@@ -124,7 +128,11 @@ impl Store {
     /// is never renumbered and nothing registered is replaced.
     pub fn register_exact(&self, v: &NewVersion<'_>, version: u64) -> Result<Exact, StorageError> {
         if let Some(up) = self.upstream() {
-            return up.register_exact(v, version);
+            let done = up.register_exact(v, version)?;
+            if done == Exact::Created {
+                self.note_registrant(v.name, version, v.by)?;
+            }
+            return Ok(done);
         }
         if let Some(id) = self.missing(v.ids)?.first() {
             return Ok(Exact::Missing(*id));
@@ -226,6 +234,11 @@ impl Store {
     ) -> Result<(), StorageError> {
         if let Some(up) = self.upstream() {
             let label = label(name, version);
+            if self.cache_registrant(name, version)?.as_deref() != Some(by) {
+                return Err(StorageError::Forbidden(format!(
+                    "{label} was not registered by this token through this cache; only its registrant may keep its sealed recipe"
+                )));
+            }
             return up
                 .client()
                 .put_sealed_recipe(&label, sealed)

@@ -446,3 +446,77 @@ fn tokens_and_tls_on_every_hop() {
     ]);
     fails_as(&out, "token", EXIT_AUTH);
 }
+
+/// Through a cache every version is the cache's token's at the upstream, so the cache
+/// keeps the registrant rule: the pusher keeps its sealed recipe, another write token of
+/// the site may not keep one for that version.
+#[test]
+fn through_a_cache_only_the_registrant_keeps_a_sealed_recipe() {
+    let d = Dir::new();
+    let (up, write, _read) = upstream(&d);
+    let (alice, mallory) = ("al".repeat(12), "ma".repeat(12));
+    std::fs::write(
+        d.path("site.tokens"),
+        format!("write {alice} label=alice\nwrite {mallory} label=mallory\n"),
+    )
+    .unwrap();
+    std::fs::write(d.path("alice"), &alice).unwrap();
+    let site = cache(
+        &d,
+        "cache",
+        &up,
+        &write,
+        &["--token-file", &d.s("site.tokens")],
+    );
+    ok(&bonsai(&["recipe", "keygen", &d.s("key")]));
+    crate::ops::sibling(&d.path("vm.raw"), 97);
+    let (img, recipe, key) = (d.s("vm.raw"), d.s("vm.recipe"), d.s("key"));
+    crate::ops::sibling(&d.path("w.raw"), 98);
+    let w = d.s("w.raw");
+    ok(&bonsai(&[
+        "push",
+        &w,
+        "--store",
+        &site.url,
+        "--token-file",
+        &d.s("alice"),
+        "-o",
+        &d.s("w.recipe"),
+        "--name",
+        "w",
+        "--quiet",
+    ]));
+    let (status, _) = http(
+        "PUT",
+        &format!("{}/v1/recipes/w@1", site.url),
+        Some(&mallory),
+        b"sealed",
+    );
+    assert_eq!(
+        status, 403,
+        "another token kept a sealed recipe for alice's version"
+    );
+    ok(&bonsai(&[
+        "push",
+        &img,
+        "--store",
+        &site.url,
+        "--token-file",
+        &d.s("alice"),
+        "-o",
+        &recipe,
+        "--name",
+        "vm",
+        "--keep-recipe",
+        "--recipe-key",
+        &key,
+        "--quiet",
+    ]));
+    crate::ops::pull_same(
+        "vm",
+        &site.url,
+        &d.path("vm.raw"),
+        &d.path("o.raw"),
+        &["--token-file", &d.s("alice"), "--recipe-key", &key],
+    );
+}
