@@ -157,15 +157,14 @@ pub(crate) async fn get_recipe(
     Extension(caller): Extension<Caller>,
     Path(text): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (name, version) = one_version(&caller, &text)?;
-    let store = st.store.clone();
-    let shown = format!("{name}@{version}");
-    match blocking(&st, move || Ok(store.sealed_recipe(&name, version)?)).await? {
-        Some(bytes) => Ok(octets(bytes)),
-        None => Err(ApiError::not_found(format!(
-            "no sealed recipe for {shown:?} (push it with --keep-recipe)"
-        ))),
-    }
+    version_object(
+        st,
+        &caller,
+        &text,
+        |store, name, version| store.sealed_recipe(name, version),
+        |shown| format!("no sealed recipe for {shown:?} (push it with --keep-recipe)"),
+    )
+    .await
 }
 
 /// `PUT /v1/profiles/{name@v}`: body is a boot profile (docs/FORMAT.md), checked before
@@ -200,15 +199,18 @@ pub(crate) async fn get_profile(
     Extension(caller): Extension<Caller>,
     Path(text): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (name, version) = one_version(&caller, &text)?;
-    let store = st.store.clone();
-    let shown = format!("{name}@{version}");
-    match blocking(&st, move || Ok(store.profile(&name, version)?)).await? {
-        Some(bytes) => Ok(octets(bytes)),
-        None => Err(ApiError::not_found(format!(
-            "no boot profile for {shown:?} (an export records one at its first client's end)"
-        ))),
-    }
+    version_object(
+        st,
+        &caller,
+        &text,
+        |store, name, version| store.profile(name, version),
+        |shown| {
+            format!(
+                "no boot profile for {shown:?} (an export records one at its first client's end)"
+            )
+        },
+    )
+    .await
 }
 
 /// `GET /v1/manifests/{name@v}` → the version's manifest object (docs/FORMAT.md
@@ -218,11 +220,34 @@ pub(crate) async fn get_manifest(
     Extension(caller): Extension<Caller>,
     Path(text): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (name, version) = one_version(&caller, &text)?;
+    version_object(
+        st,
+        &caller,
+        &text,
+        |store, name, version| store.manifest(name, version),
+        |shown| format!("no image version {shown:?}"),
+    )
+    .await
+}
+
+/// Reads one version's object from the store.
+type ReadObject =
+    fn(&crate::ingest::Store, &str, u64) -> Result<Option<Vec<u8>>, crate::ingest::StorageError>;
+
+/// One opaque object kept per version (sealed recipe, boot profile, manifest) as a reply,
+/// or 404 with `missing(NAME@V)`.
+async fn version_object(
+    st: AppState,
+    caller: &Caller,
+    text: &str,
+    read: ReadObject,
+    missing: impl FnOnce(String) -> String,
+) -> Result<Response, ApiError> {
+    let (name, version) = one_version(caller, text)?;
     let store = st.store.clone();
     let shown = format!("{name}@{version}");
-    match blocking(&st, move || Ok(store.manifest(&name, version)?)).await? {
+    match blocking(&st, move || Ok(read(&store, &name, version)?)).await? {
         Some(bytes) => Ok(octets(bytes)),
-        None => Err(ApiError::not_found(format!("no image version {shown:?}"))),
+        None => Err(ApiError::not_found(missing(shown))),
     }
 }

@@ -111,28 +111,40 @@ impl WriteStore for LocalStore {
     }
 
     fn register_image(&self, reg: &Registration<'_>) -> Result<Registered, StoreError> {
-        if let Some(p) = bonsai_core::name::name_problem(reg.name) {
-            return Err(StoreError::BadInput {
-                store: self.name.clone(),
-                reason: p,
-            });
-        }
-        let hash = reg.image_hash.map(|h| h.to_string());
-        let v = NewVersion {
-            name: reg.name,
-            logical_bytes: reg.logical_bytes,
-            ids: reg.ids,
-            zero_bytes: Some(reg.zero_bytes),
-            image_hash: hash.as_deref(),
-            by: LOCAL,
-        };
-        match self.store.register_version(&v).map_err(|e| self.err(e))? {
-            Ok(r) => Ok(r),
-            Err(id) => Err(StoreError::NotFound(id)),
-        }
+        self.with_version(reg, |v| {
+            match self.store.register_version(v).map_err(|e| self.err(e))? {
+                Ok(r) => Ok(r),
+                Err(id) => Err(StoreError::NotFound(id)),
+            }
+        })
     }
 
     fn register_copy(&self, reg: &Registration<'_>, version: u64) -> Result<bool, StoreError> {
+        self.with_version(reg, |v| {
+            match self.store.register_exact(v, version).map_err(|e| self.err(e))? {
+                Exact::Created => Ok(false),
+                Exact::Existed => Ok(true),
+                Exact::Taken => Err(StoreError::Refused {
+                    store: self.name.clone(),
+                    code: ErrorCode::Conflict,
+                    reason: format!(
+                        "{}@{version} is another image here; a copied version is never renumbered or replaced",
+                        reg.name
+                    ),
+                }),
+                Exact::Missing(id) => Err(StoreError::NotFound(id)),
+            }
+        })
+    }
+}
+
+impl LocalStore {
+    /// Runs `f` on the version `reg` describes, once its name is checked.
+    fn with_version<T>(
+        &self,
+        reg: &Registration<'_>,
+        f: impl FnOnce(&NewVersion<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         if let Some(p) = bonsai_core::name::name_problem(reg.name) {
             return Err(StoreError::BadInput {
                 store: self.name.clone(),
@@ -140,27 +152,14 @@ impl WriteStore for LocalStore {
             });
         }
         let hash = reg.image_hash.map(|h| h.to_string());
-        let v = NewVersion {
+        f(&NewVersion {
             name: reg.name,
             logical_bytes: reg.logical_bytes,
             ids: reg.ids,
             zero_bytes: Some(reg.zero_bytes),
             image_hash: hash.as_deref(),
             by: LOCAL,
-        };
-        match self.store.register_exact(&v, version).map_err(|e| self.err(e))? {
-            Exact::Created => Ok(false),
-            Exact::Existed => Ok(true),
-            Exact::Taken => Err(StoreError::Refused {
-                store: self.name.clone(),
-                code: ErrorCode::Conflict,
-                reason: format!(
-                    "{}@{version} is another image here; a copied version is never renumbered or replaced",
-                    reg.name
-                ),
-            }),
-            Exact::Missing(id) => Err(StoreError::NotFound(id)),
-        }
+        })
     }
 }
 
