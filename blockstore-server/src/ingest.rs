@@ -282,7 +282,7 @@ impl Store {
         Ok(ids.iter().filter(|i| gone.contains(i)).copied().collect())
     }
 
-    /// A site cache's answer: what neither it nor its upstream holds.
+    /// A site cache's answer: the upstream's (a block held here may be gone there).
     fn missing_via(
         &self,
         up: &crate::cache::Upstream,
