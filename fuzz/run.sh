@@ -7,9 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-25}"
-targets=(recipe_decode object_decode batch_frames id_parse sealed_open manifest_parse image_tables profile_decode nbd_server)
+targets=(recipe_decode object_decode batch_frames id_parse sealed_open manifest_parse image_tables profile_decode nbd_server pack_parse)
 
-mkdir -p corpus/recipe_decode corpus/object_decode corpus/batch_frames corpus/id_parse corpus/sealed_open corpus/manifest_parse corpus/image_tables corpus/profile_decode corpus/nbd_server
+mkdir -p corpus/recipe_decode corpus/object_decode corpus/batch_frames corpus/id_parse corpus/sealed_open corpus/manifest_parse corpus/image_tables corpus/profile_decode corpus/nbd_server corpus/pack_parse
+cp ../fixtures/vectors/pack-v1.bin corpus/pack_parse/
 cp ../fixtures/profile/*.bnsp corpus/profile_decode/
 # an NBD client's opening: flags, then NBD_OPT_STRUCTURED_REPLY and NBD_OPT_GO for ""
 printf '\x00\x00\x00\x03IHAVEOPT\x00\x00\x00\x08\x00\x00\x00\x00IHAVEOPT\x00\x00\x00\x07\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00' > corpus/nbd_server/go

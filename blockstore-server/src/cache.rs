@@ -629,7 +629,7 @@ impl Store {
     /// upstream failure is the request's error, not a cut-off stream.
     pub(crate) fn prepare_download(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StorageError> {
         let Some(up) = &self.upstream else {
-            return self.missing(ids);
+            return self.missing_exact(ids);
         };
         let absent: HashSet<BlockId> = self.index().missing(ids)?.into_iter().collect();
         let mut seen = HashSet::new();

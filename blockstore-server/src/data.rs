@@ -33,9 +33,15 @@ pub(crate) fn open_data(
         Some(d) => d.to_path_buf(),
         None => default_index_dir(&location, &settings),
     };
-    let backend = S3Backend::open(&location, &settings)?;
     if rebuild {
-        for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+        for f in [
+            "index.sqlite",
+            "index.sqlite-wal",
+            "index.sqlite-shm",
+            "packs.sqlite",
+            "packs.sqlite-wal",
+            "packs.sqlite-shm",
+        ] {
             match std::fs::remove_file(dir.join(f)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(e).with_context(|| format!("removing {}", dir.join(f).display()))
@@ -44,6 +50,7 @@ pub(crate) fn open_data(
             }
         }
     }
+    let backend = S3Backend::open(&location, &settings, &dir)?;
     let store = Store::with_backend(&dir, Arc::new(backend))
         .with_context(|| format!("opening the local index in {}", dir.display()))?;
     if rebuild || store.index().is_empty()? {

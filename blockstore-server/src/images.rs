@@ -76,7 +76,7 @@ impl Store {
             }
             return Ok(reg);
         }
-        if let Some(id) = self.missing(v.ids)?.first() {
+        if let Some(id) = self.missing_exact(v.ids)?.first() {
             return Ok(Err(*id));
         }
         let _one = self.registering.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,7 +134,7 @@ impl Store {
             }
             return Ok(done);
         }
-        if let Some(id) = self.missing(v.ids)?.first() {
+        if let Some(id) = self.missing_exact(v.ids)?.first() {
             return Ok(Exact::Missing(*id));
         }
         let _one = self.registering.lock().unwrap_or_else(|p| p.into_inner());

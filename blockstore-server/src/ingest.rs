@@ -282,6 +282,18 @@ impl Store {
         Ok(ids.iter().filter(|i| gone.contains(i)).copied().collect())
     }
 
+    /// [`Store::missing`] from a view of a shared backend that is fresh now, not a moment
+    /// old: for downloads and registrations, where "missing" is a refusal.
+    pub(crate) fn missing_exact(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StorageError> {
+        if self.upstream.is_none()
+            && self.backend.is_shared()
+            && !self.index.missing(ids)?.is_empty()
+        {
+            self.backend.refresh()?;
+        }
+        self.missing(ids)
+    }
+
     /// A site cache's answer: the upstream's (a block held here may be gone there).
     fn missing_via(
         &self,

@@ -161,7 +161,7 @@ impl Drop for InProcess {
 }
 
 fn s3_store(weed: &Weed, prefix: &str, index_dir: &std::path::Path) -> Store {
-    let backend = S3Backend::open(&location(prefix), &weed.settings()).unwrap();
+    let backend = S3Backend::open(&location(prefix), &weed.settings(), index_dir).unwrap();
     Store::with_backend(index_dir, Arc::new(backend)).unwrap()
 }
 
@@ -279,4 +279,25 @@ fn planted_objects_are_never_present_and_a_push_replaces_them() {
         Some(&planted.object[..])
     );
     assert!(c.missing(&[planted.id]).unwrap().is_empty());
+}
+
+/// A server learns the packs another stored after its own first look (the listing that
+/// starts after its watermark), for existence answers and downloads alike.
+#[test]
+fn packs_stored_later_by_another_server_are_found() {
+    let weed = Weed::start();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = s3_store(&weed, "later", da.path());
+    let b = s3_store(&weed, "later", db.path());
+    let first = block(8001);
+    a.put_many(&[(first.id, &first.object[..])]).unwrap();
+    assert!(b.missing(&[first.id]).unwrap().is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let later: Vec<_> = (0..5).map(|n| block(8100 + n)).collect();
+    let items: Vec<(BlockId, &[u8])> = later.iter().map(|b| (b.id, &b.object[..])).collect();
+    a.put_many(&items).unwrap();
+    let ids: Vec<BlockId> = later.iter().map(|b| b.id).collect();
+    let got = b.get_many(&ids).unwrap();
+    assert!(got.iter().all(Option::is_some), "{got:?}");
+    assert!(b.missing(&ids).unwrap().is_empty());
 }

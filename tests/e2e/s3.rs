@@ -38,7 +38,11 @@ fn serve_cmd(weed: &Weed, data: &str, index: &Path, extra: &[&str]) -> Command {
 impl S3Server {
     fn start(weed: &Weed, data: &str, index: &Path, extra: &[&str]) -> S3Server {
         let mut cmd = serve_cmd(weed, data, index, extra);
-        cmd.stderr(Stdio::null());
+        if std::env::var_os("DEBUG_S3").is_none() {
+            cmd.stderr(Stdio::null());
+        } else {
+            cmd.env("BONSAI_LOG", "info");
+        }
         let serving = crate::serving::Serving::spawn(cmd);
         S3Server {
             url: serving.url.clone(),

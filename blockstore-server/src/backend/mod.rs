@@ -143,6 +143,12 @@ pub trait Backend: Send + Sync {
     fn get_profile(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError>;
     /// Removes the boot profile under `key`; `false` if none was kept.
     fn delete_profile(&self, key: &str) -> Result<bool, BackendError>;
+    /// Learns, now, what other servers stored since the last look. [`Backend::stat_many`]
+    /// on a shared backend may answer from a view up to a moment old (an existence answer
+    /// "missing" only costs an upload); a download or a registration calls this first.
+    fn refresh(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// Whether other servers may write to the same backend (then the local index may lag).
     fn is_shared(&self) -> bool {
         false

@@ -23,6 +23,7 @@ pub mod fault;
 pub mod http;
 pub mod manifest;
 pub mod mem;
+pub mod pack;
 pub mod retention;
 pub mod tiered;
 pub mod wire;

@@ -18,6 +18,7 @@ use super::location::S3Location;
 use super::settings::S3Settings;
 use super::S3Error;
 use bonsai_core::BlockId;
+use bytes::Bytes;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
@@ -26,12 +27,17 @@ use object_store::{
     RetryConfig,
 };
 use std::future::Future;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Requests in flight at once for one batch.
 pub(crate) const PARALLEL: usize = 32;
+
+/// Ranges of one pack closer than this are read with one GET (the extra bytes cost less
+/// than another request's latency and price).
+pub(crate) const COALESCE: u64 = 1 << 20;
 
 /// A store's objects in one bucket under one prefix.
 pub struct Bucket {
@@ -305,6 +311,158 @@ impl Bucket {
             }
             Ok(total)
         })
+    }
+
+    /// Stores packs, create-only, [`PARALLEL`] at a time. A pack's name holds the hash of
+    /// its index, so a taken name already holds these very blocks. Durable on return.
+    pub fn put_packs(&self, packs: Vec<(String, Vec<u8>)>) -> Result<Vec<Created>, S3Error> {
+        let jobs = packs.into_iter().map(|(name, bytes)| {
+            let key = self.layout.pack(&name);
+            async move { self.put_if_absent(&key, PutPayload::from(bytes)).await }
+        });
+        self.rt
+            .block_on(stream::iter(jobs).buffered(PARALLEL).try_collect())
+    }
+
+    /// The last `len` bytes of each pack (their indexes), `None` for a pack that is gone,
+    /// [`PARALLEL`] at a time, in order.
+    pub fn pack_tails(&self, packs: &[(String, u64)]) -> Result<Vec<Option<Vec<u8>>>, S3Error> {
+        let jobs = packs.iter().map(|(name, len)| {
+            let key = self.layout.pack(name);
+            async move {
+                count(&self.requests.get, 1);
+                let opts = object_store::GetOptions {
+                    range: Some(object_store::GetRange::Suffix(*len)),
+                    ..Default::default()
+                };
+                let got = match self.s3.get_opts(&Path::from(key.as_str()), opts).await {
+                    Ok(g) => g,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(self.failed("get", &key, &e)),
+                };
+                match got.bytes().await {
+                    Ok(b) => Ok(Some(b.to_vec())),
+                    Err(e) => Err(self.failed("get", &key, &e)),
+                }
+            }
+        });
+        self.rt
+            .block_on(stream::iter(jobs).buffered(PARALLEL).try_collect())
+    }
+
+    /// Byte ranges of packs, `None` for a pack that is gone, in order. Ranges of one pack
+    /// less than [`COALESCE`] apart are read with one ranged GET; packs are read
+    /// [`PARALLEL`] at a time.
+    pub fn read_packs(
+        &self,
+        reads: &[(String, Vec<Range<u64>>)],
+    ) -> Result<Vec<Option<Vec<Bytes>>>, S3Error> {
+        let jobs = reads.iter().map(|(name, ranges)| {
+            let key = self.layout.pack(name);
+            async move {
+                let path = Path::from(key.as_str());
+                let fetched = object_store::coalesce_ranges(
+                    ranges,
+                    |r| {
+                        count(&self.requests.get, 1);
+                        self.s3.get_range(&path, r)
+                    },
+                    COALESCE,
+                )
+                .await;
+                match fetched {
+                    Ok(parts) => Ok(Some(parts)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(self.failed("get", &key, &e)),
+                }
+            }
+        });
+        self.rt
+            .block_on(stream::iter(jobs).buffered(PARALLEL).try_collect())
+    }
+
+    /// Packs with their sizes, in name (so time) order: every pack, or only those whose
+    /// names sort after `after`.
+    pub fn list_packs(&self, after: Option<&str>) -> Result<Vec<(String, u64)>, S3Error> {
+        let prefix = self.layout.packs();
+        let p = Path::from(prefix.as_str());
+        let listed: Vec<_> = match after {
+            None => self.rt.block_on(self.s3.list(Some(&p)).try_collect()),
+            Some(a) => {
+                let offset = Path::from(self.layout.pack(a).as_str());
+                self.rt
+                    .block_on(self.s3.list_with_offset(Some(&p), &offset).try_collect())
+            }
+        }
+        .map_err(|e| self.failed("list", &prefix, &e))?;
+        count(&self.requests.list, 1 + listed.len() as u64 / 1000);
+        let mut packs: Vec<(String, u64)> = listed
+            .iter()
+            .filter_map(|m| {
+                let name = self.layout.pack_name(m.location.as_ref())?;
+                Some((name.to_string(), m.size))
+            })
+            .collect();
+        packs.sort();
+        Ok(packs)
+    }
+
+    /// Deletes packs (absent ones are fine).
+    pub fn delete_packs(&self, names: &[String]) -> Result<(), S3Error> {
+        let jobs = names.iter().map(|n| {
+            let key = self.layout.pack(n);
+            async move { self.delete_object(&key).await }
+        });
+        self.rt.block_on(
+            stream::iter(jobs)
+                .buffered(PARALLEL)
+                .try_collect::<Vec<()>>(),
+        )?;
+        Ok(())
+    }
+
+    /// Stores a small object under `key` (below the store's prefix) unless it is taken.
+    pub fn create(&self, key: &str, bytes: Vec<u8>) -> Result<Created, S3Error> {
+        self.put_named(&format!("{}{key}", self.layout.base()), bytes)
+    }
+
+    /// The small object under `key`, if there.
+    pub fn read(&self, key: &str) -> Result<Option<Vec<u8>>, S3Error> {
+        let key = format!("{}{key}", self.layout.base());
+        self.rt.block_on(self.get_object(&key))
+    }
+
+    /// Removes the object under `key`.
+    pub fn remove(&self, key: &str) -> Result<(), S3Error> {
+        let key = format!("{}{key}", self.layout.base());
+        self.rt.block_on(self.delete_object(&key))
+    }
+
+    /// Keys (below the store's prefix) of every object under `prefix`, sorted.
+    pub fn keys(&self, prefix: &str) -> Result<Vec<String>, S3Error> {
+        let base = self.layout.base();
+        let mut keys: Vec<String> = self
+            .list_keys(&format!("{base}{prefix}"))?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(base).map(str::to_string))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Whether any block object of a store written before packs is in the bucket (one
+    /// listing request).
+    pub fn has_block_objects(&self) -> Result<bool, S3Error> {
+        let prefix = format!("{}blocks/", self.layout.base());
+        count(&self.requests.list, 1);
+        let listed = self
+            .rt
+            .block_on(
+                self.s3
+                    .list_with_delimiter(Some(&Path::from(prefix.as_str()))),
+            )
+            .map_err(|e| self.failed("list", &prefix, &e))?;
+        Ok(!listed.common_prefixes.is_empty() || !listed.objects.is_empty())
     }
 
     /// Stores a version's manifest object unless the key is taken (create-only).

@@ -6,10 +6,11 @@
 //! - [`location`] parses `--data s3://BUCKET/PREFIX`;
 //! - [`settings`] reads endpoint, region and keys from the standard AWS variables or file;
 //! - [`layout`] names the objects;
-//! - [`bucket`] moves objects (create-if-absent puts, parallel heads and gets, listings);
+//! - [`bucket`] moves objects (create-if-absent puts, ranged and parallel gets, listings);
+//! - [`packs`] keeps blocks in packs and the map of where each lies;
 //! - [`S3Backend`] is the [`Backend`] over a bucket: shared, so the store confirms every
-//!   index miss with the bucket (one HEAD per id, in parallel) before calling a block
-//!   absent, and a block stored through another server a moment ago is never missed.
+//!   index miss with the pack map, after learning the packs other servers stored since it
+//!   last looked (one listing), before calling a block absent.
 //!
 //! The bucket is the truth; each server's SQLite index is a cache of it, rebuilt from a
 //! listing when empty (`crate::rebuild`).
@@ -19,6 +20,7 @@ pub(crate) mod bucket;
 pub(crate) mod layout;
 #[allow(unreachable_pub)]
 pub mod location;
+pub(crate) mod packs;
 #[allow(unreachable_pub)]
 pub mod settings;
 
@@ -30,23 +32,55 @@ pub use settings::{S3Settings, SettingsError};
 
 use super::{Backend, BackendError, Put};
 use bonsai_core::BlockId;
+use std::sync::Arc;
 
-/// Blocks and manifests in one bucket under one prefix.
+/// Blocks (in packs) and manifests in one bucket under one prefix.
 pub struct S3Backend {
-    bucket: Bucket,
+    bucket: Arc<Bucket>,
+    packs: packs::Packs,
+    /// Whether the bucket holds block objects of a store written before packs.
+    legacy: bool,
 }
 
 impl S3Backend {
-    /// Connects; wrong keys, a missing bucket or an unreachable endpoint fail here.
-    pub fn open(location: &S3Location, settings: &S3Settings) -> Result<Self, S3Error> {
+    /// Connects; wrong keys, a missing bucket or an unreachable endpoint fail here. The
+    /// map of packs is kept in `index_dir` beside the index.
+    pub fn open(
+        location: &S3Location,
+        settings: &S3Settings,
+        index_dir: &std::path::Path,
+    ) -> Result<Self, S3Error> {
+        let bucket = Arc::new(Bucket::open(location, settings)?);
+        let legacy = bucket.has_block_objects()?;
+        let packs = packs::Packs::open(bucket.clone(), index_dir).map_err(|e| S3Error::Setup {
+            store: location.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(S3Backend {
-            bucket: Bucket::open(location, settings)?,
+            bucket,
+            packs,
+            legacy,
         })
     }
 
     /// The bucket, for tools and tests.
     pub fn bucket(&self) -> &Bucket {
         &self.bucket
+    }
+
+    /// Blocks held as objects of their own (stores written before packs), in order.
+    fn legacy_get(&self, ids: &[BlockId], out: &mut [Option<Vec<u8>>]) -> Result<(), BackendError> {
+        if !self.legacy {
+            return Ok(());
+        }
+        let want: Vec<usize> = (0..ids.len()).filter(|&i| out[i].is_none()).collect();
+        let got = self
+            .bucket
+            .get_blocks(&want.iter().map(|&i| ids[i]).collect::<Vec<_>>())?;
+        for (i, g) in want.into_iter().zip(got) {
+            out[i] = g;
+        }
+        Ok(())
     }
 }
 
@@ -71,10 +105,7 @@ impl From<S3Error> for BackendError {
 }
 
 fn put_of(c: Created) -> Put {
-    match c {
-        Created::New => Put::Written,
-        Created::Existed => Put::Present,
-    }
+    c.into()
 }
 
 impl Backend for S3Backend {
@@ -83,50 +114,62 @@ impl Backend for S3Backend {
     }
 
     fn put_if_absent(&self, id: &BlockId, bytes: &[u8]) -> Result<Put, BackendError> {
-        Ok(put_of(self.bucket.put_blocks(&[(*id, bytes)])?[0]))
+        Ok(self.packs.put_many(&[(*id, bytes)])?[0])
     }
 
     fn put_many_if_absent(&self, items: &[(BlockId, &[u8])]) -> Result<Vec<Put>, BackendError> {
-        Ok(self
-            .bucket
-            .put_blocks(items)?
-            .into_iter()
-            .map(put_of)
-            .collect())
+        self.packs.put_many(items)
     }
 
     fn overwrite(&self, id: &BlockId, bytes: &[u8]) -> Result<(), BackendError> {
-        Ok(self.bucket.replace_block(id, bytes)?)
+        // the wrong copy's pack keeps its bytes, now dead; the map points at the new pack
+        self.delete(id)?;
+        self.packs.write_packs(&[(*id, bytes)])
     }
 
     fn get(&self, id: &BlockId) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self
-            .bucket
-            .get_blocks(std::slice::from_ref(id))?
-            .pop()
-            .flatten())
+        Ok(self.get_many(std::slice::from_ref(id))?.pop().flatten())
     }
 
     fn get_many(&self, ids: &[BlockId]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
-        Ok(self.bucket.get_blocks(ids)?)
+        let mut out = self.packs.get_many(ids)?;
+        self.legacy_get(ids, &mut out)?;
+        Ok(out)
     }
 
     fn stat(&self, id: &BlockId) -> Result<Option<u64>, BackendError> {
-        Ok(self
-            .bucket
-            .stat_blocks(std::slice::from_ref(id))?
-            .pop()
-            .flatten())
+        Ok(self.stat_many(std::slice::from_ref(id))?.pop().flatten())
     }
 
     fn stat_many(&self, ids: &[BlockId]) -> Result<Vec<Option<u64>>, BackendError> {
-        Ok(self.bucket.stat_blocks(ids)?)
+        let mut sizes = self.packs.stat_many(ids)?;
+        if self.legacy && sizes.iter().any(Option::is_none) {
+            let want: Vec<usize> = (0..ids.len()).filter(|&i| sizes[i].is_none()).collect();
+            let got = self
+                .bucket
+                .stat_blocks(&want.iter().map(|&i| ids[i]).collect::<Vec<_>>())?;
+            for (i, g) in want.into_iter().zip(got) {
+                sizes[i] = g;
+            }
+        }
+        Ok(sizes)
     }
 
     fn delete(&self, id: &BlockId) -> Result<bool, BackendError> {
-        // S3 answers a DELETE alike whether or not the key existed: ask first
-        let existed = self.stat(id)?.is_some();
-        self.bucket.delete_blocks(std::slice::from_ref(id))?;
+        let mapped = self.packs.locate(std::slice::from_ref(id))?[0].is_some();
+        let empty = self.packs.unmap(std::slice::from_ref(id))?;
+        if !empty.is_empty() {
+            let names: Vec<String> = empty.iter().map(|e| e.1.clone()).collect();
+            self.bucket.delete_packs(&names)?;
+            for (num, _) in &empty {
+                self.packs.drop_pack(*num)?;
+            }
+        }
+        let mut existed = mapped;
+        if self.legacy && self.bucket.stat_blocks(std::slice::from_ref(id))?[0].is_some() {
+            self.bucket.delete_blocks(std::slice::from_ref(id))?;
+            existed = true;
+        }
         Ok(existed)
     }
 
@@ -134,8 +177,12 @@ impl Backend for S3Backend {
         &self,
         each: &mut dyn FnMut(BlockId, u64) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
-        self.bucket
-            .list_blocks(|blocks| blocks.into_iter().try_for_each(|(id, size)| each(id, size)))?;
+        self.packs.each(each)?;
+        if self.legacy {
+            self.bucket.list_blocks(|blocks| {
+                blocks.into_iter().try_for_each(|(id, size)| each(id, size))
+            })?;
+        }
         Ok(())
     }
 
@@ -187,6 +234,10 @@ impl Backend for S3Backend {
         let existed = self.bucket.get_profile(key)?.is_some();
         self.bucket.delete_profile(key)?;
         Ok(existed)
+    }
+
+    fn refresh(&self) -> Result<(), BackendError> {
+        self.packs.refresh(true).map(drop)
     }
 
     fn is_shared(&self) -> bool {

@@ -1,0 +1,532 @@
+//! Blocks in packs (docs/FORMAT.md "Pack"): an upload batch becomes one PUT (or a few, of
+//! at most [`PACK_BYTES`]) once ingest verified every block in it, and a download one ranged
+//! GET per run of neighbouring blocks in a pack.
+//!
+//! Where each block lies is kept in a map beside the index (`packs.sqlite`), a cache of the
+//! bucket like the index: every pack carries its own index at its end, so the map is
+//! rebuilt from a listing and one suffix read per pack. Other servers' packs are learnt
+//! incrementally: pack names start with the writer's clock, and [`Packs::refresh`] lists
+//! only the names after a watermark [`LAG`] behind the newest listing. A writer whose PUT
+//! took longer than half of [`LAG`] writes the pack again under a fresh name, so no pack
+//! can appear below a watermark another server already passed.
+
+use super::bucket::{Bucket, Created};
+use super::S3Error;
+use crate::backend::{BackendError, Put};
+use bonsai_core::store::pack::{self, Entry};
+use bonsai_core::BlockId;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Largest pack written: big enough that a GiB costs well under 100 PUTs, small enough
+/// that one upload batch (8 MiB of objects) is one pack.
+pub(crate) const PACK_BYTES: usize = 16 << 20;
+/// How far behind the newest listing the watermark stays (and how long a pack PUT may
+/// take before its pack is written again under a fresh name).
+pub(crate) const LAG: Duration = Duration::from_secs(600);
+/// A first guess at a pack's tail: the index of ~450 blocks in one GET.
+const TAIL_GUESS: u64 = 16 << 10;
+/// Least time between two listings that an existence query triggers (misses in between
+/// are answered "missing": at worst a block stored elsewhere a moment ago is sent again).
+const REFRESH_EVERY: Duration = Duration::from_millis(500);
+
+/// Where a block lies: pack number in the map, pack name, offset and length.
+#[derive(Debug, Clone)]
+pub(crate) struct Loc {
+    pub(crate) pack: i64,
+    pub(crate) name: String,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+}
+
+/// The blocks of a bucket, in packs, and the map of where each lies.
+pub(crate) struct Packs {
+    bucket: Arc<Bucket>,
+    map: Mutex<Connection>,
+    refreshing: Mutex<Option<Instant>>,
+}
+
+fn map_err(e: rusqlite::Error) -> BackendError {
+    BackendError::Refused {
+        what: "pack map (packs.sqlite)".into(),
+        reason: e.to_string(),
+    }
+}
+
+fn s3(e: S3Error) -> BackendError {
+    e.into()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A pack's name: the writer's clock and the hash of the pack's index (its footer).
+fn pack_name(at_ms: u64, pack: &[u8]) -> String {
+    let f = &pack[pack.len() - pack::FOOTER_LEN..];
+    format!("{at_ms:013}-{}", hex::encode(&f[4..20]))
+}
+
+impl Packs {
+    /// Opens the map in `dir` (created if absent) for the packs of `bucket`.
+    pub(crate) fn open(bucket: Arc<Bucket>, dir: &Path) -> Result<Self, BackendError> {
+        std::fs::create_dir_all(dir).map_err(|e| BackendError::io(dir.display(), e))?;
+        let db = Connection::open(dir.join("packs.sqlite")).map_err(map_err)?;
+        db.busy_timeout(Duration::from_secs(30)).map_err(map_err)?;
+        db.pragma_update(None, "journal_mode", "WAL")
+            .map_err(map_err)?;
+        db.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(map_err)?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS packs(
+                 num INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,
+                 size INTEGER NOT NULL, live INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS locs(
+                 id BLOB NOT NULL, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
+                 len INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )
+        .map_err(map_err)?;
+        Ok(Packs {
+            bucket,
+            map: Mutex::new(db),
+            refreshing: Mutex::new(None),
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops the whole map (`--rebuild-index`): the next refresh lists every pack.
+    pub(crate) fn forget_all(&self) -> Result<(), BackendError> {
+        self.db()
+            .execute_batch("DELETE FROM locs; DELETE FROM packs; DELETE FROM state;")
+            .map_err(map_err)
+    }
+
+    /// Where each block lies (the first pack that holds it), in order.
+    pub(crate) fn locate(&self, ids: &[BlockId]) -> Result<Vec<Option<Loc>>, BackendError> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare_cached(
+                "SELECT l.pack, p.name, l.offset, l.len FROM locs l JOIN packs p ON p.num = l.pack
+                 WHERE l.id = ?1 LIMIT 1",
+            )
+            .map_err(map_err)?;
+        ids.iter()
+            .map(|id| {
+                stmt.query_row([&id.as_bytes()[..]], |r| {
+                    Ok(Loc {
+                        pack: r.get(0)?,
+                        name: r.get(1)?,
+                        offset: r.get::<_, i64>(2)? as u64,
+                        len: r.get::<_, i64>(3)? as u32,
+                    })
+                })
+                .optional()
+                .map_err(map_err)
+            })
+            .collect()
+    }
+
+    /// Records a pack and its entries (idempotent).
+    fn record(&self, name: &str, size: u64, entries: &[Entry]) -> Result<(), BackendError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(map_err)?;
+        let live: u64 = entries.iter().map(|e| u64::from(e.len)).sum();
+        let added = tx
+            .execute(
+                "INSERT OR IGNORE INTO packs(name, size, live) VALUES (?1, ?2, ?3)",
+                params![name, size as i64, live as i64],
+            )
+            .map_err(map_err)?;
+        if added == 1 {
+            let num = tx.last_insert_rowid();
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO locs(id, pack, offset, len) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(map_err)?;
+            for e in entries {
+                ins.execute(params![
+                    &e.id.as_bytes()[..],
+                    num,
+                    e.offset as i64,
+                    e.len as i64
+                ])
+                .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)
+    }
+
+    /// Writes the blocks not yet in any known pack into new packs (one PUT per
+    /// [`PACK_BYTES`]), and says which were written. Durable in the bucket on return.
+    pub(crate) fn put_many(&self, items: &[(BlockId, &[u8])]) -> Result<Vec<Put>, BackendError> {
+        let ids: Vec<BlockId> = items.iter().map(|i| i.0).collect();
+        let known = self.locate(&ids)?;
+        let mut seen = std::collections::HashSet::new();
+        let fresh: Vec<(BlockId, &[u8])> = items
+            .iter()
+            .zip(&known)
+            .filter(|(i, k)| k.is_none() && seen.insert(i.0))
+            .map(|(i, _)| *i)
+            .collect();
+        self.write_packs(&fresh)?;
+        Ok(known
+            .iter()
+            .map(|k| {
+                if k.is_some() {
+                    Put::Present
+                } else {
+                    Put::Written
+                }
+            })
+            .collect())
+    }
+
+    /// Packs `objects` (distinct ids) and stores the packs.
+    pub(crate) fn write_packs(&self, objects: &[(BlockId, &[u8])]) -> Result<(), BackendError> {
+        let mut groups: Vec<&[(BlockId, &[u8])]> = Vec::new();
+        let (mut start, mut bytes) = (0, 0);
+        for (i, (_, b)) in objects.iter().enumerate() {
+            if i > start && (bytes + b.len() > PACK_BYTES || i - start >= pack::MAX_BLOCKS) {
+                groups.push(&objects[start..i]);
+                (start, bytes) = (i, 0);
+            }
+            bytes += b.len();
+        }
+        if start < objects.len() {
+            groups.push(&objects[start..]);
+        }
+        let packs: Vec<Vec<u8>> = groups.iter().map(|g| pack::encode(g)).collect();
+        loop {
+            let began = Instant::now();
+            let at = now_ms();
+            let named: Vec<(String, Vec<u8>)> = packs
+                .iter()
+                .map(|p| (pack_name(at, p), p.clone()))
+                .collect();
+            let names: Vec<(String, u64)> = named
+                .iter()
+                .map(|(n, p)| (n.clone(), p.len() as u64))
+                .collect();
+            self.bucket.put_packs(named).map_err(s3)?;
+            if began.elapsed() > LAG / 2 {
+                // another server's watermark may have passed this name: write it again
+                tracing::warn!(took = ?began.elapsed(), "slow pack upload; writing it again under a newer name");
+                continue;
+            }
+            for ((name, size), p) in names.iter().zip(&packs) {
+                let entries = pack::parse(p).expect("a pack just encoded parses");
+                self.record(name, *size, &entries)?;
+            }
+            return Ok(());
+        }
+    }
+
+    /// The objects of blocks, `None` where no known pack holds one, in order. A pack found
+    /// gone (repacked or collected by another server) is dropped from the map, the map
+    /// refreshed, and its blocks looked for again once.
+    pub(crate) fn get_many(&self, ids: &[BlockId]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; ids.len()];
+        let mut todo: Vec<usize> = (0..ids.len()).collect();
+        for attempt in 0..2 {
+            let wanted: Vec<BlockId> = todo.iter().map(|&i| ids[i]).collect();
+            let mut locs = self.locate(&wanted)?;
+            if attempt == 0 && locs.iter().any(Option::is_none) {
+                self.refresh(true)?;
+                locs = self.locate(&wanted)?;
+            }
+            let gone = self.read_into(&todo, &locs, &mut out)?;
+            if gone.is_empty() {
+                break;
+            }
+            for (num, name) in &gone {
+                tracing::info!(pack = %name, "pack is gone from the bucket; dropped from the map");
+                self.drop_pack(*num)?;
+            }
+            self.refresh(true)?;
+            todo.retain(|&i| out[i].is_none());
+        }
+        Ok(out)
+    }
+
+    /// Reads the located blocks into `out` (slot `slots[k]` for `locs[k]`); returns the
+    /// packs that are gone.
+    fn read_into(
+        &self,
+        slots: &[usize],
+        locs: &[Option<Loc>],
+        out: &mut [Option<Vec<u8>>],
+    ) -> Result<Vec<(i64, String)>, BackendError> {
+        let mut by_pack: HashMap<(i64, String), Vec<(usize, &Loc)>> = HashMap::new();
+        for (slot, loc) in slots.iter().zip(locs) {
+            if let Some(l) = loc {
+                by_pack
+                    .entry((l.pack, l.name.clone()))
+                    .or_default()
+                    .push((*slot, l));
+            }
+        }
+        let groups: Vec<((i64, String), Vec<(usize, &Loc)>)> = by_pack.into_iter().collect();
+        let reads: Vec<(String, Vec<std::ops::Range<u64>>)> = groups
+            .iter()
+            .map(|((_, name), ls)| {
+                let ranges = ls
+                    .iter()
+                    .map(|(_, l)| l.offset..l.offset + u64::from(l.len));
+                (name.clone(), ranges.collect())
+            })
+            .collect();
+        let got = self.bucket.read_packs(&reads).map_err(s3)?;
+        let mut gone = Vec::new();
+        for ((key, ls), parts) in groups.iter().zip(got) {
+            match parts {
+                None => gone.push(key.clone()),
+                Some(parts) => {
+                    for ((slot, _), bytes) in ls.iter().zip(parts) {
+                        out[*slot] = Some(bytes.to_vec());
+                    }
+                }
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Sizes of the blocks some known pack holds, after a refresh if any is unknown.
+    pub(crate) fn stat_many(&self, ids: &[BlockId]) -> Result<Vec<Option<u64>>, BackendError> {
+        let mut locs = self.locate(ids)?;
+        if locs.iter().any(Option::is_none) && self.refresh(false)? {
+            locs = self.locate(ids)?;
+        }
+        Ok(locs
+            .iter()
+            .map(|l| l.as_ref().map(|l| u64::from(l.len)))
+            .collect())
+    }
+
+    /// Learns the packs stored since the last look (every pack on the first). Unless
+    /// `force`, at most one listing per [`REFRESH_EVERY`]; says whether it listed.
+    pub(crate) fn refresh(&self, force: bool) -> Result<bool, BackendError> {
+        let mut last = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        if !force && last.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
+            return Ok(false);
+        }
+        let watermark: Option<String> = self
+            .db()
+            .query_row(
+                "SELECT value FROM state WHERE key = 'seen_until'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
+        let listed_at = now_ms();
+        let listed = self.bucket.list_packs(watermark.as_deref()).map_err(s3)?;
+        self.learn(&listed)?;
+        let mark = format!("{:013}-", listed_at.saturating_sub(LAG.as_millis() as u64));
+        if watermark.as_deref().is_none_or(|w| mark.as_str() > w) {
+            self.db()
+                .execute(
+                    "INSERT OR REPLACE INTO state(key, value) VALUES ('seen_until', ?1)",
+                    [&mark],
+                )
+                .map_err(map_err)?;
+        }
+        *last = Some(Instant::now());
+        Ok(true)
+    }
+
+    /// Reads the indexes of listed packs the map does not know, and records them. A pack
+    /// whose tail does not parse is logged and skipped (`check` reports it).
+    fn learn(&self, listed: &[(String, u64)]) -> Result<(), BackendError> {
+        let unknown: Vec<(String, u64)> = {
+            let db = self.db();
+            let mut known = db
+                .prepare_cached("SELECT 1 FROM packs WHERE name = ?1")
+                .map_err(map_err)?;
+            let mut v = Vec::new();
+            for (name, size) in listed {
+                if !known.exists([name]).map_err(map_err)? {
+                    v.push((name.clone(), *size));
+                }
+            }
+            v
+        };
+        for chunk in unknown.chunks(256) {
+            for ((name, size), entries) in chunk.iter().zip(self.read_indexes(chunk)?) {
+                match entries {
+                    Ok(e) => self.record(name, *size, &e)?,
+                    Err(why) => {
+                        tracing::warn!(pack = %name, %why, "pack index unreadable; its blocks are not used")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of packs from their tails: one suffix GET each, a second for a pack
+    /// whose index is longer than the first guess.
+    pub(crate) fn read_indexes(
+        &self,
+        packs: &[(String, u64)],
+    ) -> Result<Vec<Result<Vec<Entry>, String>>, BackendError> {
+        let guesses: Vec<(String, u64)> = packs
+            .iter()
+            .map(|(n, s)| (n.clone(), (*s).min(TAIL_GUESS)))
+            .collect();
+        let tails = self.bucket.pack_tails(&guesses).map_err(s3)?;
+        let mut out = Vec::with_capacity(packs.len());
+        for ((name, size), tail) in packs.iter().zip(tails) {
+            let Some(mut tail) = tail else {
+                out.push(Err("gone".to_string()));
+                continue;
+            };
+            if let Ok(count) = pack::footer_count(&tail) {
+                let need = pack::tail_len(count) as u64;
+                if need > tail.len() as u64 && need <= *size {
+                    let again = self
+                        .bucket
+                        .pack_tails(&[(name.clone(), need)])
+                        .map_err(s3)?;
+                    tail = again.into_iter().next().flatten().unwrap_or_default();
+                }
+            }
+            out.push(pack::parse_tail(*size, &tail).map_err(|e| e.to_string()));
+        }
+        Ok(out)
+    }
+
+    /// Forgets a pack and the blocks it held.
+    pub(crate) fn drop_pack(&self, num: i64) -> Result<(), BackendError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(map_err)?;
+        tx.execute("DELETE FROM locs WHERE pack = ?1", [num])
+            .map_err(map_err)?;
+        tx.execute("DELETE FROM packs WHERE num = ?1", [num])
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)
+    }
+
+    /// Forgets where blocks lie (collected, or their copies found wrong): returns the
+    /// packs left holding no live block, which the caller may delete.
+    pub(crate) fn unmap(&self, ids: &[BlockId]) -> Result<Vec<(i64, String)>, BackendError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(map_err)?;
+        let mut touched = Vec::new();
+        {
+            let mut find = tx
+                .prepare_cached("SELECT pack, len FROM locs WHERE id = ?1")
+                .map_err(map_err)?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM locs WHERE id = ?1")
+                .map_err(map_err)?;
+            let mut dec = tx
+                .prepare_cached("UPDATE packs SET live = max(live - ?2, 0) WHERE num = ?1")
+                .map_err(map_err)?;
+            for id in ids {
+                let key = &id.as_bytes()[..];
+                let rows: Vec<(i64, i64)> = find
+                    .query_map([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(map_err)?
+                    .collect::<Result<_, _>>()
+                    .map_err(map_err)?;
+                del.execute([key]).map_err(map_err)?;
+                for (pack, len) in rows {
+                    dec.execute(params![pack, len]).map_err(map_err)?;
+                    touched.push(pack);
+                }
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let mut empty = Vec::new();
+        {
+            let mut q = tx
+                .prepare_cached("SELECT name FROM packs WHERE num = ?1 AND NOT EXISTS (SELECT 1 FROM locs WHERE pack = ?1)")
+                .map_err(map_err)?;
+            for num in touched {
+                if let Some(name) = q
+                    .query_row([num], |r| r.get::<_, String>(0))
+                    .optional()
+                    .map_err(map_err)?
+                {
+                    empty.push((num, name));
+                }
+            }
+        }
+        tx.commit().map_err(map_err)?;
+        Ok(empty)
+    }
+
+    /// Every mapped block with its length (after listing every pack), one row per id.
+    pub(crate) fn each(
+        &self,
+        each: &mut dyn FnMut(BlockId, u64) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let listed = self.bucket.list_packs(None).map_err(s3)?;
+        self.learn(&listed)?;
+        let rows: Vec<(Vec<u8>, i64)> = {
+            let db = self.db();
+            let mut q = db
+                .prepare("SELECT id, min(len) FROM locs GROUP BY id")
+                .map_err(map_err)?;
+            let rows = q
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(map_err)?
+                .collect::<Result<_, _>>()
+                .map_err(map_err)?;
+            rows
+        };
+        for (id, len) in rows {
+            if let Some(id) = BlockId::from_slice(&id) {
+                each(id, len as u64)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Packs known to the map: name, size and live bytes (gc, cost report).
+    pub(crate) fn known(&self) -> Result<Vec<(i64, String, u64, u64)>, BackendError> {
+        let db = self.db();
+        let mut q = db
+            .prepare("SELECT num, name, size, live FROM packs ORDER BY name")
+            .map_err(map_err)?;
+        let rows = q
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get::<_, i64>(3)? as u64,
+                ))
+            })
+            .map_err(map_err)?
+            .collect::<Result<_, _>>()
+            .map_err(map_err);
+        rows
+    }
+
+    /// The bucket.
+    pub(crate) fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+}
+
+impl From<Created> for Put {
+    fn from(c: Created) -> Self {
+        match c {
+            Created::New => Put::Written,
+            Created::Existed => Put::Present,
+        }
+    }
+}
