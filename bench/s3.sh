@@ -89,10 +89,17 @@ kill -TERM "$pid_a" "$pid_b"; wait "$pid_a" "$pid_b" 2>/dev/null || true
 echo
 echo "S3 requests: pushing server: $(grep -a 's3 requests sent' "$log_a" | sed 's/.*sent //')"
 echo "S3 requests: pulling server: $(grep -a 's3 requests sent' "$log_b" | sed 's/.*sent //')"
-python3 - "$work/s3.push.json" "$work/s3.pull.json" <<'PY'
-import json, sys
+python3 - "$work/s3.push.json" "$work/s3.pull.json" "$log_a" "$log_b" <<'PY'
+import json, re, sys
 p, q = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+def counts(log):
+    line = [l for l in open(log, errors="replace") if "s3 requests sent" in l][-1]
+    return {k: int(v) for k, v in re.findall(r"(put|get|head|list|delete)=(\d+)", line)}
+a, b = counts(sys.argv[3]), counts(sys.argv[4])
 G = 1 << 30
-print(f'per GiB of block objects: {p["new_chunks"] / (p["sent_bytes"] / G):.0f} PUT pushed, '
-      f'{q["fetched_blocks"] / (q["fetched_bytes"] / G):.0f} GET pulled')
+sent, fetched = p["sent_bytes"] / G, q["fetched_bytes"] / G
+print(f'per GiB pushed: {a["put"] / sent:.0f} PUT, {a["list"] / sent:.0f} LIST, {a["head"] / sent:.0f} HEAD '
+      f'(goal: at most 100 PUT)')
+print(f'per GiB pulled: {b["get"] / fetched:.0f} GET, {b["list"] / fetched:.0f} LIST, {b["head"] / fetched:.0f} HEAD '
+      f'(goal: at most 100 GET)')
 PY

@@ -28,6 +28,8 @@ pub(crate) const MAX_LISTED: usize = 100;
 const GROUP: usize = 8 * 1024 * 1024;
 /// Bytes of frames read per step of a download.
 const FETCH_STEP: usize = 64 * 1024;
+/// A download step from a bucket: enough blocks that a pack's neighbours share a GET.
+const BUCKET_STEP: u64 = 4 << 20;
 
 /// Frames received but not yet stored; each byte is parsed once.
 #[derive(Default)]
@@ -147,6 +149,9 @@ pub(crate) async fn upload_batch(
 /// Reads the next step of a download: frames from `pos` up to [`FETCH_STEP`] bytes (at
 /// least one block). Returns the bytes and the next position.
 fn read_step(st: &AppState, ids: &[BlockId], mut pos: usize) -> Result<(Vec<u8>, usize), ApiError> {
+    if st.store.upstream().is_none() && st.store.backend().is_shared() {
+        return read_bucket_step(st, ids, pos);
+    }
     let mut out = Vec::new();
     while pos < ids.len() && (out.is_empty() || out.len() < FETCH_STEP) {
         let id = ids[pos];
@@ -163,6 +168,40 @@ fn read_step(st: &AppState, ids: &[BlockId], mut pos: usize) -> Result<(Vec<u8>,
         pos += 1;
     }
     Ok((out, pos))
+}
+
+/// [`read_step`] from a bucket: up to [`BUCKET_STEP`] bytes of blocks in one backend
+/// call, so that neighbours in a pack are read with one ranged GET, not one each.
+fn read_bucket_step(
+    st: &AppState,
+    ids: &[BlockId],
+    pos: usize,
+) -> Result<(Vec<u8>, usize), ApiError> {
+    let sizes = (st.store.index())
+        .sizes_of(&ids[pos..ids.len().min(pos + 4096)])
+        .map_err(crate::ingest::StorageError::from)?;
+    let (mut end, mut bytes) = (pos, 0u64);
+    for s in sizes {
+        if end > pos && bytes + s.max(1) > BUCKET_STEP {
+            break;
+        }
+        bytes += s.max(1);
+        end += 1;
+    }
+    let mut out = Vec::with_capacity(bytes as usize + (end - pos) * 40);
+    for (id, obj) in ids[pos..end].iter().zip(st.store.get_many(&ids[pos..end])?) {
+        match obj {
+            Some(obj) => write_frame(&mut out, id, &obj),
+            None => {
+                return Err(ApiError::block_missing(
+                    StatusCode::NOT_FOUND,
+                    *id,
+                    format!("block {id} vanished during the download"),
+                ))
+            }
+        }
+    }
+    Ok((out, end))
 }
 
 /// Batch download: all ids are checked first (404 names the first absent one), then the

@@ -95,9 +95,48 @@ fn examine_part(
     read_data: bool,
 ) -> Result<Vec<(BlockId, u64, &'static str)>, BackendError> {
     let mut found = Vec::new();
+    if backend.is_shared() {
+        // a bucket: sizes and bytes of the part in one call each (neighbours in a pack
+        // share a ranged GET), not a request per block
+        for chunk in part.chunks(256) {
+            found.extend(examine_many(backend, chunk, read_data)?);
+        }
+        return Ok(found);
+    }
     for (id, size) in part {
         if let Some(problem) = examine(backend, id, *size, read_data)? {
             found.push((*id, *size, problem));
+        }
+    }
+    Ok(found)
+}
+
+/// [`examine`] for a batch of blocks.
+fn examine_many(
+    backend: &dyn Backend,
+    part: &[(BlockId, u64)],
+    read_data: bool,
+) -> Result<Vec<(BlockId, u64, &'static str)>, BackendError> {
+    let ids: Vec<BlockId> = part.iter().map(|p| p.0).collect();
+    let sizes = backend.stat_many_fresh(&ids)?;
+    let bytes = match read_data {
+        true => backend.get_many(&ids)?,
+        false => vec![None; ids.len()],
+    };
+    let mut found = Vec::new();
+    for (((id, size), len), obj) in part.iter().zip(sizes).zip(bytes) {
+        let problem = match len {
+            None => Some("missing"),
+            Some(l) if l != *size => Some("wrong_size"),
+            Some(_) if !read_data => None,
+            Some(_) => match obj {
+                Some(b) if verify_object(id, &b).is_ok() => None,
+                Some(_) => Some("wrong_hash"),
+                None => Some("missing"),
+            },
+        };
+        if let Some(p) = problem {
+            found.push((*id, *size, p));
         }
     }
     Ok(found)

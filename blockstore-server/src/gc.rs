@@ -139,6 +139,34 @@ impl Index {
     }
 }
 
+impl Index {
+    /// Removes block rows (and their marks), lowering the totals: blocks the backend no
+    /// longer holds.
+    pub(crate) fn drop_blocks(&self, rows: &[(BlockId, u64)]) -> Result<(), IndexError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut db = self.conn();
+        let tx = db.transaction()?;
+        drop_rows(&tx, rows)?;
+        tx.commit()
+    }
+
+    /// Every indexed block with its size.
+    pub(crate) fn all_blocks(&self) -> Result<Vec<(BlockId, u64)>, IndexError> {
+        let db = self.conn();
+        let mut q = db.prepare("SELECT id, size FROM blocks")?;
+        let rows = q
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?
+            .filter_map(|r| match r {
+                Ok((id, size)) => BlockId::from_slice(&id).map(|id| Ok((id, size as u64))),
+                Err(e) => Some(Err(e)),
+            })
+            .collect();
+        rows
+    }
+}
+
 /// Deletes block rows (and their marks) and lowers the running totals.
 pub(crate) fn drop_rows(
     tx: &rusqlite::Transaction<'_>,
@@ -185,6 +213,9 @@ impl Store {
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport, StorageError> {
         if self.upstream.is_some() {
             return Err(StorageError::Unsupported(crate::cache::NO_ADMIN));
+        }
+        if let Some(shared) = self.backend().shared_gc() {
+            return self.gc_shared(shared, opts);
         }
         if self.backend().is_shared() {
             // Another server's index holds registrations and "present" answers this one
@@ -271,6 +302,41 @@ impl Store {
             }
         }
         Ok((n, bytes))
+    }
+
+    /// gc on a bucket several servers share: the journal in the bucket coordinates it
+    /// (`backend/s3/sweep.rs`); this index then drops the blocks the bucket lost.
+    fn gc_shared(
+        &self,
+        shared: &dyn crate::backend::SharedGc,
+        opts: &GcOptions,
+    ) -> Result<GcReport, StorageError> {
+        let report = shared.collect(opts)?;
+        if report.blocks_freed > 0 && !opts.dry_run {
+            let mut gone = Vec::new();
+            let rows: Vec<(BlockId, u64)> = self.index().all_blocks()?;
+            for chunk in rows.chunks(4096) {
+                let ids: Vec<BlockId> = chunk.iter().map(|r| r.0).collect();
+                let sizes = self.backend().stat_many(&ids)?;
+                gone.extend(
+                    chunk
+                        .iter()
+                        .zip(sizes)
+                        .filter(|(_, s)| s.is_none())
+                        .map(|(r, _)| *r),
+                );
+            }
+            self.index().drop_blocks(&gone)?;
+        }
+        tracing::info!(
+            freed_blocks = report.blocks_freed,
+            freed_bytes = report.bytes_freed,
+            packs_deleted = report.packs_deleted,
+            packs_rewritten = report.packs_rewritten,
+            dry_run = opts.dry_run,
+            "gc on a shared bucket"
+        );
+        Ok(report)
     }
 
     fn unreferenced_bytes(&self) -> Result<u64, StorageError> {

@@ -54,6 +54,7 @@ impl Store {
         if let Some(up) = self.upstream() {
             return up.client().images().map_err(StorageError::Forwarded);
         }
+        self.learn_versions()?;
         let mut infos = self.index().image_infos()?;
         let sealed: std::collections::HashSet<String> =
             self.backend().list_sealed_recipes()?.into_iter().collect();
@@ -80,11 +81,15 @@ impl Store {
             return Ok(Err(*id));
         }
         let _one = self.registering.lock().unwrap_or_else(|p| p.into_inner());
+        self.learn_versions()?;
         let mut header = crate::versions::header_now(v.name, 0, v.logical_bytes, v.by);
         header.zero_bytes = v.zero_bytes;
         header.image_hash = v.image_hash.map(str::to_string);
         let first = self.index().next_version(v.name)?;
         let key = self.write_manifest(&mut header, first, v.ids)?;
+        if let Some(id) = self.settle_shared(&key, v.ids)? {
+            return Ok(Err(id));
+        }
         match self.index().register_version(&header, v.ids)? {
             Ok(earlier) => Ok(Ok(Registered {
                 version: header.version,
@@ -96,6 +101,22 @@ impl Store {
                 Ok(Err(id))
             }
         }
+    }
+
+    /// On a shared bucket, after the manifest under `key` is durable: the first block a
+    /// gc sweep through any server may delete, or that is gone (the manifest is then
+    /// removed again and the registration refused).
+    fn settle_shared(&self, key: &str, ids: &[BlockId]) -> Result<Option<BlockId>, StorageError> {
+        let Some(gc) = self.backend().shared_gc() else {
+            return Ok(None);
+        };
+        let Some(id) = gc.settle_registration(ids)? else {
+            return Ok(None);
+        };
+        self.backend().delete_manifest(key)?;
+        let sizes = self.index().sizes_of(&[id])?;
+        self.index().drop_blocks(&[(id, sizes[0])])?;
+        Ok(Some(id))
     }
 
     /// Writes the manifest create-only at the first free version from `first`; sets the
@@ -148,6 +169,9 @@ impl Store {
             == Put::Present
         {
             return self.already_there(&key, v);
+        }
+        if let Some(id) = self.settle_shared(&key, v.ids)? {
+            return Ok(Exact::Missing(id));
         }
         match self.index().register_version(&header, v.ids)? {
             Ok(_) => Ok(Exact::Created),
@@ -209,6 +233,7 @@ impl Store {
         if self.upstream().is_some() {
             return Err(StorageError::Unsupported(crate::cache::NO_ADMIN));
         }
+        self.learn_versions()?;
         let mut gone = Vec::new();
         for version in self.index().versions_of(&target.name, target.version)? {
             if self.index().forget_version(&target.name, version)? {

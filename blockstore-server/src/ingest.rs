@@ -277,21 +277,50 @@ impl Store {
                 gone.remove(id);
             }
         }
-        let present: Vec<BlockId> = ids.iter().filter(|i| !gone.contains(i)).copied().collect();
-        self.index.confirm(&present)?;
+        if let Some(gc) = self.backend.shared_gc() {
+            // a gc run through any server honours this answer, or it becomes "missing"
+            let present = distinct(ids.iter().filter(|i| !gone.contains(i)));
+            let unsafe_now = gc.honour_present(&present)?;
+            if !unsafe_now.is_empty() {
+                let sizes = self.index.sizes_of(&unsafe_now)?;
+                let rows: Vec<(BlockId, u64)> = unsafe_now.iter().copied().zip(sizes).collect();
+                self.index.drop_blocks(&rows)?;
+                gone.extend(unsafe_now);
+            }
+        }
         Ok(ids.iter().filter(|i| gone.contains(i)).copied().collect())
     }
 
-    /// [`Store::missing`] from a view of a shared backend that is fresh now, not a moment
-    /// old: for downloads and registrations, where "missing" is a refusal.
+    /// Which ids are absent, from a view of a shared backend that is fresh now, not a
+    /// moment old: for downloads and registrations, where "missing" is a refusal. Blocks
+    /// another server stored are indexed unverified (trust.rs): a download's client checks
+    /// every block itself, and a registration's pusher was told "present" only for blocks
+    /// this store verified.
     pub(crate) fn missing_exact(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StorageError> {
-        if self.upstream.is_none()
-            && self.backend.is_shared()
-            && !self.index.missing(ids)?.is_empty()
-        {
-            self.backend.refresh()?;
+        if self.upstream.is_some() || !self.backend.is_shared() {
+            return self.missing(ids);
         }
-        self.missing(ids)
+        let absent = distinct(self.index.missing(ids)?.iter());
+        if absent.is_empty() {
+            return Ok(absent);
+        }
+        let sizes = self.backend.stat_many_fresh(&absent)?;
+        let mut found = Vec::new();
+        let mut gone = HashSet::new();
+        for (id, size) in absent.iter().zip(sizes) {
+            match size {
+                Some(s) => found.push((*id, s)),
+                None => {
+                    gone.insert(*id);
+                }
+            }
+        }
+        if !found.is_empty() {
+            self.index.insert(&found)?;
+            let ids: Vec<BlockId> = found.iter().map(|f| f.0).collect();
+            self.index.mark_unverified(&ids)?;
+        }
+        Ok(ids.iter().filter(|i| gone.contains(i)).copied().collect())
     }
 
     /// A site cache's answer: the upstream's (a block held here may be gone there).
@@ -351,6 +380,7 @@ impl Store {
 
     /// Store-wide figures.
     pub fn stats(&self) -> Result<StoreStats, StorageError> {
+        self.learn_versions()?;
         let mut stats = self.index.stats()?;
         stats.cache = self.upstream.as_ref().map(|up| up.stats());
         Ok(stats)
@@ -369,6 +399,7 @@ impl Store {
         if self.upstream.is_some() {
             return Err(StorageError::Unsupported(crate::cache::NO_ADMIN));
         }
+        self.learn_versions()?;
         Ok(self.index.report(opts)?)
     }
 

@@ -67,6 +67,7 @@ mod recover;
 mod refusal;
 mod report;
 mod routes;
+mod shared_view;
 mod state;
 pub mod tls;
 pub use refusal::{error_kind, kind_of, StartRefused};

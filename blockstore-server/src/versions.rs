@@ -146,6 +146,14 @@ impl Index {
         rows.collect()
     }
 
+    /// Every registered version: name and number.
+    pub fn all_versions(&self) -> Result<Vec<(String, u64)>, IndexError> {
+        let db = self.conn();
+        let mut stmt = db.prepare_cached("SELECT series, version FROM images")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        rows.collect()
+    }
+
     /// Who registered a version, if it is registered.
     pub fn registrant(&self, name: &str, version: u64) -> Result<Option<String>, IndexError> {
         self.conn()

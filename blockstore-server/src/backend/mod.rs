@@ -145,12 +145,39 @@ pub trait Backend: Send + Sync {
     fn delete_profile(&self, key: &str) -> Result<bool, BackendError>;
     /// Learns, now, what other servers stored since the last look. [`Backend::stat_many`]
     /// on a shared backend may answer from a view up to a moment old (an existence answer
-    /// "missing" only costs an upload); a download or a registration calls this first.
+    /// "missing" only costs an upload).
     fn refresh(&self) -> Result<(), BackendError> {
         Ok(())
+    }
+    /// [`Backend::stat_many`] from a view that is fresh now wherever it lacks an id: for
+    /// downloads and registrations, where "missing" is a refusal.
+    fn stat_many_fresh(&self, ids: &[BlockId]) -> Result<Vec<Option<u64>>, BackendError> {
+        self.stat_many(ids)
+    }
+    /// On a backend several servers share, how they agree on gc; `None` elsewhere.
+    fn shared_gc(&self) -> Option<&dyn SharedGc> {
+        None
     }
     /// Whether other servers may write to the same backend (then the local index may lag).
     fn is_shared(&self) -> bool {
         false
     }
+}
+
+/// gc on a backend several servers share (`backend/s3/sweep.rs`, docs/OPERATING.md "gc on
+/// a bucket"): what every server does so that a sweep through any one of them never
+/// deletes a block another's client was told about or a version registered meanwhile.
+pub trait SharedGc: Send + Sync {
+    /// Before "present" is answered for `ids`: records, while a gc run is marked, that a
+    /// client relies on them; returns those that must be answered "missing" instead (a
+    /// sweep in progress may delete them).
+    fn honour_present(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, BackendError>;
+    /// After the manifest of a version naming `ids` is durable: the first block a sweep
+    /// may delete or that is gone, which refuses the registration.
+    fn settle_registration(&self, ids: &[BlockId]) -> Result<Option<BlockId>, BackendError>;
+    /// Runs gc: marks, or sweeps marks at least `opts.grace` old.
+    fn collect(
+        &self,
+        opts: &bonsai_core::store::GcOptions,
+    ) -> Result<bonsai_core::store::GcReport, BackendError>;
 }

@@ -104,6 +104,12 @@ pub struct GcReport {
     /// Bytes of those objects.
     #[serde(default)]
     pub orphan_bytes_freed: u64,
+    /// Packs deleted because no block in them was live (object storage).
+    #[serde(default)]
+    pub packs_deleted: u64,
+    /// Packs rewritten with their live blocks because most of their bytes were dead.
+    #[serde(default)]
+    pub packs_rewritten: u64,
     /// Wall time of the run.
     #[serde(default)]
     pub wall_seconds: f64,

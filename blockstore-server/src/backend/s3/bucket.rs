@@ -407,6 +407,23 @@ impl Bucket {
         Ok(packs)
     }
 
+    /// Whether each pack is in the bucket (one HEAD each, [`PARALLEL`] at a time).
+    pub fn packs_exist(&self, names: &[String]) -> Result<Vec<bool>, S3Error> {
+        let jobs = names.iter().map(|n| {
+            let key = self.layout.pack(n);
+            async move {
+                count(&self.requests.head, 1);
+                match self.s3.head(&Path::from(key.as_str())).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(self.failed("head", &key, &e)),
+                }
+            }
+        });
+        self.rt
+            .block_on(stream::iter(jobs).buffered(PARALLEL).try_collect())
+    }
+
     /// Deletes packs (absent ones are fine).
     pub fn delete_packs(&self, names: &[String]) -> Result<(), S3Error> {
         let jobs = names.iter().map(|n| {
@@ -419,6 +436,28 @@ impl Bucket {
                 .try_collect::<Vec<()>>(),
         )?;
         Ok(())
+    }
+
+    /// Keys (below the store's prefix) of the objects directly under `prefix`, not those
+    /// in its sub-folders: one listing request per 1 000.
+    pub fn top_keys(&self, prefix: &str) -> Result<Vec<String>, S3Error> {
+        let base = self.layout.base();
+        let full = format!("{base}{prefix}");
+        count(&self.requests.list, 1);
+        let listed = self
+            .rt
+            .block_on(
+                self.s3
+                    .list_with_delimiter(Some(&Path::from(full.as_str()))),
+            )
+            .map_err(|e| self.failed("list", &full, &e))?;
+        let mut keys: Vec<String> = listed
+            .objects
+            .iter()
+            .filter_map(|m| m.location.as_ref().strip_prefix(base).map(str::to_string))
+            .collect();
+        keys.sort();
+        Ok(keys)
     }
 
     /// Stores a small object under `key` (below the store's prefix) unless it is taken.

@@ -17,12 +17,15 @@
 
 // the crate root re-exports what the server's users need from here
 pub(crate) mod bucket;
+pub(crate) mod group;
+pub(crate) mod journal;
 pub(crate) mod layout;
 #[allow(unreachable_pub)]
 pub mod location;
 pub(crate) mod packs;
 #[allow(unreachable_pub)]
 pub mod settings;
+pub(crate) mod sweep;
 
 pub use bucket::{Bucket, Created};
 #[allow(unreachable_pub)]
@@ -40,6 +43,10 @@ pub struct S3Backend {
     packs: packs::Packs,
     /// Whether the bucket holds block objects of a store written before packs.
     legacy: bool,
+    /// What this server knows of the gc journal (`sweep.rs`).
+    gc: std::sync::Mutex<sweep::GcView>,
+    /// Names this server in the gc journal (kept in its index directory).
+    server_id: String,
 }
 
 impl S3Backend {
@@ -56,16 +63,38 @@ impl S3Backend {
             store: location.to_string(),
             reason: e.to_string(),
         })?;
+        let server_id = server_id(index_dir).map_err(|e| S3Error::Setup {
+            store: location.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(S3Backend {
             bucket,
             packs,
             legacy,
+            gc: Default::default(),
+            server_id,
         })
     }
 
     /// The bucket, for tools and tests.
     pub fn bucket(&self) -> &Bucket {
         &self.bucket
+    }
+
+    /// Sizes of blocks in packs (after a listing if one is unknown: always when `fresh`,
+    /// else at most every moment), then among legacy block objects.
+    fn stat_in(&self, ids: &[BlockId], fresh: bool) -> Result<Vec<Option<u64>>, BackendError> {
+        let mut sizes = self.packs.stat_many(ids, fresh)?;
+        if self.legacy && sizes.iter().any(Option::is_none) {
+            let want: Vec<usize> = (0..ids.len()).filter(|&i| sizes[i].is_none()).collect();
+            let got = self
+                .bucket
+                .stat_blocks(&want.iter().map(|&i| ids[i]).collect::<Vec<_>>())?;
+            for (i, g) in want.into_iter().zip(got) {
+                sizes[i] = g;
+            }
+        }
+        Ok(sizes)
     }
 
     /// Blocks held as objects of their own (stores written before packs), in order.
@@ -114,11 +143,13 @@ impl Backend for S3Backend {
     }
 
     fn put_if_absent(&self, id: &BlockId, bytes: &[u8]) -> Result<Put, BackendError> {
-        Ok(self.packs.put_many(&[(*id, bytes)])?[0])
+        self.put_many_if_absent(&[(*id, bytes)]).map(|p| p[0])
     }
 
     fn put_many_if_absent(&self, items: &[(BlockId, &[u8])]) -> Result<Vec<Put>, BackendError> {
-        self.packs.put_many(items)
+        let ids: Vec<BlockId> = items.iter().map(|i| i.0).collect();
+        let again = self.must_rewrite(&ids)?;
+        self.packs.put_many(items, &again)
     }
 
     fn overwrite(&self, id: &BlockId, bytes: &[u8]) -> Result<(), BackendError> {
@@ -142,17 +173,11 @@ impl Backend for S3Backend {
     }
 
     fn stat_many(&self, ids: &[BlockId]) -> Result<Vec<Option<u64>>, BackendError> {
-        let mut sizes = self.packs.stat_many(ids)?;
-        if self.legacy && sizes.iter().any(Option::is_none) {
-            let want: Vec<usize> = (0..ids.len()).filter(|&i| sizes[i].is_none()).collect();
-            let got = self
-                .bucket
-                .stat_blocks(&want.iter().map(|&i| ids[i]).collect::<Vec<_>>())?;
-            for (i, g) in want.into_iter().zip(got) {
-                sizes[i] = g;
-            }
-        }
-        Ok(sizes)
+        self.stat_in(ids, false)
+    }
+
+    fn stat_many_fresh(&self, ids: &[BlockId]) -> Result<Vec<Option<u64>>, BackendError> {
+        self.stat_in(ids, true)
     }
 
     fn delete(&self, id: &BlockId) -> Result<bool, BackendError> {
@@ -240,9 +265,30 @@ impl Backend for S3Backend {
         self.packs.refresh(true).map(drop)
     }
 
+    fn shared_gc(&self) -> Option<&dyn super::SharedGc> {
+        Some(self)
+    }
+
     fn is_shared(&self) -> bool {
         true
     }
+}
+
+/// This server's name in the gc journal: random, kept in `index_dir/server-id`.
+fn server_id(index_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = index_dir.join("server-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::create_dir_all(index_dir)?;
+    let mut seed = [0u8; 16];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
+    let id = hex::encode(seed);
+    std::fs::write(&path, &id)?;
+    Ok(id)
 }
 
 /// Failures of the object-storage backend, each one line naming the store and what to do.

@@ -27,6 +27,8 @@ pub(crate) const PACK_BYTES: usize = 16 << 20;
 /// How far behind the newest listing the watermark stays (and how long a pack PUT may
 /// take before its pack is written again under a fresh name).
 pub(crate) const LAG: Duration = Duration::from_secs(600);
+/// Whole packs kept in memory for the downloads that follow.
+const READ_CACHE: usize = 64 << 20;
 /// A first guess at a pack's tail: the index of ~450 blocks in one GET.
 const TAIL_GUESS: u64 = 16 << 10;
 /// Least time between two listings that an existence query triggers (misses in between
@@ -47,6 +49,24 @@ pub(crate) struct Packs {
     bucket: Arc<Bucket>,
     map: Mutex<Connection>,
     refreshing: Mutex<Option<Instant>>,
+    group: super::group::Group,
+    /// Whole packs read lately, newest first, at most [`READ_CACHE`] bytes.
+    recent: Mutex<std::collections::VecDeque<(String, bytes::Bytes)>>,
+}
+
+/// The byte ranges of `ls` cut from a whole pack (empty where the pack is too short: the
+/// block then fails its id check and is reported, never served wrong).
+fn slices(pack: &bytes::Bytes, ls: &[(usize, &Loc)]) -> Vec<bytes::Bytes> {
+    ls.iter()
+        .map(|(_, l)| {
+            let (a, b) = (l.offset as usize, l.offset as usize + l.len as usize);
+            if b <= pack.len() {
+                pack.slice(a..b)
+            } else {
+                bytes::Bytes::new()
+            }
+        })
+        .collect()
 }
 
 fn map_err(e: rusqlite::Error) -> BackendError {
@@ -60,7 +80,7 @@ fn s3(e: S3Error) -> BackendError {
     e.into()
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -90,6 +110,8 @@ impl Packs {
              CREATE TABLE IF NOT EXISTS locs(
                  id BLOB NOT NULL, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
                  len INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS dead(
+                 id BLOB NOT NULL, pack INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )
         .map_err(map_err)?;
@@ -97,6 +119,8 @@ impl Packs {
             bucket,
             map: Mutex::new(db),
             refreshing: Mutex::new(None),
+            group: Default::default(),
+            recent: Default::default(),
         })
     }
 
@@ -104,36 +128,37 @@ impl Packs {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Drops the whole map (`--rebuild-index`): the next refresh lists every pack.
-    pub(crate) fn forget_all(&self) -> Result<(), BackendError> {
-        self.db()
-            .execute_batch("DELETE FROM locs; DELETE FROM packs; DELETE FROM state;")
-            .map_err(map_err)
+    /// Where each block lies (the newest pack that holds it live), in order.
+    pub(crate) fn locate(&self, ids: &[BlockId]) -> Result<Vec<Option<Loc>>, BackendError> {
+        ids.iter()
+            .map(|id| Ok(self.locate_all(id)?.into_iter().next()))
+            .collect()
     }
 
-    /// Where each block lies (the first pack that holds it), in order.
-    pub(crate) fn locate(&self, ids: &[BlockId]) -> Result<Vec<Option<Loc>>, BackendError> {
+    /// Every live copy of a block, newest pack first.
+    pub(crate) fn locate_all(&self, id: &BlockId) -> Result<Vec<Loc>, BackendError> {
         let db = self.db();
         let mut stmt = db
             .prepare_cached(
                 "SELECT l.pack, p.name, l.offset, l.len FROM locs l JOIN packs p ON p.num = l.pack
-                 WHERE l.id = ?1 LIMIT 1",
+                 WHERE l.id = ?1
+                   AND NOT EXISTS (SELECT 1 FROM dead d WHERE d.id = l.id AND d.pack = l.pack)
+                 ORDER BY p.name DESC",
             )
             .map_err(map_err)?;
-        ids.iter()
-            .map(|id| {
-                stmt.query_row([&id.as_bytes()[..]], |r| {
-                    Ok(Loc {
-                        pack: r.get(0)?,
-                        name: r.get(1)?,
-                        offset: r.get::<_, i64>(2)? as u64,
-                        len: r.get::<_, i64>(3)? as u32,
-                    })
+        let rows = stmt
+            .query_map([&id.as_bytes()[..]], |r| {
+                Ok(Loc {
+                    pack: r.get(0)?,
+                    name: r.get(1)?,
+                    offset: r.get::<_, i64>(2)? as u64,
+                    len: r.get::<_, i64>(3)? as u32,
                 })
-                .optional()
-                .map_err(map_err)
             })
-            .collect()
+            .map_err(map_err)?
+            .collect::<Result<_, _>>()
+            .map_err(map_err);
+        rows
     }
 
     /// Records a pack and its entries (idempotent).
@@ -167,11 +192,21 @@ impl Packs {
         tx.commit().map_err(map_err)
     }
 
-    /// Writes the blocks not yet in any known pack into new packs (one PUT per
-    /// [`PACK_BYTES`]), and says which were written. Durable in the bucket on return.
-    pub(crate) fn put_many(&self, items: &[(BlockId, &[u8])]) -> Result<Vec<Put>, BackendError> {
+    /// Writes the blocks not yet in any known pack, and those in `again` (a sweep may be
+    /// deleting the copy the map knows), into new packs (one PUT per [`PACK_BYTES`]), and
+    /// says which were written. Durable in the bucket on return.
+    pub(crate) fn put_many(
+        &self,
+        items: &[(BlockId, &[u8])],
+        again: &std::collections::HashSet<BlockId>,
+    ) -> Result<Vec<Put>, BackendError> {
         let ids: Vec<BlockId> = items.iter().map(|i| i.0).collect();
-        let known = self.locate(&ids)?;
+        let mut known = self.locate(&ids)?;
+        for (k, id) in known.iter_mut().zip(&ids) {
+            if again.contains(id) {
+                *k = None;
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         let fresh: Vec<(BlockId, &[u8])> = items
             .iter()
@@ -179,7 +214,10 @@ impl Packs {
             .filter(|(i, k)| k.is_none() && seen.insert(i.0))
             .map(|(i, _)| *i)
             .collect();
-        self.write_packs(&fresh)?;
+        if !fresh.is_empty() {
+            self.group
+                .commit(&fresh, PACK_BYTES, &|objects| self.write_packs(objects))?;
+        }
         Ok(known
             .iter()
             .map(|k| {
@@ -277,18 +315,43 @@ impl Packs {
             }
         }
         let groups: Vec<((i64, String), Vec<(usize, &Loc)>)> = by_pack.into_iter().collect();
-        let reads: Vec<(String, Vec<std::ops::Range<u64>>)> = groups
-            .iter()
-            .map(|((_, name), ls)| {
-                let ranges = ls
+        let mut reads: Vec<(String, Vec<std::ops::Range<u64>>)> = Vec::new();
+        let mut whole: Vec<bool> = Vec::new();
+        let mut from_cache: Vec<Option<bytes::Bytes>> = Vec::new();
+        for ((num, name), ls) in &groups {
+            let cached = self.recent_pack(name);
+            let size = self.pack_size(*num)?;
+            let covered: u64 = ls.iter().map(|(_, l)| u64::from(l.len)).sum();
+            let read_all = cached.is_none() && size > 0 && covered * 4 >= size;
+            let ranges: Vec<std::ops::Range<u64>> = match (&cached, read_all) {
+                (Some(_), _) => Vec::new(),
+                (None, true) => vec![0..size],
+                (None, false) => ls
                     .iter()
-                    .map(|(_, l)| l.offset..l.offset + u64::from(l.len));
-                (name.clone(), ranges.collect())
-            })
-            .collect();
-        let got = self.bucket.read_packs(&reads).map_err(s3)?;
+                    .map(|(_, l)| l.offset..l.offset + u64::from(l.len))
+                    .collect(),
+            };
+            from_cache.push(cached);
+            whole.push(read_all);
+            reads.push((name.clone(), ranges));
+        }
+        let to_read: Vec<(String, Vec<std::ops::Range<u64>>)> =
+            reads.iter().filter(|r| !r.1.is_empty()).cloned().collect();
+        let mut got = self.bucket.read_packs(&to_read).map_err(s3)?.into_iter();
         let mut gone = Vec::new();
-        for ((key, ls), parts) in groups.iter().zip(got) {
+        for (((key, ls), cached), read_all) in groups.iter().zip(from_cache).zip(whole) {
+            let parts = match cached {
+                Some(pack) => Some(slices(&pack, ls)),
+                None => match got.next().flatten() {
+                    None => None,
+                    Some(parts) if read_all => {
+                        let pack = parts.into_iter().next().unwrap_or_default();
+                        self.keep_recent(&key.1, pack.clone());
+                        Some(slices(&pack, ls))
+                    }
+                    Some(parts) => Some(parts),
+                },
+            };
             match parts {
                 None => gone.push(key.clone()),
                 Some(parts) => {
@@ -301,10 +364,47 @@ impl Packs {
         Ok(gone)
     }
 
-    /// Sizes of the blocks some known pack holds, after a refresh if any is unknown.
-    pub(crate) fn stat_many(&self, ids: &[BlockId]) -> Result<Vec<Option<u64>>, BackendError> {
+    /// A pack's size, 0 if unknown.
+    fn pack_size(&self, num: i64) -> Result<u64, BackendError> {
+        let size: Option<i64> = self
+            .db()
+            .query_row("SELECT size FROM packs WHERE num = ?1", [num], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        Ok(size.unwrap_or(0) as u64)
+    }
+
+    /// A whole pack read lately, if still kept.
+    fn recent_pack(&self, name: &str) -> Option<bytes::Bytes> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// Keeps a whole pack for the downloads that follow (a pull asks for an image's blocks
+    /// in order, a few MiB at a time, and a pack holds several such steps).
+    fn keep_recent(&self, name: &str, pack: bytes::Bytes) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.retain(|(n, _)| n != name);
+        recent.push_front((name.to_string(), pack));
+        let mut total = 0;
+        recent.retain(|(_, b)| {
+            total += b.len();
+            total <= READ_CACHE
+        });
+    }
+
+    /// Sizes of the blocks some known pack holds, after a refresh if any is unknown (a
+    /// forced one if `fresh`).
+    pub(crate) fn stat_many(
+        &self,
+        ids: &[BlockId],
+        fresh: bool,
+    ) -> Result<Vec<Option<u64>>, BackendError> {
         let mut locs = self.locate(ids)?;
-        if locs.iter().any(Option::is_none) && self.refresh(false)? {
+        if locs.iter().any(Option::is_none) && self.refresh(fresh)? {
             locs = self.locate(ids)?;
         }
         Ok(locs
@@ -412,38 +512,81 @@ impl Packs {
         let tx = db.transaction().map_err(map_err)?;
         tx.execute("DELETE FROM locs WHERE pack = ?1", [num])
             .map_err(map_err)?;
+        tx.execute("DELETE FROM dead WHERE pack = ?1", [num])
+            .map_err(map_err)?;
         tx.execute("DELETE FROM packs WHERE num = ?1", [num])
             .map_err(map_err)?;
         tx.commit().map_err(map_err)
     }
 
-    /// Forgets where blocks lie (collected, or their copies found wrong): returns the
-    /// packs left holding no live block, which the caller may delete.
+    /// [`Packs::drop_pack`] by name (a pack another server's gc deleted).
+    pub(crate) fn drop_pack_named(&self, name: &str) -> Result<(), BackendError> {
+        let num: Option<i64> = self
+            .db()
+            .query_row("SELECT num FROM packs WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(map_err)?;
+        match num {
+            Some(n) => self.drop_pack(n),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks every live copy of blocks dead (collected, or the copies found wrong): their
+    /// bytes stay in their packs, unused. Returns the packs left with no live block, which
+    /// the caller may delete.
     pub(crate) fn unmap(&self, ids: &[BlockId]) -> Result<Vec<(i64, String)>, BackendError> {
+        let mut pairs = Vec::new();
+        for id in ids {
+            pairs.extend(self.locate_all(id)?.into_iter().map(|l| (*id, l.pack)));
+        }
+        self.mark_dead(&pairs)
+    }
+
+    /// Marks the copies of `ids` in the pack `name` dead (another server's gc did).
+    pub(crate) fn unmap_in(&self, name: &str, ids: &[BlockId]) -> Result<(), BackendError> {
+        let num: Option<i64> = self
+            .db()
+            .query_row("SELECT num FROM packs WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(map_err)?;
+        if let Some(num) = num {
+            let pairs: Vec<(BlockId, i64)> = ids.iter().map(|i| (*i, num)).collect();
+            self.mark_dead(&pairs)?;
+        }
+        Ok(())
+    }
+
+    fn mark_dead(&self, pairs: &[(BlockId, i64)]) -> Result<Vec<(i64, String)>, BackendError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(map_err)?;
         let mut touched = Vec::new();
         {
-            let mut find = tx
-                .prepare_cached("SELECT pack, len FROM locs WHERE id = ?1")
+            let mut len = tx
+                .prepare_cached("SELECT len FROM locs WHERE id = ?1 AND pack = ?2")
                 .map_err(map_err)?;
-            let mut del = tx
-                .prepare_cached("DELETE FROM locs WHERE id = ?1")
+            let mut ins = tx
+                .prepare_cached("INSERT OR IGNORE INTO dead(id, pack) VALUES (?1, ?2)")
                 .map_err(map_err)?;
             let mut dec = tx
                 .prepare_cached("UPDATE packs SET live = max(live - ?2, 0) WHERE num = ?1")
                 .map_err(map_err)?;
-            for id in ids {
+            for (id, pack) in pairs {
                 let key = &id.as_bytes()[..];
-                let rows: Vec<(i64, i64)> = find
-                    .query_map([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                let Some(l) = len
+                    .query_row(params![key, pack], |r| r.get::<_, i64>(0))
+                    .optional()
                     .map_err(map_err)?
-                    .collect::<Result<_, _>>()
-                    .map_err(map_err)?;
-                del.execute([key]).map_err(map_err)?;
-                for (pack, len) in rows {
-                    dec.execute(params![pack, len]).map_err(map_err)?;
-                    touched.push(pack);
+                else {
+                    continue;
+                };
+                if ins.execute(params![key, pack]).map_err(map_err)? == 1 {
+                    dec.execute(params![pack, l]).map_err(map_err)?;
+                    touched.push(*pack);
                 }
             }
         }
@@ -452,7 +595,7 @@ impl Packs {
         let mut empty = Vec::new();
         {
             let mut q = tx
-                .prepare_cached("SELECT name FROM packs WHERE num = ?1 AND NOT EXISTS (SELECT 1 FROM locs WHERE pack = ?1)")
+                .prepare_cached("SELECT name FROM packs WHERE num = ?1 AND live = 0")
                 .map_err(map_err)?;
             for num in touched {
                 if let Some(name) = q
@@ -468,6 +611,80 @@ impl Packs {
         Ok(empty)
     }
 
+    /// Every entry of the packs whose names sort before `before` (all their blocks, dead
+    /// or live, as their own indexes list them): what a gc run may mark.
+    pub(crate) fn entries_before(
+        &self,
+        before: &str,
+    ) -> Result<Vec<(BlockId, i64, u32)>, BackendError> {
+        let db = self.db();
+        let mut q = db
+            .prepare(
+                "SELECT l.id, l.pack, l.len FROM locs l JOIN packs p ON p.num = l.pack
+                 WHERE p.name < ?1",
+            )
+            .map_err(map_err)?;
+        let rows = q
+            .query_map([before], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(map_err)?
+            .filter_map(|r| match r {
+                Ok((id, pack, len)) => {
+                    BlockId::from_slice(&id).map(|id| Ok((id, pack, len as u32)))
+                }
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(map_err);
+        rows
+    }
+
+    /// A pack's entries as its own index lists them: id, offset, length, whether dead here.
+    pub(crate) fn entries_of(&self, num: i64) -> Result<Vec<(Loc, BlockId, bool)>, BackendError> {
+        let db = self.db();
+        let mut q = db
+            .prepare_cached(
+                "SELECT l.id, p.name, l.offset, l.len,
+                        EXISTS (SELECT 1 FROM dead d WHERE d.id = l.id AND d.pack = l.pack)
+                 FROM locs l JOIN packs p ON p.num = l.pack WHERE l.pack = ?1 ORDER BY l.offset",
+            )
+            .map_err(map_err)?;
+        let rows = q
+            .query_map([num], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, bool>(4)?,
+                ))
+            })
+            .map_err(map_err)?
+            .filter_map(|r| match r {
+                Ok((id, name, offset, len, dead)) => BlockId::from_slice(&id).map(|id| {
+                    Ok((
+                        Loc {
+                            pack: num,
+                            name,
+                            offset: offset as u64,
+                            len: len as u32,
+                        },
+                        id,
+                        dead,
+                    ))
+                }),
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(map_err);
+        rows
+    }
+
     /// Every mapped block with its length (after listing every pack), one row per id.
     pub(crate) fn each(
         &self,
@@ -478,7 +695,11 @@ impl Packs {
         let rows: Vec<(Vec<u8>, i64)> = {
             let db = self.db();
             let mut q = db
-                .prepare("SELECT id, min(len) FROM locs GROUP BY id")
+                .prepare(
+                    "SELECT l.id, min(l.len) FROM locs l
+                     WHERE NOT EXISTS (SELECT 1 FROM dead d WHERE d.id = l.id AND d.pack = l.pack)
+                     GROUP BY l.id",
+                )
                 .map_err(map_err)?;
             let rows = q
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -514,11 +735,6 @@ impl Packs {
             .collect::<Result<_, _>>()
             .map_err(map_err);
         rows
-    }
-
-    /// The bucket.
-    pub(crate) fn bucket(&self) -> &Bucket {
-        &self.bucket
     }
 }
 
