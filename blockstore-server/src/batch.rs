@@ -26,6 +26,9 @@ use std::sync::Arc;
 pub(crate) const MAX_LISTED: usize = 100;
 /// Bytes of frames stored per group.
 const GROUP: usize = 8 * 1024 * 1024;
+/// The same for a bucket, where each group is a pack: a whole upload of the client's
+/// (up to twice its batch size) in one.
+const BUCKET_GROUP: usize = 16 * 1024 * 1024;
 /// Bytes of frames read per step of a download.
 const FETCH_STEP: usize = 64 * 1024;
 /// A download step from a bucket: enough blocks that a pack's neighbours share a GET.
@@ -99,6 +102,10 @@ pub(crate) async fn upload_batch(
     let (mut frames, mut total, mut outcome) =
         (FrameBuffer::default(), 0usize, IngestOutcome::default());
     let mut eof = false;
+    let group = match st.store.backend().is_shared() {
+        true => BUCKET_GROUP,
+        false => GROUP,
+    };
     while !eof {
         match stream.next().await {
             Some(Ok(chunk)) => {
@@ -117,7 +124,7 @@ pub(crate) async fn upload_batch(
             }
             None => eof = true,
         }
-        if frames.parsed > 0 && (frames.parsed >= GROUP || eof) {
+        if frames.parsed > 0 && (frames.parsed >= group || eof) {
             let (data, list) = frames.take();
             absorb(&mut outcome, store_group(&st, data, list).await?);
             if outcome.rejected_count as usize >= st.limits.max_rejected {

@@ -81,7 +81,7 @@ impl Store {
         if unverified.is_empty() {
             return Ok(Vec::new());
         }
-        let objects = self.backend().get_many(&unverified)?;
+        let objects = self.verifying_read(&unverified)?;
         let (mut good, mut bad) = (Vec::new(), Vec::new());
         for (id, object) in unverified.into_iter().zip(objects) {
             match object {
@@ -115,7 +115,7 @@ impl Store {
         if there.is_empty() {
             return Ok(Vec::new());
         }
-        let objects = self.backend().get_many(&there)?;
+        let objects = self.verifying_read(&there)?;
         Ok(there
             .into_iter()
             .zip(objects)
@@ -127,6 +127,31 @@ impl Store {
                 }
             })
             .collect())
+    }
+
+    /// The objects of `ids`; those that fail verification are read once more after the
+    /// backend looked again at what other servers stored (a newer, good copy may have
+    /// replaced a bad one since this server last looked).
+    fn verifying_read(&self, ids: &[BlockId]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        let mut objects = self.backend().get_many(ids)?;
+        let bad: Vec<usize> = (0..ids.len())
+            .filter(|&i| {
+                objects[i]
+                    .as_deref()
+                    .is_none_or(|o| verify_object(&ids[i], o).is_err())
+            })
+            .collect();
+        if bad.is_empty() {
+            return Ok(objects);
+        }
+        self.backend().refresh()?;
+        let again = self
+            .backend()
+            .get_many(&bad.iter().map(|&i| ids[i]).collect::<Vec<_>>())?;
+        for (i, o) in bad.into_iter().zip(again) {
+            objects[i] = o;
+        }
+        Ok(objects)
     }
 
     /// After create-if-absent uploads on a shared backend: an object that was already

@@ -384,8 +384,8 @@ fn a_present_answer_during_the_grace_period_is_honoured_by_the_other_server() {
     let a = s3_store(&weed, "grace", da.path());
     let b = s3_store(&weed, "grace", db.path());
     let (asked, unasked) = (block(400), block(401));
-    put(&a, &[asked.clone()]);
-    put(&a, &[unasked.clone()]);
+    put(&a, std::slice::from_ref(&asked));
+    put(&a, std::slice::from_ref(&unasked));
     let first = a.gc(&grace(1)).unwrap();
     assert_eq!(
         (first.marked_blocks, first.blocks_freed),

@@ -23,6 +23,10 @@ mod read;
 mod upload;
 
 pub use crate::batch::BATCH_BYTES;
+
+/// Least bytes of new objects in one upload (the last may be smaller): a bucket store
+/// writes about one pack per upload, and fewer, larger packs cost fewer requests.
+const UPLOAD_BYTES: usize = 12 << 20;
 pub use read::{BytesDisk, StreamDisk};
 
 use crate::cache::KeyCache;
@@ -185,6 +189,7 @@ fn pipeline<W: Write>(
         }
         drop(up_rx);
         progress.start("push", Some(disk.size()));
+        let (mut pending, mut pending_bytes) = (Vec::new(), 0usize);
         for batch in read_rx.iter() {
             if failed.load(Ordering::Relaxed) {
                 break;
@@ -200,9 +205,20 @@ fn pipeline<W: Write>(
                 }
             };
             progress.advance(batch.logical_bytes());
-            if !up.is_empty() && up_tx.send(up).is_err() {
+            pending_bytes += up.iter().map(upload::UploadItem::size).sum::<usize>();
+            pending.extend(up);
+            // one upload of at least UPLOAD_BYTES of objects: compressible data makes each
+            // read batch's new objects a few MiB, and a bucket store writes one pack per
+            // upload it is sent (or joins a few)
+            if pending_bytes >= UPLOAD_BYTES && up_tx.send(std::mem::take(&mut pending)).is_err() {
                 break;
             }
+            if pending.is_empty() {
+                pending_bytes = 0;
+            }
+        }
+        if !pending.is_empty() && !failed.load(Ordering::Relaxed) {
+            let _ = up_tx.send(pending);
         }
         drop(read_rx);
         drop(up_tx);

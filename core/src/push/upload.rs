@@ -25,6 +25,16 @@ pub(crate) struct UploadItem {
     pub(crate) plain: Option<Vec<u8>>,
 }
 
+impl UploadItem {
+    /// Bytes it holds (its object, or the plaintext it will be encoded from).
+    pub(crate) fn size(&self) -> usize {
+        self.object
+            .as_ref()
+            .or(self.plain.as_ref())
+            .map_or(0, Vec::len)
+    }
+}
+
 /// What the upload workers sent.
 #[derive(Default)]
 pub(crate) struct Counters {

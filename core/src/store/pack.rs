@@ -230,7 +230,7 @@ mod tests {
         let mut v2 = pack.clone();
         v2[12] = 2;
         assert_eq!(parse(&v2), Err(PackError::Invalid("unknown pack version")));
-        assert!(matches!(parse(&pack[..30]), Err(_)));
+        assert!(parse(&pack[..30]).is_err());
         assert_eq!(
             parse_tail(pack.len() as u64, &pack[pack.len() - 30..]),
             Err(PackError::Truncated(

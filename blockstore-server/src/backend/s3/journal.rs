@@ -187,7 +187,7 @@ fn parse_ids(body: &[u8]) -> Option<(Header, HashSet<BlockId>)> {
     let nl = body.iter().position(|&b| b == b'\n')?;
     let header: Header = serde_json::from_slice(&body[..nl]).ok()?;
     let ids = &body[nl + 1..];
-    if ids.len() % 32 != 0 {
+    if !ids.len().is_multiple_of(32) {
         return None;
     }
     Some((

@@ -28,7 +28,7 @@ pub(crate) const PACK_BYTES: usize = 16 << 20;
 /// take before its pack is written again under a fresh name).
 pub(crate) const LAG: Duration = Duration::from_secs(600);
 /// Whole packs kept in memory for the downloads that follow.
-const READ_CACHE: usize = 64 << 20;
+const READ_CACHE: usize = 128 << 20;
 /// A first guess at a pack's tail: the index of ~450 blocks in one GET.
 const TAIL_GUESS: u64 = 16 << 10;
 /// Least time between two listings that an existence query triggers (misses in between
@@ -52,6 +52,39 @@ pub(crate) struct Packs {
     group: super::group::Group,
     /// Whole packs read lately, newest first, at most [`READ_CACHE`] bytes.
     recent: Mutex<std::collections::VecDeque<(String, bytes::Bytes)>>,
+    /// Packs being read whole by a download now.
+    reading: (Mutex<std::collections::HashSet<String>>, std::sync::Condvar),
+}
+
+/// Whether a read of these blocks should fetch their whole pack and keep it: when they
+/// are an eighth of it or more, or one run of neighbours from its first block or of a MiB
+/// (a pull reads an image's blocks in the order a push wrote them, so the rest of the pack
+/// is asked for next; scattered reads of a few blocks stay ranged reads).
+fn worth_reading_whole(ls: &[(usize, &Loc)], size: u64) -> bool {
+    let covered: u64 = ls.iter().map(|(_, l)| u64::from(l.len)).sum();
+    if covered * 8 >= size {
+        return true;
+    }
+    let mut runs: Vec<(u64, u64)> = ls
+        .iter()
+        .map(|(_, l)| (l.offset, l.offset + u64::from(l.len)))
+        .collect();
+    runs.sort_unstable();
+    runs.dedup();
+    let contiguous = runs.windows(2).all(|w| w[0].1 == w[1].0);
+    let from_start = runs[0].0 == pack::HEADER_LEN as u64 && covered >= 64 << 10;
+    contiguous && (from_start || covered >= 1 << 20)
+}
+
+/// Blocks to read from one pack: (pack number, name), (slot, location) of each, and
+/// whether to read the whole pack.
+type ReadGroup<'a> = ((i64, String), Vec<(usize, &'a Loc)>, bool);
+
+/// Puts the bytes of each block into its slot.
+fn fill(out: &mut [Option<Vec<u8>>], ls: &[(usize, &Loc)], parts: Vec<bytes::Bytes>) {
+    for ((slot, _), bytes) in ls.iter().zip(parts) {
+        out[*slot] = Some(bytes.to_vec());
+    }
 }
 
 /// The byte ranges of `ls` cut from a whole pack (empty where the pack is too short: the
@@ -121,6 +154,7 @@ impl Packs {
             refreshing: Mutex::new(None),
             group: Default::default(),
             recent: Default::default(),
+            reading: Default::default(),
         })
     }
 
@@ -298,7 +332,9 @@ impl Packs {
     }
 
     /// Reads the located blocks into `out` (slot `slots[k]` for `locs[k]`); returns the
-    /// packs that are gone.
+    /// packs that are gone. A pack this read needs an eighth of or more is read whole and
+    /// kept a while (the next steps of a pull want its neighbours); one another download
+    /// is reading whole just now is waited for, not read twice.
     fn read_into(
         &self,
         slots: &[usize],
@@ -314,54 +350,103 @@ impl Packs {
                     .push((*slot, l));
             }
         }
-        let groups: Vec<((i64, String), Vec<(usize, &Loc)>)> = by_pack.into_iter().collect();
-        let mut reads: Vec<(String, Vec<std::ops::Range<u64>>)> = Vec::new();
-        let mut whole: Vec<bool> = Vec::new();
-        let mut from_cache: Vec<Option<bytes::Bytes>> = Vec::new();
-        for ((num, name), ls) in &groups {
-            let cached = self.recent_pack(name);
-            let size = self.pack_size(*num)?;
-            let covered: u64 = ls.iter().map(|(_, l)| u64::from(l.len)).sum();
-            let read_all = cached.is_none() && size > 0 && covered * 4 >= size;
-            let ranges: Vec<std::ops::Range<u64>> = match (&cached, read_all) {
-                (Some(_), _) => Vec::new(),
-                (None, true) => vec![0..size],
-                (None, false) => ls
+        let mut mine: Vec<ReadGroup<'_>> = Vec::new();
+        let mut later = Vec::new();
+        for (key, ls) in by_pack {
+            if let Some(pack) = self.recent_pack(&key.1) {
+                fill(out, &ls, slices(&pack, &ls));
+                continue;
+            }
+            let size = self.pack_size(key.0)?;
+            if size > 0 && worth_reading_whole(&ls, size) {
+                if self.claim_read(&key.1) {
+                    mine.push((key, ls, true));
+                } else {
+                    later.push((key, ls));
+                }
+            } else {
+                mine.push((key, ls, false));
+            }
+        }
+        let mut gone = self.read_groups(mine, out)?;
+        for (key, ls) in later {
+            self.await_read(&key.1);
+            match self.recent_pack(&key.1) {
+                Some(pack) => fill(out, &ls, slices(&pack, &ls)),
+                None => gone.extend(self.read_groups(vec![(key, ls, false)], out)?),
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Reads groups of blocks, each from its pack (whole, when the flag says, and kept
+    /// then): one backend call for all. Returns the packs that are gone.
+    fn read_groups(
+        &self,
+        groups: Vec<ReadGroup<'_>>,
+        out: &mut [Option<Vec<u8>>],
+    ) -> Result<Vec<(i64, String)>, BackendError> {
+        let mut reads = Vec::with_capacity(groups.len());
+        for ((num, name), ls, whole) in &groups {
+            let ranges: Vec<std::ops::Range<u64>> = match whole {
+                true => std::iter::once(0..self.pack_size(*num)?).collect(),
+                false => ls
                     .iter()
                     .map(|(_, l)| l.offset..l.offset + u64::from(l.len))
                     .collect(),
             };
-            from_cache.push(cached);
-            whole.push(read_all);
             reads.push((name.clone(), ranges));
         }
-        let to_read: Vec<(String, Vec<std::ops::Range<u64>>)> =
-            reads.iter().filter(|r| !r.1.is_empty()).cloned().collect();
-        let mut got = self.bucket.read_packs(&to_read).map_err(s3)?.into_iter();
+        let got = self.bucket.read_packs(&reads);
         let mut gone = Vec::new();
-        for (((key, ls), cached), read_all) in groups.iter().zip(from_cache).zip(whole) {
-            let parts = match cached {
-                Some(pack) => Some(slices(&pack, ls)),
-                None => match got.next().flatten() {
-                    None => None,
-                    Some(parts) if read_all => {
-                        let pack = parts.into_iter().next().unwrap_or_default();
-                        self.keep_recent(&key.1, pack.clone());
-                        Some(slices(&pack, ls))
-                    }
-                    Some(parts) => Some(parts),
-                },
-            };
-            match parts {
-                None => gone.push(key.clone()),
-                Some(parts) => {
-                    for ((slot, _), bytes) in ls.iter().zip(parts) {
-                        out[*slot] = Some(bytes.to_vec());
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => {
+                for (key, _, whole) in &groups {
+                    if *whole {
+                        self.release_read(&key.1);
                     }
                 }
+                return Err(s3(e));
+            }
+        };
+        for ((key, ls, whole), parts) in groups.into_iter().zip(got) {
+            match parts {
+                None => gone.push(key.clone()),
+                Some(parts) if whole => {
+                    let pack = parts.into_iter().next().unwrap_or_default();
+                    self.keep_recent(&key.1, pack.clone());
+                    fill(out, &ls, slices(&pack, &ls));
+                }
+                Some(parts) => fill(out, &ls, parts),
+            }
+            if whole {
+                self.release_read(&key.1);
             }
         }
         Ok(gone)
+    }
+
+    /// Claims the whole read of a pack; false if another download is reading it.
+    fn claim_read(&self, name: &str) -> bool {
+        let (lock, _) = &self.reading;
+        lock.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string())
+    }
+
+    fn release_read(&self, name: &str) {
+        let (lock, cv) = &self.reading;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        cv.notify_all();
+    }
+
+    fn await_read(&self, name: &str) {
+        let (lock, cv) = &self.reading;
+        let mut reading = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while reading.contains(name) {
+            reading = cv.wait(reading).unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     /// A pack's size, 0 if unknown.
