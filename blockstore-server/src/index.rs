@@ -198,6 +198,7 @@ impl Index {
             logical_bytes: logical,
             dedup_ratio: 0.0,
             cache: None,
+            object_store: None,
         }
         .with_ratio())
     }

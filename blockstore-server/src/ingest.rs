@@ -383,6 +383,7 @@ impl Store {
         self.learn_versions()?;
         let mut stats = self.index.stats()?;
         stats.cache = self.upstream.as_ref().map(|up| up.stats());
+        stats.object_store = self.backend.object_store_stats()?;
         Ok(stats)
     }
 

@@ -287,6 +287,7 @@ mod tests {
             logical_bytes: 5000,
             dedup_ratio: 5.0,
             cache: None,
+            object_store: None,
         };
         let text = m.encode(&stats).unwrap();
         for line in [

@@ -373,6 +373,25 @@ fn gc_through_either_server_frees_garbage_and_keeps_every_image() {
         .all(Option::is_some));
     assert_eq!(a.register("back", 1, &ids(&garbage)).unwrap(), None);
     assert_eq!(a.gc(&grace(0)).unwrap().blocks_freed, 0);
+    // the cost report: packs and their bytes as the map knows them, requests sent
+    let o = a
+        .stats()
+        .unwrap()
+        .object_store
+        .expect("a bucket store reports its costs");
+    assert_eq!(o.packs, 3, "{o:?}"); // kept, mixed rewritten with its two live blocks, garbage again
+    let live: u64 = [&kept[..], &mixed[..2], &garbage[..]]
+        .iter()
+        .flat_map(|g| g.iter())
+        .map(|b| b.object.len() as u64)
+        .sum();
+    assert!(o.live_bytes >= live && o.pack_bytes > o.live_bytes, "{o:?}");
+    assert_eq!(o.overhead_bytes, o.pack_bytes - o.live_bytes);
+    assert!(
+        o.requests.put >= 3 && o.requests.list > 0 && o.written_bytes > 0,
+        "{o:?}"
+    );
+    assert!(o.put_per_gib_written > 0.0);
 }
 
 /// A block a server called "present" while a gc run waited out its grace period is kept

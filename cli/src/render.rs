@@ -196,7 +196,40 @@ pub(crate) fn stats(out: &mut dyn Write, store: &str, s: &StoreStats) -> io::Res
     if let Some(c) = &s.cache {
         cache_stats(out, c)?;
     }
+    if let Some(o) = &s.object_store {
+        object_store_stats(out, o)?;
+    }
     Ok(())
+}
+
+/// An object-storage store's lines of `bonsai stats`: objects, bytes billed, requests.
+fn object_store_stats(
+    out: &mut dyn Write,
+    o: &bonsai_core::store::ObjectStoreStats,
+) -> io::Result<()> {
+    let r = &o.requests;
+    writeln!(out, "  bucket        {}", o.location)?;
+    writeln!(
+        out,
+        "  packs         {} holding {} ({} live, {} headers, indexes and dead blocks)",
+        o.packs,
+        human_bytes(o.pack_bytes),
+        human_bytes(o.live_bytes),
+        human_bytes(o.overhead_bytes)
+    )?;
+    writeln!(
+        out,
+        "  requests      {} PUT, {} GET, {} HEAD, {} LIST, {} DELETE by this server since it started",
+        r.put, r.get, r.head, r.list, r.delete
+    )?;
+    writeln!(
+        out,
+        "  per GiB       {:.0} PUT per GiB written ({}), {:.0} GET per GiB read ({})",
+        o.put_per_gib_written,
+        human_bytes(o.written_bytes),
+        o.get_per_gib_read,
+        human_bytes(o.read_bytes)
+    )
 }
 
 /// A site cache's lines of `bonsai stats`: its upstream, hits and what they saved.

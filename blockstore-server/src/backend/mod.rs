@@ -154,6 +154,12 @@ pub trait Backend: Send + Sync {
     fn stat_many_fresh(&self, ids: &[BlockId]) -> Result<Vec<Option<u64>>, BackendError> {
         self.stat_many(ids)
     }
+    /// An object store's cost figures (objects, bytes, requests); `None` elsewhere.
+    fn object_store_stats(
+        &self,
+    ) -> Result<Option<bonsai_core::store::ObjectStoreStats>, BackendError> {
+        Ok(None)
+    }
     /// On a backend several servers share, how they agree on gc; `None` elsewhere.
     fn shared_gc(&self) -> Option<&dyn SharedGc> {
         None

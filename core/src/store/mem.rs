@@ -61,6 +61,7 @@ impl ReadStore for MemStore {
                 .fold(0u64, |a, i| a.saturating_add(i.logical_bytes)),
             dedup_ratio: 0.0,
             cache: None,
+            object_store: None,
         }
         .with_ratio())
     }

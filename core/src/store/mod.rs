@@ -55,6 +55,54 @@ pub struct StoreStats {
     /// (its images are the upstream's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheStats>,
+    /// An object-storage store's cost figures (`--data s3://…`), as this server knows them;
+    /// absent for any other store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<ObjectStoreStats>,
+}
+
+/// What an object-storage store holds and what it has cost in requests, as one server
+/// sees it: objects and bytes from its map of the bucket, requests since it started.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectStoreStats {
+    /// `s3://bucket/prefix`.
+    pub location: String,
+    /// Pack objects in the bucket (as of this server's last look).
+    pub packs: u64,
+    /// Bytes of those packs: what the bucket bills for blocks.
+    pub pack_bytes: u64,
+    /// Bytes of live blocks in them.
+    pub live_bytes: u64,
+    /// `pack_bytes - live_bytes`: pack headers and indexes, and dead blocks gc left in
+    /// packs it did not rewrite.
+    pub overhead_bytes: u64,
+    /// Requests this server sent since it started, by kind.
+    pub requests: RequestCounts,
+    /// Bytes this server wrote to the bucket since it started.
+    pub written_bytes: u64,
+    /// Bytes this server read from the bucket since it started.
+    pub read_bytes: u64,
+    /// PUT requests per GiB written (0 before the first).
+    pub put_per_gib_written: f64,
+    /// GET requests per GiB read (0 before the first).
+    pub get_per_gib_read: f64,
+    /// When this server started, Unix seconds.
+    pub since: i64,
+}
+
+/// Requests to an object store, by kind.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RequestCounts {
+    /// PUT (packs, manifests, the gc journal).
+    pub put: u64,
+    /// GET, ranged or whole.
+    pub get: u64,
+    /// HEAD.
+    pub head: u64,
+    /// LIST pages.
+    pub list: u64,
+    /// DELETE.
+    pub delete: u64,
 }
 
 /// What a site cache has done since it started, as `GET /v1/stats` reports it.

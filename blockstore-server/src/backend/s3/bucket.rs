@@ -62,6 +62,10 @@ pub struct Requests {
     pub list: AtomicU64,
     /// DELETE.
     pub delete: AtomicU64,
+    /// Bytes sent in PUT bodies.
+    pub put_bytes: AtomicU64,
+    /// Bytes received in GET bodies.
+    pub get_bytes: AtomicU64,
 }
 
 fn count(c: &AtomicU64, n: u64) {
@@ -113,6 +117,19 @@ impl Bucket {
     /// Requests sent so far.
     pub fn requests(&self) -> &Requests {
         &self.requests
+    }
+
+    /// The request counts as `stats` reports them.
+    pub fn request_counts(&self) -> bonsai_core::store::RequestCounts {
+        let r = &self.requests;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        bonsai_core::store::RequestCounts {
+            put: n(&r.put),
+            get: n(&r.get),
+            head: n(&r.head),
+            list: n(&r.list),
+            delete: n(&r.delete),
+        }
     }
 
     /// Key names.
@@ -202,6 +219,7 @@ impl Bucket {
             ..Default::default()
         };
         count(&self.requests.put, 1);
+        count(&self.requests.put_bytes, payload.content_length() as u64);
         match self.s3.put_opts(&Path::from(key), payload, opts).await {
             Ok(_) => Ok(Created::New),
             Err(
@@ -247,7 +265,10 @@ impl Bucket {
             Err(e) => return Err(self.failed("get", key, &e)),
         };
         match got.bytes().await {
-            Ok(b) => Ok(Some(b.to_vec())),
+            Ok(b) => {
+                count(&self.requests.get_bytes, b.len() as u64);
+                Ok(Some(b.to_vec()))
+            }
             Err(e) => Err(self.failed("get", key, &e)),
         }
     }
@@ -341,7 +362,10 @@ impl Bucket {
                     Err(e) => return Err(self.failed("get", &key, &e)),
                 };
                 match got.bytes().await {
-                    Ok(b) => Ok(Some(b.to_vec())),
+                    Ok(b) => {
+                        count(&self.requests.get_bytes, b.len() as u64);
+                        Ok(Some(b.to_vec()))
+                    }
                     Err(e) => Err(self.failed("get", &key, &e)),
                 }
             }
@@ -371,7 +395,13 @@ impl Bucket {
                 )
                 .await;
                 match fetched {
-                    Ok(parts) => Ok(Some(parts)),
+                    Ok(parts) => {
+                        count(
+                            &self.requests.get_bytes,
+                            parts.iter().map(|p| p.len() as u64).sum(),
+                        );
+                        Ok(Some(parts))
+                    }
                     Err(object_store::Error::NotFound { .. }) => Ok(None),
                     Err(e) => Err(self.failed("get", &key, &e)),
                 }
@@ -602,6 +632,8 @@ impl Drop for Bucket {
             head = n(&r.head),
             list = n(&r.list),
             delete = n(&r.delete),
+            put_bytes = n(&r.put_bytes),
+            get_bytes = n(&r.get_bytes),
             "s3 requests sent"
         );
     }

@@ -47,6 +47,8 @@ pub struct S3Backend {
     gc: std::sync::Mutex<sweep::GcView>,
     /// Names this server in the gc journal (kept in its index directory).
     server_id: String,
+    /// When it was opened, Unix seconds (the start of the request counts).
+    started: i64,
 }
 
 impl S3Backend {
@@ -73,6 +75,7 @@ impl S3Backend {
             legacy,
             gc: Default::default(),
             server_id,
+            started: crate::index::now(),
         })
     }
 
@@ -263,6 +266,35 @@ impl Backend for S3Backend {
 
     fn refresh(&self) -> Result<(), BackendError> {
         self.packs.refresh(true).map(drop)
+    }
+
+    fn object_store_stats(
+        &self,
+    ) -> Result<Option<bonsai_core::store::ObjectStoreStats>, BackendError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let known = self.packs.known()?;
+        let pack_bytes: u64 = known.iter().map(|k| k.2).sum();
+        let live_bytes: u64 = known.iter().map(|k| k.3).sum();
+        let r = self.bucket.requests();
+        let (written, read) = (r.put_bytes.load(Relaxed), r.get_bytes.load(Relaxed));
+        let requests = self.bucket.request_counts();
+        let per = |n: u64, bytes: u64| match bytes {
+            0 => 0.0,
+            b => n as f64 / (b as f64 / (1u64 << 30) as f64),
+        };
+        Ok(Some(bonsai_core::store::ObjectStoreStats {
+            location: self.bucket.location().to_string(),
+            packs: known.len() as u64,
+            pack_bytes,
+            live_bytes,
+            overhead_bytes: pack_bytes.saturating_sub(live_bytes),
+            put_per_gib_written: per(requests.put, written),
+            get_per_gib_read: per(requests.get, read),
+            requests,
+            written_bytes: written,
+            read_bytes: read,
+            since: self.started,
+        }))
     }
 
     fn shared_gc(&self) -> Option<&dyn super::SharedGc> {
