@@ -462,3 +462,56 @@ fn a_flipped_byte_in_a_pack_is_found_and_a_push_heals_it() {
 fn a_bucket(weed: &Weed, prefix: &str) -> Bucket {
     Bucket::open(&location(prefix), &weed.settings()).unwrap()
 }
+
+/// A sweep cut short after its plan was written (its server or the bucket died): another
+/// server neither says "present" for what the plan may delete nor sweeps over it, and the
+/// same server's next gc resumes the plan and finishes it.
+#[test]
+fn a_sweep_cut_short_is_honoured_by_others_and_resumed_by_its_server() {
+    let weed = Weed::start();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = s3_store(&weed, "cut", da.path());
+    let b = s3_store(&weed, "cut", db.path());
+    let kept: Vec<_> = (0..3).map(|n| block(600 + n)).collect();
+    let garbage: Vec<_> = (0..3).map(|n| block(700 + n)).collect();
+    put(&a, &kept);
+    put(&a, &garbage);
+    assert_eq!(a.register("kept", 1, &ids(&kept)).unwrap(), None);
+    assert_eq!(a.gc(&grace(3600)).unwrap().marked_blocks, 3);
+    // what a's sweep leaves when it dies right after writing its plan
+    let server = std::fs::read_to_string(da.path().join("server-id")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut plan = serde_json::to_vec(&serde_json::json!({
+        "server": server.trim(), "at_ms": now, "expires_ms": now + 1_800_000
+    }))
+    .unwrap();
+    plan.push(b'\n');
+    for g in &garbage {
+        plan.extend_from_slice(g.id.as_bytes());
+    }
+    let bucket = a_bucket(&weed, "cut");
+    assert_eq!(
+        bucket.create("gc/0000000001.plan", plan).unwrap(),
+        Created::New
+    );
+    // b may not promise what the plan may delete, nor sweep over a's plan
+    assert_eq!(b.missing(&ids(&garbage)).unwrap().len(), 3);
+    let e = b.gc(&grace(0)).unwrap_err().to_string();
+    assert!(e.contains("being swept through another server"), "{e}");
+    // a resumes its own plan and finishes it; what b confirmed meanwhile (b wrote its
+    // confirmations before it saw the plan) is kept by that sweep, and the next run takes it
+    let r = a.gc(&grace(0)).unwrap();
+    assert_eq!(r.blocks_freed, 0, "{r:?}");
+    assert!(bucket.read("gc/0000000001.done").unwrap().is_some());
+    let r = a.gc(&grace(0)).unwrap();
+    assert_eq!((r.blocks_freed, r.packs_deleted), (3, 1), "{r:?}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(b.get_many(&ids(&kept)).unwrap().iter().all(Option::is_some));
+    assert!(
+        b.register("late", 1, &ids(&garbage)).unwrap().is_some(),
+        "collected"
+    );
+}
