@@ -58,6 +58,12 @@ python3 bench/run.py --bonsai "$bonsai" --corpus "$corpus" --out bench/RESULTS.m
   echo
   bash bench/boot.sh "$corpus"
 } >> bench/RESULTS.md
+{
+  echo
+  echo "## 8. A store on S3 (bench/s3.sh: C through a directory, then through two servers over one SeaweedFS bucket)"
+  echo
+  BONSAI="$bonsai" bash bench/s3.sh "$corpus/C.raw"
+} >> bench/RESULTS.md
 echo
 echo "Goals, as measured in this run (bench/RESULTS.md):"
 grep -E '^- .*\(goal' bench/RESULTS.md

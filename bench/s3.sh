@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A store on S3-compatible object storage against a store directory: push and pull of one
-# image (corpus C by default) through `bonsai serve --data s3://…` over SeaweedFS
-# (`weed mini`) on loopback, then through `bonsai serve --data DIR`; requests per GiB from
-# the S3 servers' own request counts (logged at shutdown).
+# image (corpus C by default) through `bonsai serve --data DIR`, then through two
+# `bonsai serve --data s3://…` over one SeaweedFS bucket (`weed mini`, loopback), pushed
+# through one and pulled through the other; requests per GiB from the servers' own counts
+# (`bonsai stats --json`); gc of the forgotten image through the server that did not push
+# it; a third server's index rebuilt from the bucket. Ends with goal lines.
 #
 #   bench/s3.sh [IMAGE]        (default /var/tmp/bonsai-corpus/C.raw)
 #
@@ -75,31 +77,53 @@ print(f'| {label} | {r["wall_seconds"]:.2f} | {moved/M:.1f} MiB | {r["logical_by
 PY
 }
 echo "image: $img ($(du -h --apparent-size "$img" | cut -f1))"
+echo
 printf '| run | wall s | moved | MiB/s (logical) |\n|---|---:|---:|---:|\n'
 for target in dir s3; do
   if [ $target = dir ]; then push_url=$dir; pull_url=$dir; else push_url=$s3a; pull_url=$s3b; fi
-  $bonsai push "$img" --store "$push_url" -o "$work/$target.recipe" --json --quiet --no-cache > "$work/$target.push.json"
+  $bonsai push "$img" --store "$push_url" --name c -o "$work/$target.recipe" --json --quiet --no-cache > "$work/$target.push.json"
   row "push via $target" "$work/$target.push.json"
   rm -f "$work/$target.out"
   $bonsai pull "$work/$target.recipe" --store "$pull_url" -o "$work/$target.out" --json --quiet > "$work/$target.pull.json"
   row "pull via $target$([ $target = s3 ] && echo ' (the other server)')" "$work/$target.pull.json"
   rm -f "$work/$target.out"
 done
-kill -TERM "$pid_a" "$pid_b"; wait "$pid_a" "$pid_b" 2>/dev/null || true
-echo
-echo "S3 requests: pushing server: $(grep -a 's3 requests sent' "$log_a" | sed 's/.*sent //')"
-echo "S3 requests: pulling server: $(grep -a 's3 requests sent' "$log_b" | sed 's/.*sent //')"
-python3 - "$work/s3.push.json" "$work/s3.pull.json" "$log_a" "$log_b" <<'PY'
-import json, re, sys
-p, q = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-def counts(log):
-    line = [l for l in open(log, errors="replace") if "s3 requests sent" in l][-1]
-    return {k: int(v) for k, v in re.findall(r"(put|get|head|list|delete)=(\d+)", line)}
-a, b = counts(sys.argv[3]), counts(sys.argv[4])
-G = 1 << 30
-sent, fetched = p["sent_bytes"] / G, q["fetched_bytes"] / G
-print(f'per GiB pushed: {a["put"] / sent:.0f} PUT, {a["list"] / sent:.0f} LIST, {a["head"] / sent:.0f} HEAD '
-      f'(goal: at most 100 PUT)')
-print(f'per GiB pulled: {b["get"] / fetched:.0f} GET, {b["list"] / fetched:.0f} LIST, {b["head"] / fetched:.0f} HEAD '
-      f'(goal: at most 100 GET)')
+$bonsai stats --store "$s3a" --json > "$work/a.stats.json"
+$bonsai stats --store "$s3b" --json > "$work/b.stats.json"
+# a new server over the bucket: its empty index is rebuilt from a listing at start
+serve s3://bonsai-bench/c --index-dir "$work/index-c"
+rebuilt=$(grep -a "index rebuilt" "$last_log" | sed 's/.*seconds=\([0-9.]*\).*/\1/' | tail -1)
+# gc of the forgotten C through the server that did not push it
+$bonsai forget c --all-versions --store "$s3a" > /dev/null
+/usr/bin/time -f %e -o "$work/gc.time" $bonsai gc --grace 0 --store "$s3b" --json > "$work/gc.json"
+$bonsai stats --store "$s3b" --json > "$work/b.after-gc.json"
+kill -TERM "$pid_a" "$pid_b" "$last_pid"; wait "$pid_a" "$pid_b" "$last_pid" 2>/dev/null || true
+python3 - "$work" "$rebuilt" <<'PY'
+import json, sys
+w, rebuilt = sys.argv[1], float(sys.argv[2] or 0)
+j = lambda n: json.load(open(f"{w}/{n}"))
+G, M = 1 << 30, 1 << 20
+dpush, dpull, spush, spull = j("dir.push.json"), j("dir.pull.json"), j("s3.push.json"), j("s3.pull.json")
+a, b, gc, after = j("a.stats.json")["object_store"], j("b.stats.json")["object_store"], j("gc.json"), j("b.after-gc.json")["object_store"]
+ra, rb = a["requests"], b["requests"]
+sent, fetched = spush["sent_bytes"] / G, spull["fetched_bytes"] / G
+print()
+print(f'Requests per GiB pushed (server a): {ra["put"] / sent:.0f} PUT, {ra["head"] / sent:.0f} HEAD, {ra["list"] / sent:.0f} LIST, {ra["get"] / sent:.0f} GET.')
+print(f'Requests per GiB pulled (server b, which had never seen C): {rb["get"] / fetched:.0f} GET '
+      f'(of which {b["packs"]} read the index of each pack once, to learn it), {rb["list"] / fetched:.0f} LIST, {rb["head"] / fetched:.0f} HEAD.')
+print(f'Stored: {a["packs"]} packs, {a["pack_bytes"] / M:.1f} MiB, of which {a["overhead_bytes"] / M:.2f} MiB pack headers and indexes '
+      f'({100 * a["overhead_bytes"] / max(a["pack_bytes"], 1):.2f}%).')
+d = {k: after["requests"][k] - rb[k] for k in rb}
+gct = float(open(f"{w}/gc.time").read().split()[-1])
+print(f'gc of the forgotten C through server b: {gct:.1f} s, freed {gc["blocks_freed"]} blocks and {gc["bytes_freed"] / M:.1f} MiB '
+      f'({gc["packs_deleted"]} packs deleted, {gc["packs_rewritten"]} rewritten), {after["packs"]} packs left; '
+      f'requests: {d["put"]} PUT, {d["get"]} GET, {d["head"]} HEAD, {d["list"]} LIST, {d["delete"]} DELETE.')
+if rebuilt:
+    print(f'A new server rebuilt its index from the bucket at start in {rebuilt:.2f} s ({a["packs"]} packs, '
+          f'{a["packs"] / rebuilt:.0f} packs/s: at that rate 100 M blocks, ~222 000 packs, take {222000 / (a["packs"] / rebuilt) / 60:.0f} min).')
+print()
+print(f'- push of C through S3 / through a directory: {spush["wall_seconds"] / dpush["wall_seconds"]:.2f} (goal: at most 1.2)')
+print(f'- pull of C through S3 / through a directory: {spull["wall_seconds"] / dpull["wall_seconds"]:.2f} (goal: at most 1.2)')
+print(f'- PUT per GiB pushed: {ra["put"] / sent:.0f} (goal: at most 100)')
+print(f'- GET per GiB pulled: {rb["get"] / fetched:.0f}, {(rb["get"] - b["packs"]) / fetched:.0f} once the packs are known (goal: at most 100)')
 PY

@@ -189,10 +189,11 @@ fn read_bucket_step(
         .map_err(crate::ingest::StorageError::from)?;
     let (mut end, mut bytes) = (pos, 0u64);
     for s in sizes {
-        if end > pos && bytes + s.max(1) > BUCKET_STEP {
+        let s = if s == 0 { 64 << 10 } else { s }; // not indexed: count a typical block
+        if end > pos && bytes + s > BUCKET_STEP {
             break;
         }
-        bytes += s.max(1);
+        bytes += s;
         end += 1;
     }
     let mut out = Vec::with_capacity(bytes as usize + (end - pos) * 40);

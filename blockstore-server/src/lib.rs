@@ -75,6 +75,7 @@ mod trust;
 mod versions;
 
 pub use auth::{bearer_token, Access, Role, Tokens};
+pub use backend::s3::packs::MAP_SCHEMA as PACK_MAP_SCHEMA;
 pub use backend::s3::{Bucket, Created, S3Backend, S3Error, S3Location, S3Settings};
 pub use backend::{Backend, BackendError, DirBackend, Put};
 pub use cache::Upstream;

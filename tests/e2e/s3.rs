@@ -295,9 +295,9 @@ fn gc_through_one_server_racing_pushes_through_the_other_loses_nothing() {
         })
         .collect();
     // two old images through a, to be forgotten and collected while the others push
-    for i in 0..2 {
+    for (i, img) in imgs.iter().enumerate().take(2) {
         ok(&try_push(
-            &imgs[i],
+            img,
             &a.url,
             &d.s(&format!("vm{i}.recipe")),
             &format!("old{i}"),
@@ -364,10 +364,10 @@ fn gc_through_one_server_racing_pushes_through_the_other_loses_nothing() {
     });
     assert!(gcs >= 2, "gc ran {gcs} times");
     assert!(freed > 0, "gc freed nothing of the forgotten images");
-    for i in 2..8 {
+    for (i, img) in imgs.iter().enumerate().skip(2) {
         for (side, url) in [("a", &a.url), ("b", &b.url)] {
             let out = d.path(&format!("vm{i}.{side}.out"));
-            pull_same(&d.s(&format!("vm{i}.recipe")), url, &out, &imgs[i]);
+            pull_same(&d.s(&format!("vm{i}.recipe")), url, &out, img);
         }
     }
     let listed = bonsai_json(&["images", "--store", &b.url, "--json"]);

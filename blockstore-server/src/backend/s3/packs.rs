@@ -27,6 +27,18 @@ pub(crate) const PACK_BYTES: usize = 16 << 20;
 /// How far behind the newest listing the watermark stays (and how long a pack PUT may
 /// take before its pack is written again under a fresh name).
 pub(crate) const LAG: Duration = Duration::from_secs(600);
+/// The pack map's tables (`packs.sqlite`): packs; where each block lies in each pack that
+/// holds it (every entry of every pack's own index); copies gc left dead in place.
+pub const MAP_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS packs(
+         num INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,
+         size INTEGER NOT NULL, live INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS locs(
+         id BLOB NOT NULL, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
+         len INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS dead(
+         id BLOB NOT NULL, pack INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+
 /// Whole packs kept in memory for the downloads that follow.
 const READ_CACHE: usize = 128 << 20;
 /// A first guess at a pack's tail: the index of ~450 blocks in one GET.
@@ -136,18 +148,7 @@ impl Packs {
             .map_err(map_err)?;
         db.pragma_update(None, "synchronous", "NORMAL")
             .map_err(map_err)?;
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS packs(
-                 num INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,
-                 size INTEGER NOT NULL, live INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS locs(
-                 id BLOB NOT NULL, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
-                 len INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS dead(
-                 id BLOB NOT NULL, pack INTEGER NOT NULL, PRIMARY KEY(id, pack)) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-        )
-        .map_err(map_err)?;
+        db.execute_batch(MAP_SCHEMA).map_err(map_err)?;
         Ok(Packs {
             bucket,
             map: Mutex::new(db),
