@@ -515,3 +515,49 @@ fn a_sweep_cut_short_is_honoured_by_others_and_resumed_by_its_server() {
         "collected"
     );
 }
+
+/// A block one gc run left dead inside a kept pack, then registered through a server that
+/// never learnt it was collected, survives a later run that rewrites the pack.
+#[test]
+fn a_dead_block_registered_again_survives_a_rewrite_of_its_pack() {
+    let weed = Weed::start();
+    let (da, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = s3_store(&weed, "revive", da.path());
+    let kept: Vec<_> = (0..4).map(|n| block(800 + n)).collect();
+    let later: Vec<_> = (0..5).map(|n| block(900 + n)).collect();
+    let x = block(999);
+    let mut all = kept.clone();
+    all.push(x.clone());
+    all.extend(later.iter().cloned());
+    put(&a, &all); // one pack of ten blocks
+    assert_eq!(a.register("k", 1, &ids(&kept)).unwrap(), None);
+    assert_eq!(a.register("l", 1, &ids(&later)).unwrap(), None);
+    // x alone is garbage: a tenth of the pack, left dead in place
+    let r = a.gc(&grace(0)).unwrap();
+    assert_eq!(
+        (r.blocks_freed, r.packs_rewritten, r.packs_deleted),
+        (1, 0, 0),
+        "{r:?}"
+    );
+    // runs later, that run's journal is pruned; a new server rebuilds its map from the
+    // packs alone, sees x, and a version names it
+    let bucket = a_bucket(&weed, "revive");
+    for what in ["marks", "plan", "done"] {
+        bucket.remove(&format!("gc/0000000001.{what}")).unwrap();
+    }
+    let c = s3_store(&weed, "revive", dc.path());
+    rebuild_index(&c).unwrap();
+    assert_eq!(c.register("x", 1, &[x.id]).unwrap(), None);
+    // the other half goes: a rewrites the pack, and must keep x although its map says dead
+    let l = bonsai_core::name::VersionRef::parse("l").unwrap();
+    assert_eq!(a.forget(&l).unwrap().len(), 1);
+    let r = a.gc(&grace(0)).unwrap();
+    assert_eq!((r.blocks_freed, r.packs_rewritten), (5, 1), "{r:?}");
+    let got = c.get_many(&[x.id, kept[0].id]).unwrap();
+    assert_eq!(
+        got[0].as_deref(),
+        Some(&x.object[..]),
+        "x survived the rewrite"
+    );
+    assert!(got[1].is_some());
+}

@@ -101,12 +101,30 @@ impl Group {
         );
         self.cv.notify_all();
         drop(st);
+        // set the outcome and free the writer even if the write panics
+        let _writing = Writing {
+            group: self,
+            outcome: outcome.clone(),
+        };
         let refs: Vec<(BlockId, &[u8])> = sealed.items.iter().map(|(i, b)| (*i, &b[..])).collect();
         let result = write(&refs);
         let _ = outcome.set(result.as_ref().map(drop).map_err(|e| e.to_string()));
-        let mut st = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        st.writing -= 1;
-        self.cv.notify_all();
         result
+    }
+}
+
+/// A sealed pack being written: when dropped (after the write, or while a panic unwinds
+/// through it) its batches learn the outcome and the writer is free again.
+struct Writing<'a> {
+    group: &'a Group,
+    outcome: Outcome,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let _ = self.outcome.set(Err("the pack write failed".into()));
+        let mut st = self.group.open.lock().unwrap_or_else(|p| p.into_inner());
+        st.writing -= 1;
+        self.group.cv.notify_all();
     }
 }

@@ -35,6 +35,9 @@ pub(crate) struct Header {
     /// For a plan: when its lease ends.
     #[serde(default)]
     pub(crate) expires_ms: u64,
+    /// For marks: when they were written (the grace period runs from here).
+    #[serde(default)]
+    pub(crate) visible_ms: u64,
 }
 
 /// What a finished sweep did, for every server's map.
@@ -81,6 +84,9 @@ impl Journal<'_> {
                 continue;
             };
             let Ok(n) = n.parse::<u64>() else { continue };
+            if n >= 10_000_000_000 {
+                continue; // not a name this journal writes
+            }
             let r = runs.entry(n).or_default();
             match what {
                 "marks" => r.marks = true,
@@ -229,6 +235,7 @@ mod tests {
             server: "s".into(),
             at_ms: 5,
             expires_ms: 9,
+            visible_ms: 6,
         };
         let id = BlockId::from_slice(&[7; 32]).unwrap();
         let mut body = serde_json::to_vec(&h).unwrap();

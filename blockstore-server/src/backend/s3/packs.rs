@@ -482,6 +482,16 @@ impl Packs {
         });
     }
 
+    /// The objects at these locations (each from its own pack), `None` where its pack is
+    /// gone.
+    pub(crate) fn read_at(&self, locs: &[Loc]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        let mut out = vec![None; locs.len()];
+        let slots: Vec<usize> = (0..locs.len()).collect();
+        let locs: Vec<Option<Loc>> = locs.iter().cloned().map(Some).collect();
+        self.read_into(&slots, &locs, &mut out)?;
+        Ok(out)
+    }
+
     /// Sizes of the blocks some known pack holds, after a refresh if any is unknown (a
     /// forced one if `fresh`).
     pub(crate) fn stat_many(

@@ -49,7 +49,10 @@ pub(crate) struct GcView {
 #[derive(Clone)]
 struct Pending {
     run: u64,
+    /// The cut-off: packs named before it are swept.
     marked_ms: u64,
+    /// When the marks were written: the grace period runs from here.
+    visible_ms: u64,
     marks: Arc<HashSet<BlockId>>,
     plan: Option<Arc<HashSet<BlockId>>>,
 }
@@ -58,6 +61,17 @@ fn refused(what: &str, reason: impl std::fmt::Display) -> BackendError {
     BackendError::Refused {
         what: what.to_string(),
         reason: reason.to_string(),
+    }
+}
+
+/// The number of the next run.
+fn next_run(runs: &Runs) -> Result<u64, BackendError> {
+    match runs.keys().next_back() {
+        None => Ok(1),
+        Some(n) => n
+            .checked_add(1)
+            .filter(|n| *n < 10_000_000_000)
+            .ok_or_else(|| refused("gc journal", "run numbers are exhausted")),
     }
 }
 
@@ -117,6 +131,7 @@ impl S3Backend {
                 Pending {
                     run,
                     marked_ms: h.at_ms,
+                    visible_ms: h.visible_ms.max(h.at_ms),
                     marks: Arc::new(marks),
                     plan: None,
                 }
@@ -212,14 +227,17 @@ impl S3Backend {
             return Ok(Some(Pending {
                 run,
                 marked_ms: at_ms,
+                visible_ms: at_ms,
                 marks: Arc::new(marks),
                 plan: None,
             }));
         }
+        // the grace period runs from when the marks are written, not from the cut-off
         let header = Header {
             server: self.server_id.clone(),
             at_ms,
             expires_ms: 0,
+            visible_ms: now_ms(),
         };
         let ids: Vec<BlockId> = marks.iter().copied().collect();
         if !self.journal().create_ids(run, "marks", &header, &ids)? {
@@ -228,6 +246,7 @@ impl S3Backend {
         Ok(Some(Pending {
             run,
             marked_ms: at_ms,
+            visible_ms: header.visible_ms,
             marks: Arc::new(marks),
             plan: None,
         }))
@@ -240,6 +259,7 @@ impl S3Backend {
             server: self.server_id.clone(),
             at_ms: now_ms(),
             expires_ms,
+            visible_ms: 0,
         };
         let ids: Vec<BlockId> = p.marks.iter().copied().collect();
         if !self.journal().create_ids(p.run, "plan", &header, &ids)? {
@@ -272,7 +292,13 @@ impl S3Backend {
             .filter(|i| !keep.contains(i))
             .copied()
             .collect();
-        let done = self.delete_from_packs(&doomed, p.marked_ms, expires_ms, report)?;
+        if now_ms() + 60_000 > expires_ms {
+            return Err(refused(
+                "gc",
+                "the sweep outlived its lease; run gc again to finish it",
+            ));
+        }
+        let done = self.delete_from_packs(&doomed, &keep, p.marked_ms, expires_ms, report)?;
         self.apply(&done)?;
         self.journal().finish(p.run, &done)?;
         report.blocks_freed = doomed.len() as u64;
@@ -286,6 +312,7 @@ impl S3Backend {
     fn delete_from_packs(
         &self,
         doomed: &HashSet<BlockId>,
+        keep: &HashSet<BlockId>,
         before_ms: u64,
         expires_ms: u64,
         report: &mut GcReport,
@@ -319,7 +346,9 @@ impl S3Backend {
             let dying: HashSet<&BlockId> = ids.iter().collect();
             let live: Vec<&(super::packs::Loc, BlockId, bool)> = entries
                 .iter()
-                .filter(|e| !dying.contains(&e.1) && !e.2)
+                // dead in this server's map but named now (a version registered through a
+                // server that never learnt it was collected): live again
+                .filter(|e| !dying.contains(&e.1) && (!e.2 || keep.contains(&e.1)))
                 .collect();
             let live_bytes: u64 = live.iter().map(|e| u64::from(e.0.len)).sum();
             if live.is_empty() || (size > 0 && 1.0 - live_bytes as f64 / size as f64 > MAX_UNUSED) {
@@ -343,7 +372,9 @@ impl S3Backend {
     /// Writes the live blocks of a mostly dead pack into a new pack.
     fn rewrite(&self, live: &[&(super::packs::Loc, BlockId, bool)]) -> Result<(), BackendError> {
         let ids: Vec<BlockId> = live.iter().map(|e| e.1).collect();
-        let got = self.packs.get_many(&ids)?;
+        // each from the very pack being rewritten (another copy may be the damaged one)
+        let locs: Vec<super::packs::Loc> = live.iter().map(|e| e.0.clone()).collect();
+        let got = self.packs.read_at(&locs)?;
         let mut objects = Vec::with_capacity(ids.len());
         for (id, g) in ids.iter().zip(&got) {
             match g {
@@ -385,9 +416,29 @@ impl SharedGc for S3Backend {
             return Ok(out);
         }
         self.journal().confirm(p.run, &hits)?;
-        // after the confirmation is durable: is a sweep already past reading them?
-        let p = self.look(true)?.filter(|q| q.run == p.run).unwrap_or(p);
+        // after the confirmation is durable: is a sweep already past reading them? The
+        // fresh look also applies a run that finished meanwhile to the map
+        let fresh = self.look(true)?.filter(|q| q.run == p.run);
+        let p = match fresh {
+            Some(q) => q,
+            None => {
+                let plan = self.journal().read_ids(p.run, "plan")?;
+                Pending {
+                    plan: plan.map(|(_, ids)| Arc::new(ids)),
+                    ..p
+                }
+            }
+        };
         out.extend(self.condemned(&p, &hits)?);
+        if !self.legacy {
+            let locs = self.packs.locate(&hits)?;
+            out.extend(
+                hits.iter()
+                    .zip(&locs)
+                    .filter(|(_, l)| l.is_none())
+                    .map(|(i, _)| *i),
+            );
+        }
         Ok(out)
     }
 
@@ -434,7 +485,7 @@ impl SharedGc for S3Backend {
         let p = match pending {
             Some(p) => p,
             None => {
-                let next = runs.keys().next_back().map_or(1, |n| n + 1);
+                let next = next_run(&runs)?;
                 match self.mark(next, opts)? {
                     Some(p) => p,
                     None => {
@@ -448,7 +499,7 @@ impl SharedGc for S3Backend {
         };
         report.unreferenced_blocks = p.marks.len() as u64;
         report.marked_blocks = p.marks.len() as u64;
-        let ripe = now_ms().saturating_sub(p.marked_ms) >= opts.grace.as_millis() as u64;
+        let ripe = now_ms().saturating_sub(p.visible_ms) >= opts.grace.as_millis() as u64;
         if opts.dry_run || !ripe || p.marks.is_empty() {
             report.blocks_in_grace = if ripe { 0 } else { p.marks.len() as u64 };
             if opts.dry_run && ripe {
@@ -464,12 +515,7 @@ impl SharedGc for S3Backend {
         self.view().pending = None;
         if !opts.grace.is_zero() && runs.get(&p.run).is_some_and(|r| r.marks) {
             // a run marked earlier was swept: mark the next, to be swept after its grace
-            let next = self
-                .journal()
-                .runs()?
-                .keys()
-                .next_back()
-                .map_or(1, |n| n + 1);
+            let next = next_run(&self.journal().runs()?)?;
             if let Some(q) = self.mark(next, opts)? {
                 report.marked_blocks = q.marks.len() as u64;
                 report.blocks_in_grace = q.marks.len() as u64;
