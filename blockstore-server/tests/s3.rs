@@ -561,3 +561,22 @@ fn a_dead_block_registered_again_survives_a_rewrite_of_its_pack() {
     );
     assert!(got[1].is_some());
 }
+
+/// A damaged marks object (anyone with access to the bucket can write one) stops nothing:
+/// existence answers go on, and the next gc marks and sweeps a run of its own.
+#[test]
+fn damaged_gc_marks_are_skipped() {
+    let weed = Weed::start();
+    let da = tempfile::tempdir().unwrap();
+    let a = s3_store(&weed, "damaged", da.path());
+    let (kept, garbage) = (block(1001), block(1002));
+    put(&a, std::slice::from_ref(&kept));
+    put(&a, std::slice::from_ref(&garbage));
+    assert_eq!(a.register("k", 1, &[kept.id]).unwrap(), None);
+    let bucket = a_bucket(&weed, "damaged");
+    bucket.create("gc/0000000001.marks", b"not a marks object".to_vec()).unwrap();
+    assert!(a.missing(&[kept.id, garbage.id]).unwrap().is_empty());
+    let r = a.gc(&grace(0)).unwrap();
+    assert_eq!(r.blocks_freed, 1, "{r:?}");
+    assert!(bucket.read("gc/0000000002.done").unwrap().is_some());
+}

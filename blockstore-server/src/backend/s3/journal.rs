@@ -22,6 +22,9 @@ use std::collections::{BTreeMap, HashSet};
 
 /// How long a sweep may run before its plan counts as abandoned.
 pub(crate) const LEASE_MS: u64 = 30 * 60 * 1000;
+/// The reason given for a journal object that does not parse (told apart from a failed
+/// request: only unreadable marks are skipped, never marks the bucket failed to send).
+pub(crate) const DAMAGED: &str = "damaged gc journal object";
 /// Runs whose journal is kept (older ones are pruned by the next sweep).
 pub(crate) const KEEP_RUNS: u64 = 8;
 
@@ -127,7 +130,7 @@ impl Journal<'_> {
             .map(Some)
             .ok_or_else(|| BackendError::Refused {
                 what: key(run, what),
-                reason: "damaged gc journal object".into(),
+                reason: DAMAGED.into(),
             })
     }
 

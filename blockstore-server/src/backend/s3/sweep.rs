@@ -18,7 +18,7 @@
 //!   Every pack the version uses is then confirmed with a HEAD, so a pack gone since this
 //!   server last looked never lets a version through.
 
-use super::journal::{Done, Header, Journal, Runs, LEASE_MS};
+use super::journal::{Done, Header, Journal, Runs, DAMAGED, LEASE_MS};
 use super::packs::now_ms;
 use super::S3Backend;
 use crate::backend::{BackendError, SharedGc};
@@ -125,8 +125,16 @@ impl S3Backend {
         let mut p = match had.filter(|p| p.run == run) {
             Some(p) => p,
             None => {
-                let Some((h, marks)) = self.journal().read_ids(run, "marks")? else {
-                    return Ok(None);
+                let (h, marks) = match self.journal().read_ids(run, "marks") {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return Ok(None),
+                    // unreadable marks can never be swept (a sweep needs them): no run is
+                    // pending, and the next gc marks a new one
+                    Err(e @ BackendError::Refused { .. }) if e.to_string().contains(DAMAGED) => {
+                        tracing::warn!(run, error = %e, "gc journal: unreadable marks; that run is skipped");
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
                 };
                 Pending {
                     run,
