@@ -574,7 +574,9 @@ fn damaged_gc_marks_are_skipped() {
     put(&a, std::slice::from_ref(&garbage));
     assert_eq!(a.register("k", 1, &[kept.id]).unwrap(), None);
     let bucket = a_bucket(&weed, "damaged");
-    bucket.create("gc/0000000001.marks", b"not a marks object".to_vec()).unwrap();
+    bucket
+        .create("gc/0000000001.marks", b"not a marks object".to_vec())
+        .unwrap();
     assert!(a.missing(&[kept.id, garbage.id]).unwrap().is_empty());
     let r = a.gc(&grace(0)).unwrap();
     assert_eq!(r.blocks_freed, 1, "{r:?}");
