@@ -311,7 +311,10 @@ impl Store {
         shared: &dyn crate::backend::SharedGc,
         opts: &GcOptions,
     ) -> Result<GcReport, StorageError> {
-        let report = shared.collect(opts)?;
+        let report = shared.collect(opts).map_err(|e| match e {
+            crate::backend::BackendError::Busy(why) => StorageError::Conflict(why),
+            e => StorageError::Backend(e),
+        })?;
         if report.blocks_freed > 0 && !opts.dry_run {
             let mut gone = Vec::new();
             let rows: Vec<(BlockId, u64)> = self.index().all_blocks()?;

@@ -499,7 +499,12 @@ fn a_sweep_cut_short_is_honoured_by_others_and_resumed_by_its_server() {
     );
     // b may not promise what the plan may delete, nor sweep over a's plan
     assert_eq!(b.missing(&ids(&garbage)).unwrap().len(), 3);
-    let e = b.gc(&grace(0)).unwrap_err().to_string();
+    let e = b.gc(&grace(0)).unwrap_err();
+    assert!(
+        matches!(e, bonsai_blockstore::StorageError::Conflict(_)),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(e.contains("being swept through another server"), "{e}");
     // a resumes its own plan and finishes it; what b confirmed meanwhile (b wrote its
     // confirmations before it saw the plan) is kept by that sweep, and the next run takes it

@@ -31,6 +31,10 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    /// An operation that needs what another holds (a gc run through another server):
+    /// nothing changed; try again later. Reported as a conflict.
+    #[error("{0}")]
+    Busy(String),
     /// The backend answered with a refusal (object store error codes, bad credentials).
     #[error("{what}: {reason}")]
     Refused {

@@ -275,10 +275,14 @@ impl Bucket {
 
     /// Deletes block objects (absent ones are fine).
     pub fn delete_blocks(&self, ids: &[BlockId]) -> Result<(), S3Error> {
-        let jobs = ids.iter().map(|id| {
-            let key = self.layout.block(id);
-            async move { self.delete_object(&key).await }
-        });
+        self.delete_keys(ids.iter().map(|id| self.layout.block(id)).collect())
+    }
+
+    /// Deletes objects by key, [`PARALLEL`] at a time (absent ones are fine).
+    fn delete_keys(&self, keys: Vec<String>) -> Result<(), S3Error> {
+        let jobs = keys
+            .into_iter()
+            .map(|key| async move { self.delete_object(&key).await });
         self.rt.block_on(
             stream::iter(jobs)
                 .buffered(PARALLEL)
@@ -456,16 +460,7 @@ impl Bucket {
 
     /// Deletes packs (absent ones are fine).
     pub fn delete_packs(&self, names: &[String]) -> Result<(), S3Error> {
-        let jobs = names.iter().map(|n| {
-            let key = self.layout.pack(n);
-            async move { self.delete_object(&key).await }
-        });
-        self.rt.block_on(
-            stream::iter(jobs)
-                .buffered(PARALLEL)
-                .try_collect::<Vec<()>>(),
-        )?;
-        Ok(())
+        self.delete_keys(names.iter().map(|n| self.layout.pack(n)).collect())
     }
 
     /// Keys (below the store's prefix) of the objects directly under `prefix`, not those

@@ -615,15 +615,19 @@ impl Packs {
         tx.commit().map_err(map_err)
     }
 
-    /// [`Packs::drop_pack`] by name (a pack another server's gc deleted).
-    pub(crate) fn drop_pack_named(&self, name: &str) -> Result<(), BackendError> {
-        let num: Option<i64> = self
-            .db()
+    /// The map's number of the pack named `name`, if known.
+    fn pack_num(&self, name: &str) -> Result<Option<i64>, BackendError> {
+        self.db()
             .query_row("SELECT num FROM packs WHERE name = ?1", [name], |r| {
                 r.get(0)
             })
             .optional()
-            .map_err(map_err)?;
+            .map_err(map_err)
+    }
+
+    /// [`Packs::drop_pack`] by name (a pack another server's gc deleted).
+    pub(crate) fn drop_pack_named(&self, name: &str) -> Result<(), BackendError> {
+        let num = self.pack_num(name)?;
         match num {
             Some(n) => self.drop_pack(n),
             None => Ok(()),
@@ -643,13 +647,7 @@ impl Packs {
 
     /// Marks the copies of `ids` in the pack `name` dead (another server's gc did).
     pub(crate) fn unmap_in(&self, name: &str, ids: &[BlockId]) -> Result<(), BackendError> {
-        let num: Option<i64> = self
-            .db()
-            .query_row("SELECT num FROM packs WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(map_err)?;
+        let num = self.pack_num(name)?;
         if let Some(num) = num {
             let pairs: Vec<(BlockId, i64)> = ids.iter().map(|i| (*i, num)).collect();
             self.mark_dead(&pairs)?;

@@ -57,6 +57,11 @@ struct Pending {
     plan: Option<Arc<HashSet<BlockId>>>,
 }
 
+/// gc cannot run now: another run or server holds what it needs (a conflict, not a fault).
+fn busy(reason: impl std::fmt::Display) -> BackendError {
+    BackendError::Busy(reason.to_string())
+}
+
 fn refused(what: &str, reason: impl std::fmt::Display) -> BackendError {
     BackendError::Refused {
         what: what.to_string(),
@@ -278,13 +283,10 @@ impl S3Backend {
                     tracing::info!(run = p.run, "resuming an unfinished gc sweep");
                 }
                 _ => {
-                    return Err(refused(
-                        "gc",
-                        format!(
-                            "run {} is being swept through another server; try again later",
-                            p.run
-                        ),
-                    ))
+                    return Err(busy(format!(
+                        "run {} is being swept through another server; try again later",
+                        p.run
+                    )))
                 }
             }
         }
@@ -301,8 +303,7 @@ impl S3Backend {
             .copied()
             .collect();
         if now_ms() + 60_000 > expires_ms {
-            return Err(refused(
-                "gc",
+            return Err(busy(
                 "the sweep outlived its lease; run gc again to finish it",
             ));
         }
@@ -341,8 +342,7 @@ impl S3Backend {
         let mut done = Done::default();
         for (num, ids) in by_pack {
             if now_ms() + 60_000 > expires_ms {
-                return Err(refused(
-                    "gc",
+                return Err(busy(
                     "the sweep outlived its lease; run gc again to finish it",
                 ));
             }
@@ -481,7 +481,7 @@ impl SharedGc for S3Backend {
         let sweeping = self.view().sweeping.clone();
         let _one = sweeping
             .try_lock()
-            .map_err(|_| refused("gc", "a gc is already running on this server"))?;
+            .map_err(|_| busy("a gc is already running on this server"))?;
         let started = Instant::now();
         let mut report = GcReport {
             dry_run: opts.dry_run,
@@ -497,8 +497,7 @@ impl SharedGc for S3Backend {
                 match self.mark(next, opts)? {
                     Some(p) => p,
                     None => {
-                        return Err(refused(
-                            "gc",
+                        return Err(busy(
                             "another server started a gc run at the same moment; try again",
                         ))
                     }
